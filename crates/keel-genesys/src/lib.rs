@@ -1,0 +1,1 @@
+//! keel-genesys (work in progress).

@@ -1,0 +1,1 @@
+//! Rate-limit backoff: `Retry-After`, jittered exponential backoff, budgets and cooperative pacing.

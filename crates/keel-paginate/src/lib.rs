@@ -1,0 +1,1 @@
+//! keel-paginate (work in progress).

@@ -1,0 +1,1 @@
+//! keel-sim (work in progress).
