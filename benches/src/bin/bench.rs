@@ -1,0 +1,3 @@
+//! The `bench` binary: runs keel's performance measurements and prints their tables.
+
+fn main() {}
