@@ -1,0 +1,307 @@
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use tower::BoxError;
+
+use super::TryCloneBody;
+
+/// A request body that keeps up to `cap` bytes of what it streams, so that it can be sent again.
+///
+/// The first attempt streams the original body and keeps each data chunk it passes on (the
+/// [`Bytes`] handles are shared, not copied). A clone made with
+/// [`try_clone_body`](TryCloneBody::try_clone_body) first yields the kept chunks, then, if no
+/// attempt has read the original to its end yet, continues with the rest of it: every clone
+/// yields exactly the original bytes, once each, in order. Trailers are kept and replayed.
+///
+/// Once the original yields more than `cap` bytes (or announces a larger size up front) the
+/// kept chunks are dropped and the body is no longer replayable:
+/// [`try_clone_body`](TryCloneBody::try_clone_body) answers `None` and a clone made earlier
+/// fails with [`ReplayError::CapExceeded`] instead of sending a partial body.
+///
+/// # Clone
+///
+/// `ReplayBody` is deliberately not `Clone`; clones come from `try_clone_body`. All clones
+/// share one state behind an `Arc`, which holds the original body and the kept chunks.
+pub struct ReplayBody<B> {
+    shared: Arc<Shared<B>>,
+    /// Index of the next kept chunk this body yields.
+    pos: usize,
+    /// Data bytes this body has yielded so far, for `size_hint`.
+    yielded: u64,
+    trailers_sent: bool,
+    id: u64,
+}
+
+/// Errors of a [`ReplayBody`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// The original body outgrew the replay cap while another attempt was reading it, so this
+    /// copy cannot be completed.
+    #[error("request body exceeded the replay cap of {cap} bytes and cannot be replayed")]
+    CapExceeded {
+        /// The configured cap, in bytes.
+        cap: usize,
+    },
+    /// The original body failed during an earlier attempt.
+    #[error("the original request body failed during an earlier attempt")]
+    OriginalFailed,
+    /// The original body failed.
+    #[error("request body failed")]
+    Body(#[source] BoxError),
+}
+
+struct Shared<B> {
+    state: Mutex<State<B>>,
+    wakers: Arc<WakerList>,
+    /// Wakes everything in `wakers`; the context the original is polled with.
+    fanout: Waker,
+    cap: usize,
+    next_id: AtomicU64,
+    hint: SizeHint,
+}
+
+struct State<B> {
+    /// The original body; `None` once it ended or failed.
+    original: Option<Pin<Box<B>>>,
+    /// Chunks read from the original so far, while under the cap.
+    kept: Vec<Bytes>,
+    kept_len: usize,
+    trailers: Option<HeaderMap>,
+    /// The original yielded its end.
+    ended: bool,
+    failed: bool,
+    /// Set once the cap was exceeded: only the body with this id may go on reading.
+    capped_reader: Option<u64>,
+}
+
+/// Wakes every body that waits on the shared original, whichever of them polled it last.
+#[derive(Default)]
+struct WakerList(Mutex<Vec<Waker>>);
+
+impl Wake for WakerList {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakers = std::mem::take(&mut *lock(&self.0));
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<B: Body> ReplayBody<B> {
+    /// Wraps `body`, keeping up to `cap` bytes of it for replays.
+    ///
+    /// A body whose `size_hint` already says it is longer than `cap` is never replayable.
+    pub fn new(body: B, cap: usize) -> Self {
+        let hint = body.size_hint();
+        let too_big = hint.lower() > cap as u64;
+        let state = State {
+            original: Some(Box::pin(body)),
+            kept: Vec::new(),
+            kept_len: 0,
+            trailers: None,
+            ended: false,
+            failed: false,
+            capped_reader: too_big.then_some(0),
+        };
+        let wakers = Arc::<WakerList>::default();
+        ReplayBody {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                fanout: Waker::from(Arc::clone(&wakers)),
+                wakers,
+                cap,
+                next_id: AtomicU64::new(1),
+                hint,
+            }),
+            pos: 0,
+            yielded: 0,
+            trailers_sent: false,
+            id: 0,
+        }
+    }
+
+    /// Whether this body can still be replayed (the original has not outgrown the cap).
+    pub fn is_replayable(&self) -> bool {
+        lock(&self.shared.state).capped_reader.is_none()
+    }
+}
+
+impl<B> TryCloneBody for ReplayBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn try_clone_body(&self) -> Option<Self> {
+        if !self.is_replayable() {
+            return None;
+        }
+        Some(ReplayBody {
+            shared: Arc::clone(&self.shared),
+            pos: 0,
+            yielded: 0,
+            trailers_sent: false,
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+}
+
+impl<B> Body for ReplayBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = ReplayError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
+        let this = self.get_mut();
+        let shared = Arc::clone(&this.shared);
+        let state = lock(&shared.state);
+        if let Some(reader) = state.capped_reader {
+            if reader != this.id {
+                return Poll::Ready(Some(Err(ReplayError::CapExceeded { cap: shared.cap })));
+            }
+        } else if let Some(chunk) = state.kept.get(this.pos) {
+            let chunk = chunk.clone();
+            this.pos += 1;
+            this.yielded += chunk.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        if state.failed {
+            return Poll::Ready(Some(Err(ReplayError::OriginalFailed)));
+        }
+        if state.ended {
+            return Poll::Ready(this.take_trailers(&state).map(Ok));
+        }
+        drop(state);
+        this.poll_original(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let state = lock(&self.shared.state);
+        if state.capped_reader.is_some_and(|r| r != self.id) || state.failed {
+            return false;
+        }
+        let replayed_all = state.capped_reader.is_some() || self.pos >= state.kept.len();
+        if !replayed_all {
+            return false;
+        }
+        if state.ended {
+            return state.trailers.is_none() || self.trailers_sent;
+        }
+        state.original.as_ref().is_some_and(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let hint = &self.shared.hint;
+        let mut out = SizeHint::new();
+        out.set_lower(hint.lower().saturating_sub(self.yielded));
+        if let Some(upper) = hint.upper() {
+            out.set_upper(upper.saturating_sub(self.yielded));
+        }
+        out
+    }
+}
+
+impl<B> ReplayBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn take_trailers(&mut self, state: &State<B>) -> Option<Frame<Bytes>> {
+        if self.trailers_sent {
+            return None;
+        }
+        self.trailers_sent = true;
+        state.trailers.clone().map(Frame::trailers)
+    }
+
+    fn poll_original(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
+        let shared = Arc::clone(&self.shared);
+        {
+            let mut wakers = lock(&shared.wakers.0);
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        let mut state = lock(&shared.state);
+        let Some(original) = state.original.as_mut() else {
+            // NOTE: unreachable in practice: `original` is only taken together with setting
+            // `ended` or `failed`, both checked by the caller under the same lock.
+            return Poll::Ready(None);
+        };
+        let mut fanout = Context::from_waker(&shared.fanout);
+        let frame = match original.as_mut().poll_frame(&mut fanout) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(e))) => {
+                state.failed = true;
+                state.original = None;
+                return Poll::Ready(Some(Err(ReplayError::Body(e.into()))));
+            }
+            Poll::Ready(None) => {
+                state.ended = true;
+                state.original = None;
+                return Poll::Ready(self.take_trailers(&state).map(Ok));
+            }
+        };
+        let frame = match frame.into_data() {
+            Ok(mut data) => {
+                let chunk = data.copy_to_bytes(data.remaining());
+                self.yielded += chunk.len() as u64;
+                if state.capped_reader.is_none() {
+                    if state.kept_len + chunk.len() > shared.cap {
+                        state.capped_reader = Some(self.id);
+                        state.kept = Vec::new();
+                        tracing::debug!(cap = shared.cap, "request body exceeded the replay cap; it will not be replayed");
+                    } else {
+                        state.kept_len += chunk.len();
+                        state.kept.push(chunk.clone());
+                        self.pos += 1;
+                    }
+                }
+                Frame::data(chunk)
+            }
+            Err(frame) => match frame.into_trailers() {
+                Ok(trailers) => {
+                    if state.capped_reader.is_none() {
+                        state.trailers = Some(trailers.clone());
+                    }
+                    self.trailers_sent = true;
+                    Frame::trailers(trailers)
+                }
+                // NOTE: a frame that is neither data nor trailers (none exist in http-body 1)
+                // is passed on and not replayed.
+                Err(other) => other.map_data(|mut d| d.copy_to_bytes(d.remaining())),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+impl<B> std::fmt::Debug for ReplayBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.shared.state);
+        f.debug_struct("ReplayBody")
+            .field("cap", &self.shared.cap)
+            .field("kept_bytes", &state.kept_len)
+            .field("replayable", &state.capped_reader.is_none())
+            .field("position", &self.pos)
+            .finish()
+    }
+}

@@ -1,0 +1,196 @@
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full, StreamBody};
+use std::convert::Infallible;
+use tokio::sync::mpsc;
+use tokio_stream_shim::ChannelStream;
+
+use super::*;
+
+type Chunk = Result<Frame<Bytes>, Infallible>;
+
+/// A streaming body fed by a channel, like a request body that is still being produced.
+fn channel_body() -> (mpsc::UnboundedSender<Chunk>, StreamBody<ChannelStream<Chunk>>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (tx, StreamBody::new(ChannelStream(rx)))
+}
+
+mod tokio_stream_shim {
+    use futures_util::Stream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::sync::mpsc;
+
+    pub(super) struct ChannelStream<T>(pub(super) mpsc::UnboundedReceiver<T>);
+
+    impl<T> Stream for ChannelStream<T> {
+        type Item = T;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+}
+
+fn data(s: &'static str) -> Chunk {
+    Ok(Frame::data(Bytes::from_static(s.as_bytes())))
+}
+
+async fn next_data<B>(body: &mut B) -> Bytes
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    body.frame().await.unwrap().unwrap().into_data().unwrap()
+}
+
+async fn collect<B>(body: B) -> Result<Bytes, B::Error>
+where
+    B: Body<Data = Bytes>,
+{
+    Ok(body.collect().await?.to_bytes())
+}
+
+#[tokio::test]
+async fn replay_yields_the_same_bytes_as_the_first_attempt() {
+    let (tx, original) = channel_body();
+    for s in ["a", "bc", "def"] {
+        tx.send(data(s)).unwrap();
+    }
+    drop(tx);
+    let first = ReplayBody::new(original, 1024);
+    let backup = first.try_clone_body().unwrap();
+    assert_eq!(collect(first).await.unwrap(), "abcdef");
+    let replay = backup.try_clone_body().unwrap();
+    assert_eq!(collect(replay).await.unwrap(), "abcdef");
+    assert_eq!(collect(backup).await.unwrap(), "abcdef");
+}
+
+#[tokio::test]
+async fn replay_after_a_partial_first_read_continues_with_the_rest_without_duplicates() {
+    let (tx, original) = channel_body();
+    tx.send(data("one ")).unwrap();
+    tx.send(data("two ")).unwrap();
+    let mut first = ReplayBody::new(original, 1024);
+    let backup = first.try_clone_body().unwrap();
+    // The server answers after reading only the first chunk; the attempt is abandoned.
+    assert_eq!(next_data(&mut first).await, "one ");
+    drop(first);
+
+    let mut replay = backup.try_clone_body().unwrap();
+    assert_eq!(next_data(&mut replay).await, "one ");
+    // "two " was never read by the first attempt: the replay reads it from the original.
+    assert_eq!(next_data(&mut replay).await, "two ");
+    tx.send(data("three")).unwrap();
+    drop(tx);
+    assert_eq!(collect(replay).await.unwrap(), "three");
+    // And a later replay yields every byte exactly once.
+    assert_eq!(collect(backup).await.unwrap(), "one two three");
+}
+
+#[tokio::test]
+async fn replay_while_the_first_attempt_is_still_reading_shares_the_original() {
+    let (tx, original) = channel_body();
+    let mut first = ReplayBody::new(original, 1024);
+    let mut replay = first.try_clone_body().unwrap();
+
+    // Both wait on the original; whichever polled last, both must wake up.
+    let mut first_next = tokio_test::task::spawn(async { next_data(&mut first).await });
+    let mut replay_next = tokio_test::task::spawn(async { next_data(&mut replay).await });
+    assert!(first_next.poll().is_pending());
+    assert!(replay_next.poll().is_pending());
+    tx.send(data("x")).unwrap();
+    assert!(first_next.is_woken());
+    assert!(replay_next.is_woken());
+    assert_eq!(tokio_test::assert_ready!(replay_next.poll()), "x");
+    assert_eq!(tokio_test::assert_ready!(first_next.poll()), "x");
+    drop((first_next, replay_next));
+    tx.send(data("y")).unwrap();
+    drop(tx);
+    assert_eq!(collect(first).await.unwrap(), "y");
+    assert_eq!(collect(replay).await.unwrap(), "y");
+}
+
+#[tokio::test]
+async fn body_over_the_cap_is_streamed_once_and_not_replayable() {
+    let (tx, original) = channel_body();
+    for s in ["12345", "67890", "abc"] {
+        tx.send(data(s)).unwrap();
+    }
+    drop(tx);
+    let first = ReplayBody::new(original, 8);
+    let backup = first.try_clone_body().unwrap();
+    // The first attempt still gets every byte.
+    assert_eq!(collect(first).await.unwrap(), "1234567890abc");
+    assert!(backup.try_clone_body().is_none());
+    assert!(!backup.is_replayable());
+    // The backup taken before the cap was hit refuses to send a partial body.
+    let err = collect(backup).await.unwrap_err();
+    assert!(matches!(err, ReplayError::CapExceeded { cap: 8 }), "{err:?}");
+}
+
+#[tokio::test]
+async fn body_exactly_at_the_cap_is_replayable() {
+    let body = ReplayBody::new(Full::new(Bytes::from_static(b"12345678")), 8);
+    let backup = body.try_clone_body().unwrap();
+    assert_eq!(collect(body).await.unwrap(), "12345678");
+    assert_eq!(collect(backup.try_clone_body().unwrap()).await.unwrap(), "12345678");
+}
+
+#[test]
+fn body_announcing_a_size_over_the_cap_is_never_replayable() {
+    let body = ReplayBody::new(Full::new(Bytes::from_static(b"123456789")), 8);
+    assert!(body.try_clone_body().is_none());
+}
+
+#[tokio::test]
+async fn trailers_are_replayed() {
+    let (tx, original) = channel_body();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    tx.send(data("body")).unwrap();
+    tx.send(Ok(Frame::trailers(trailers.clone()))).unwrap();
+    drop(tx);
+    let first = ReplayBody::new(original, 64);
+    let backup = first.try_clone_body().unwrap();
+    let collected = first.collect().await.unwrap();
+    assert_eq!(collected.trailers(), Some(&trailers));
+    let replayed = backup.collect().await.unwrap();
+    assert_eq!(replayed.trailers(), Some(&trailers));
+    assert_eq!(replayed.to_bytes(), "body");
+}
+
+#[tokio::test]
+async fn size_hint_and_end_of_stream_follow_the_original() {
+    let body = ReplayBody::new(Full::new(Bytes::from_static(b"hello")), 64);
+    assert_eq!(body.size_hint().exact(), Some(5));
+    assert!(!body.is_end_stream());
+    let backup = body.try_clone_body().unwrap();
+    let mut body = body;
+    assert_eq!(next_data(&mut body).await, "hello");
+    assert_eq!(body.size_hint().exact(), Some(0));
+    assert!(body.is_end_stream());
+    assert_eq!(backup.size_hint().exact(), Some(5));
+    assert!(!backup.is_end_stream());
+
+    let empty = ReplayBody::new(http_body_util::Empty::<Bytes>::new(), 64);
+    assert!(empty.is_end_stream());
+    assert!(empty.try_clone_body().unwrap().is_end_stream());
+}
+
+#[tokio::test]
+async fn layer_wraps_request_bodies() {
+    use tower::{service_fn, Layer, ServiceExt};
+    let svc = ReplayBodyLayer::new(16).layer(service_fn(
+        |req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+            let backup = try_clone_request(&req).unwrap();
+            let first = collect(req.into_body()).await?;
+            let second = collect(backup.into_body()).await?;
+            Ok::<_, ReplayError>((first, second))
+        },
+    ));
+    let req = http::Request::new(Full::new(Bytes::from_static(b"payload")));
+    let (first, second) = svc.oneshot(req).await.unwrap();
+    assert_eq!(first, "payload");
+    assert_eq!(second, "payload");
+}
