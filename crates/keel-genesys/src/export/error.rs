@@ -1,0 +1,208 @@
+//! What can stop an export, and the exit code each class maps to.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Exit code of a complete export.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a usage error: bad flag or value, missing credentials, a checkpoint in the way.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code when the login server rejects the credentials.
+pub const EXIT_CREDENTIALS: u8 = 3;
+/// Exit code when the API fails after retries.
+pub const EXIT_API: u8 = 4;
+/// Exit code when the output (or its checkpoint) cannot be read or written.
+pub const EXIT_OUTPUT: u8 = 5;
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why an export stopped. Messages are lowercase and never hold a secret or a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A flag value or a combination of flags that cannot work.
+    #[error("{0}")]
+    Usage(String),
+
+    /// No credentials were given.
+    #[error("missing credentials: {missing} is not set (set GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET in the environment, or pass --credentials-file)")]
+    MissingCredentials {
+        /// Which variable (or file entry) is missing.
+        missing: String,
+    },
+
+    /// The credentials file could not be used.
+    #[error("cannot read credentials file {path}")]
+    CredentialsFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A checkpoint of an earlier, interrupted run is in the way of a fresh run, or belongs
+    /// to a different export.
+    #[error("{message} (checkpoint {path})")]
+    Checkpoint {
+        /// What is wrong with it.
+        message: String,
+        /// The checkpoint file.
+        path: PathBuf,
+    },
+
+    /// The login server rejected the client credentials.
+    #[error("credentials rejected: the login server refused client id `{client_id}`")]
+    CredentialsRejected {
+        /// The client id (never the secret).
+        client_id: String,
+        /// The library error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// The API failed, after retries.
+    #[error("{context}")]
+    Api {
+        /// What the export was doing.
+        context: String,
+        /// The library error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Reading or writing the output or its checkpoint failed.
+    #[error("cannot {action} {path}")]
+    Output {
+        /// What the export was doing, e.g. "write".
+        action: &'static str,
+        /// The file (or `<stdout>`).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ExportError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExportError::Usage(_)
+            | ExportError::MissingCredentials { .. }
+            | ExportError::CredentialsFile { .. }
+            | ExportError::Checkpoint { .. } => EXIT_USAGE,
+            ExportError::CredentialsRejected { .. } => EXIT_CREDENTIALS,
+            ExportError::Api { .. } => EXIT_API,
+            ExportError::Output { .. } => EXIT_OUTPUT,
+        }
+    }
+
+    /// An output error.
+    pub(crate) fn output(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: io::Error,
+    ) -> Self {
+        ExportError::Output {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Renders the error with its chain of causes: `error: …` then `  caused by: …` lines.
+    pub fn report(&self) -> Report<'_> {
+        Report(self)
+    }
+}
+
+/// [`ExportError`] with its causes, for stderr (see [`ExportError::report`]).
+#[derive(Debug)]
+pub struct Report<'a>(&'a ExportError);
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "error: {}", self.0)?;
+        let mut cause = self.0.source();
+        let mut last = self.0.to_string();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            // NOTE: some errors repeat their source's message in their own; print it once.
+            if !last.contains(&text) {
+                write!(f, "\n  caused by: {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_maps_to_its_exit_code() {
+        let io = || io::Error::other("disk full");
+        assert_eq!(ExportError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(
+            ExportError::MissingCredentials {
+                missing: "GENESYS_CLIENT_ID".into()
+            }
+            .exit_code(),
+            2
+        );
+        assert_eq!(
+            ExportError::Checkpoint {
+                message: "m".into(),
+                path: "p".into()
+            }
+            .exit_code(),
+            2
+        );
+        assert_eq!(
+            ExportError::CredentialsRejected {
+                client_id: "id".into(),
+                source: "no".into()
+            }
+            .exit_code(),
+            3
+        );
+        assert_eq!(
+            ExportError::Api {
+                context: "c".into(),
+                source: "s".into()
+            }
+            .exit_code(),
+            4
+        );
+        assert_eq!(
+            ExportError::output("write", "out.ndjson", io()).exit_code(),
+            5
+        );
+    }
+
+    #[test]
+    fn report_prints_the_cause_chain() {
+        let e = ExportError::output("write", "out.ndjson", io::Error::other("disk full"));
+        assert_eq!(
+            e.report().to_string(),
+            "error: cannot write out.ndjson\n  caused by: disk full"
+        );
+    }
+
+    #[test]
+    fn credentials_rejected_names_the_client_id() {
+        let e = ExportError::CredentialsRejected {
+            client_id: "abc-123".into(),
+            source: "invalid_client".into(),
+        };
+        let text = e.report().to_string();
+        assert!(text.contains("abc-123"), "{text}");
+        assert!(text.contains("caused by: invalid_client"), "{text}");
+    }
+}
