@@ -37,6 +37,7 @@ mod error;
 mod format;
 mod output;
 mod progress;
+mod sink;
 mod summary;
 
 pub use checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
@@ -50,4 +51,5 @@ pub use error::{
 pub use format::{EncodeError, CSV_HEADER};
 pub use output::Output;
 pub use progress::Progress;
+pub use sink::PageWriter;
 pub use summary::{parse_vm_hwm, peak_memory, Summary};

@@ -1,0 +1,260 @@
+//! Writing pages whole, then checkpointing them: the exactly-once half of the export.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::checkpoint::{CheckpointFile, CheckpointRecord};
+use super::cli::Format;
+use super::error::ExportError;
+use super::output::Output;
+
+/// Encodes each page into one buffer, appends it to the output (fsynced when checkpointing),
+/// then replaces the checkpoint: the checkpoint never records bytes the output lacks.
+#[derive(Debug)]
+pub struct PageWriter<P> {
+    output: Output,
+    format: Format,
+    checkpoint: Option<(CheckpointFile, CheckpointRecord<P>)>,
+    header_pending: bool,
+    buf: Vec<u8>,
+    pages: u64,
+    conversations: u64,
+}
+
+impl<P: Serialize> PageWriter<P> {
+    /// A writer over `output`. `checkpoint` (file and the record to keep up to date) turns on
+    /// checkpointing; its counters and `output_len` say where a resumed run starts. A new,
+    /// empty output gets the format's header with its first page.
+    pub fn new(
+        output: Output,
+        format: Format,
+        checkpoint: Option<(CheckpointFile, CheckpointRecord<P>)>,
+    ) -> Self {
+        let (pages, conversations) = checkpoint
+            .as_ref()
+            .map_or((0, 0), |(_, r)| (r.pages, r.conversations));
+        let header_pending = output.is_empty();
+        PageWriter {
+            output,
+            format,
+            checkpoint,
+            header_pending,
+            buf: Vec::new(),
+            pages,
+            conversations,
+        }
+    }
+
+    /// Pages in the output.
+    pub fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    /// Conversations in the output.
+    pub fn conversations(&self) -> u64 {
+        self.conversations
+    }
+
+    /// Appends one page and, when checkpointing, then records `position` as done.
+    ///
+    /// # Errors
+    /// [`ExportError::Output`] on I/O failure; [`ExportError::Api`] when a conversation cannot
+    /// be encoded (CSV of a conversation without an id).
+    pub fn write_page(
+        &mut self,
+        conversations: &[Box<RawValue>],
+        position: P,
+    ) -> Result<(), ExportError> {
+        self.buf.clear();
+        if self.header_pending {
+            self.buf.extend_from_slice(self.format.header());
+        }
+        self.format
+            .encode_page(conversations, &mut self.buf)
+            .map_err(|e| ExportError::Api {
+                context: format!("page {} of the export cannot be written", self.pages + 1),
+                source: Box::new(e),
+            })?;
+        self.output.append_page(&self.buf)?;
+        self.header_pending = false;
+        self.pages += 1;
+        self.conversations += conversations.len() as u64;
+        if let Some((file, record)) = &mut self.checkpoint {
+            record.output_len = self.output.len();
+            record.pages = self.pages;
+            record.conversations = self.conversations;
+            record.position = position;
+            file.save(record)?;
+        }
+        // NOTE: a page's buffer is dropped rather than kept at its largest, so memory stays at
+        // one page whatever the page sizes were.
+        if self.buf.capacity() > 4 * 1024 * 1024 {
+            self.buf = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Finishes the output (header of an empty export, flush, sync) and removes the
+    /// checkpoint: the export is complete.
+    ///
+    /// # Errors
+    /// [`ExportError::Output`] on I/O failure.
+    pub fn finish(mut self) -> Result<(), ExportError> {
+        if self.header_pending && !self.format.header().is_empty() {
+            self.output.append_page(self.format.header())?;
+        }
+        self.output.finish()?;
+        if let Some((file, _)) = &self.checkpoint {
+            file.remove()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::checkpoint::Fingerprint;
+    use crate::export::cli::Mode;
+    use std::io::Write;
+
+    fn page(ids: &[&str]) -> Vec<Box<RawValue>> {
+        ids.iter()
+            .map(|id| RawValue::from_string(format!(r#"{{"conversationId":"{id}"}}"#)).unwrap())
+            .collect()
+    }
+
+    fn record() -> CheckpointRecord<u32> {
+        let fp = Fingerprint {
+            api: "sim".into(),
+            mode: Mode::Query,
+            format: Format::Ndjson,
+            window: "since 24h".into(),
+            media_type: None,
+            page_size: 2,
+        };
+        CheckpointRecord::new(fp, serde_json::Value::Null, 0)
+    }
+
+    #[test]
+    fn each_page_is_checkpointed_with_the_output_length_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let ck = CheckpointFile::for_output(&out);
+        let mut w = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Ndjson,
+            Some((ck.clone(), record())),
+        );
+        w.write_page(&page(&["a", "b"]), 1).unwrap();
+        let r = ck.load::<u32>().unwrap().unwrap();
+        assert_eq!((r.position, r.pages, r.conversations), (1, 1, 2));
+        assert_eq!(r.output_len, std::fs::metadata(&out).unwrap().len());
+        w.write_page(&page(&["c"]), 2).unwrap();
+        let r = ck.load::<u32>().unwrap().unwrap();
+        assert_eq!((r.position, r.pages, r.conversations), (2, 2, 3));
+        w.finish().unwrap();
+        assert!(
+            ck.load::<u32>().unwrap().is_none(),
+            "checkpoint removed on success"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "{\"conversationId\":\"a\"}\n{\"conversationId\":\"b\"}\n{\"conversationId\":\"c\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_resumed_writer_drops_the_partial_page_and_writes_every_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let ck = CheckpointFile::for_output(&out);
+        let mut w = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Ndjson,
+            Some((ck.clone(), record())),
+        );
+        w.write_page(&page(&["a", "b"]), 1).unwrap();
+        drop(w); // killed: no finish
+                 // A page written after the last checkpoint, cut off mid-record.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&out)
+            .unwrap()
+            .write_all(b"{\"conversationId\":\"c\"}\n{\"conv")
+            .unwrap();
+
+        let r = ck.load::<u32>().unwrap().unwrap();
+        let output = Output::reopen_at(&out, r.output_len).unwrap();
+        let mut w = PageWriter::new(output, Format::Ndjson, Some((ck.clone(), r)));
+        assert_eq!((w.pages(), w.conversations()), (1, 2));
+        w.write_page(&page(&["c", "d"]), 2).unwrap();
+        w.finish().unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        let ids: Vec<_> = text.lines().map(|l| &l[19..20]).collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn csv_header_is_written_once_with_the_first_page_not_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.csv");
+        let ck = CheckpointFile::for_output(&out);
+        let mut rec = record();
+        rec.fingerprint.format = Format::Csv;
+        let mut w = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Csv,
+            Some((ck.clone(), rec)),
+        );
+        w.write_page(&page(&["a"]), 1).unwrap();
+        drop(w);
+        let r = ck.load::<u32>().unwrap().unwrap();
+        let mut w = PageWriter::new(
+            Output::reopen_at(&out, r.output_len).unwrap(),
+            Format::Csv,
+            Some((ck, r)),
+        );
+        w.write_page(&page(&["b"]), 2).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "id,start,end,duration_ms,direction,media_types\na,,,,,\nb,,,,,\n"
+        );
+    }
+
+    #[test]
+    fn an_empty_csv_export_still_has_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.csv");
+        let w: PageWriter<u32> =
+            PageWriter::new(Output::create(&out, false).unwrap(), Format::Csv, None);
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), CSV_HEADER_BYTES);
+    }
+
+    const CSV_HEADER_BYTES: &[u8] = crate::export::format::CSV_HEADER;
+
+    #[test]
+    fn without_checkpointing_no_checkpoint_file_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let mut w: PageWriter<u32> =
+            PageWriter::new(Output::create(&out, false).unwrap(), Format::Ndjson, None);
+        w.write_page(&page(&["a"]), 1).unwrap();
+        assert!(!CheckpointFile::for_output(&out).path().exists());
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn an_unencodable_conversation_stops_the_export_before_writing_the_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.csv");
+        let mut w: PageWriter<u32> =
+            PageWriter::new(Output::create(&out, false).unwrap(), Format::Csv, None);
+        let bad = vec![RawValue::from_string("[1]".into()).unwrap()];
+        let e = w.write_page(&bad, 1).unwrap_err();
+        assert_eq!(e.exit_code(), 4);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+    }
+}
