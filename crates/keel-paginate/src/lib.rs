@@ -83,3 +83,5 @@ pub use page::{Fetched, Page};
 pub use strategy::{Cursors, NextLinks, PageNumbers, Step, Strategy};
 pub use stream::PageStream;
 
+#[cfg(test)]
+mod tests;
