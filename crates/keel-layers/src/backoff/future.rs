@@ -1,0 +1,318 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Buf;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use tokio::time::{sleep_until, Instant, Sleep};
+use tower::{BoxError, Service};
+
+use super::headers::{server_delay, DelaySource};
+use super::policy::{BackoffPolicy, GiveUp};
+use super::stats::RetryKind;
+use super::is_transport_error;
+use crate::replay::{try_clone_request, TryCloneBody};
+
+type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pin_project! {
+    /// Response future for [`Backoff`](super::Backoff).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        request: Option<Request<B>>,
+        backup: Option<Request<B>>,
+        sleep: Option<Pin<Box<Sleep>>>,
+        drain: Option<Drain>,
+        paced_since: Option<Instant>,
+        policy: Arc<BackoffPolicy>,
+        attempts: u32,
+        started: Instant,
+        retry_safe: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // Waiting for the shared gate or token bucket before an attempt.
+        Pacing,
+        // Waiting for the inner service to be ready.
+        Ready,
+        Called { #[pin] future: F },
+        // Waiting out a delay while the last response's body drains.
+        Waiting,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(super) fn called(
+        future: S::Future,
+        service: S,
+        backup: Option<Request<B>>,
+        policy: Arc<BackoffPolicy>,
+        retry_safe: bool,
+        started: Instant,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            service,
+            request: None,
+            backup,
+            sleep: None,
+            drain: None,
+            paced_since: None,
+            policy,
+            attempts: 0,
+            started,
+            retry_safe,
+        }
+    }
+
+    pub(super) fn paced(
+        service: S,
+        request: Request<B>,
+        until: Instant,
+        backup: Option<Request<B>>,
+        policy: Arc<BackoffPolicy>,
+        retry_safe: bool,
+        started: Instant,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Pacing,
+            service,
+            request: Some(request),
+            backup,
+            sleep: Some(Box::pin(sleep_until(until))),
+            drain: None,
+            paced_since: Some(started),
+            policy,
+            attempts: 0,
+            started,
+            retry_safe,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Pacing => "pacing",
+            State::Ready => "ready",
+            State::Called { .. } => "called",
+            State::Waiting => "waiting",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A retryable outcome of one attempt.
+enum Outcome<R> {
+    Response(R, RetryKind, Option<(Duration, DelaySource)>),
+    Error(BoxError),
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+    ResB: http_body::Body + Send + 'static,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Pacing => {
+                    if let Some(sleep) = this.sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                    let now = Instant::now();
+                    match this.policy.pacer.try_acquire(now) {
+                        Ok(()) => {
+                            if let Some(since) = this.paced_since.take() {
+                                this.policy.stats.record_paced(now - since);
+                            }
+                            this.state.set(State::Ready);
+                        }
+                        Err(until) => {
+                            this.paced_since.get_or_insert(now);
+                            match this.sleep.as_mut() {
+                                Some(sleep) => sleep.as_mut().reset(until),
+                                None => *this.sleep = Some(Box::pin(sleep_until(until))),
+                            }
+                        }
+                    }
+                }
+                StateProj::Ready => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    // NOTE: `request` is always set when entering `Pacing` or `Ready`.
+                    let request = this.request.take().expect("request set before an attempt");
+                    let future = this.service.call(request);
+                    this.state.set(State::Called { future });
+                }
+                StateProj::Called { future } => {
+                    let result = ready!(future.poll(cx));
+                    *this.attempts += 1;
+                    let now = Instant::now();
+                    let policy = &**this.policy;
+                    let outcome = match result {
+                        Ok(response) => {
+                            let status = response.status();
+                            if status == http::StatusCode::TOO_MANY_REQUESTS {
+                                policy.pacer.on_throttled(now);
+                            } else if !status.is_server_error() {
+                                policy.pacer.on_success(now);
+                            }
+                            let Some(kind) = policy.classify(status, *this.retry_safe) else {
+                                return Poll::Ready(Ok(response));
+                            };
+                            let hint = server_delay(response.headers(), SystemTime::now());
+                            if let (RetryKind::Throttled, true, Some((delay, _))) = (kind, policy.gate, hint) {
+                                if delay <= policy.max_delay {
+                                    policy.pacer.block_until(now + delay);
+                                }
+                            }
+                            Outcome::Response(response, kind, hint)
+                        }
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            let enabled = policy.retry_transport || *this.retry_safe;
+                            if !enabled || !is_transport_error(e.as_ref()) {
+                                return Poll::Ready(Err(e));
+                            }
+                            Outcome::Error(e)
+                        }
+                    };
+                    let hint = match &outcome {
+                        Outcome::Response(_, _, hint) => *hint,
+                        Outcome::Error(_) => None,
+                    };
+                    let decision = policy
+                        .next_delay(*this.attempts, *this.started, now, hint)
+                        .and_then(|delay| {
+                            let next = this.backup.as_ref().and_then(try_clone_request);
+                            next.map(|req| (delay, req)).ok_or(GiveUp::NotReplayable)
+                        })
+                        .and_then(|next| {
+                            if policy.budget.withdraw() {
+                                Ok(next)
+                            } else {
+                                Err(GiveUp::Budget)
+                            }
+                        });
+                    let ((delay, source), next) = match decision {
+                        Ok(next) => next,
+                        Err(reason) => return Poll::Ready(give_up(policy, outcome, *this.attempts, reason)),
+                    };
+                    let kind = match outcome {
+                        Outcome::Response(response, kind, _) => {
+                            tracing::info!(
+                                status = response.status().as_u16(),
+                                attempt = *this.attempts,
+                                delay_ms = delay.as_millis() as u64,
+                                source = source.as_str(),
+                                "retrying request"
+                            );
+                            let body = response.into_body();
+                            *this.drain = Some(Box::pin(drain(body, policy.drain_limit)));
+                            kind
+                        }
+                        Outcome::Error(error) => {
+                            tracing::info!(
+                                error = %error,
+                                attempt = *this.attempts,
+                                delay_ms = delay.as_millis() as u64,
+                                source = source.as_str(),
+                                "retrying request after a transport failure"
+                            );
+                            RetryKind::Other
+                        }
+                    };
+                    policy.stats.record_retry(kind, delay);
+                    *this.request = Some(next);
+                    match this.sleep.as_mut() {
+                        Some(sleep) => sleep.as_mut().reset(now + delay),
+                        None => *this.sleep = Some(Box::pin(sleep_until(now + delay))),
+                    }
+                    this.state.set(State::Waiting);
+                }
+                StateProj::Waiting => {
+                    if let Some(drain) = this.drain.as_mut() {
+                        if drain.as_mut().poll(cx).is_ready() {
+                            *this.drain = None;
+                        }
+                    }
+                    if let Some(sleep) = this.sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                    // NOTE: whatever is left of the old body is dropped before the replay.
+                    *this.drain = None;
+                    this.state.set(State::Pacing);
+                }
+            }
+        }
+    }
+}
+
+fn give_up<R>(
+    policy: &BackoffPolicy,
+    outcome: Outcome<Response<R>>,
+    attempts: u32,
+    reason: GiveUp,
+) -> Result<Response<R>, BoxError> {
+    policy.stats.record_gave_up();
+    match outcome {
+        Outcome::Response(response, _, _) => {
+            let status = response.status().as_u16();
+            if reason == GiveUp::NotReplayable {
+                tracing::warn!(status, attempts, reason = reason.as_str(), "not retrying");
+            } else {
+                tracing::debug!(status, attempts, reason = reason.as_str(), "not retrying");
+            }
+            Ok(response)
+        }
+        Outcome::Error(error) => {
+            tracing::debug!(error = %error, attempts, reason = reason.as_str(), "not retrying");
+            Err(error)
+        }
+    }
+}
+
+/// Reads up to about `limit` bytes of a discarded body so its connection can be reused.
+async fn drain<B: http_body::Body>(body: B, limit: usize) {
+    let mut body = std::pin::pin!(body);
+    let mut read = 0usize;
+    while read <= limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read = read.saturating_add(data.remaining());
+                }
+            }
+            _ => break,
+        }
+    }
+}

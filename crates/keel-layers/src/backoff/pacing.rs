@@ -1,0 +1,273 @@
+//! The pacing state shared by every clone: the 429 reset gate and an optional token bucket.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A 429 is expected to have been caused by requests already sent at most this long ago;
+/// further 429s inside the window do not lower the adaptive rate again.
+const MIN_DECREASE_INTERVAL: Duration = Duration::from_secs(1);
+/// Tolerance for floating-point refill arithmetic.
+const EPSILON: f64 = 1e-9;
+
+/// Optional client-side pacing for a [`BackoffPolicy`](super::BackoffPolicy): a token
+/// bucket shared by every clone of the layer, with a fixed or adaptive rate.
+///
+/// - [`Pacing::per_second`]: at most `n` requests per second (a token bucket holding
+///   [`burst`](Pacing::burst) tokens, one by default, so requests are spread evenly).
+/// - [`Pacing::adaptive`]: starts at a guess and learns the server's limit from 429s,
+///   AIMD style: each 429 multiplies the rate by [`decrease`](Pacing::decrease) (at most
+///   once a second, as one overshoot makes several in-flight requests fail together), and
+///   each success adds [`increase`](Pacing::increase) requests per second per second.
+///   Close below the rate where the last 429 happened it probes ten times more slowly, so
+///   a long job settles just under the limit instead of oscillating around it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pacing {
+    per_second: f64,
+    burst: f64,
+    adaptive: Option<Adaptive>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Adaptive {
+    min: f64,
+    max: f64,
+    decrease: f64,
+    increase: f64,
+}
+
+impl Pacing {
+    /// At most `n` requests per second across all clones (`0` is raised to `1`).
+    pub fn per_second(n: u32) -> Self {
+        Pacing {
+            per_second: f64::from(n.max(1)),
+            burst: 1.0,
+            adaptive: None,
+        }
+    }
+
+    /// A rate learned from 429s, starting at `initial_per_second`.
+    ///
+    /// Defaults: decrease ×0.9 per 429, increase 0.5 requests/s per second, between
+    /// 0.1 and 10 000 requests per second. A non-finite or non-positive start becomes 1.
+    pub fn adaptive(initial_per_second: f64) -> Self {
+        let initial = if initial_per_second.is_finite() && initial_per_second > 0.0 {
+            initial_per_second
+        } else {
+            1.0
+        };
+        Pacing {
+            per_second: initial,
+            burst: 1.0,
+            adaptive: Some(Adaptive {
+                min: 0.1,
+                max: 10_000.0,
+                decrease: 0.9,
+                increase: 0.5,
+            }),
+        }
+    }
+
+    /// How many requests may go out back to back after an idle spell (default 1).
+    pub fn burst(mut self, n: u32) -> Self {
+        self.burst = f64::from(n.max(1));
+        self
+    }
+
+    /// Adaptive mode: the factor applied to the rate on a 429, clamped to `0.05..=1.0`.
+    pub fn decrease(mut self, factor: f64) -> Self {
+        if let Some(a) = &mut self.adaptive {
+            if factor.is_finite() {
+                a.decrease = factor.clamp(0.05, 1.0);
+            }
+        }
+        self
+    }
+
+    /// Adaptive mode: requests per second gained per second of successes (at least 0).
+    pub fn increase(mut self, per_second: f64) -> Self {
+        if let Some(a) = &mut self.adaptive {
+            if per_second.is_finite() {
+                a.increase = per_second.max(0.0);
+            }
+        }
+        self
+    }
+
+    /// Adaptive mode: the lowest and highest rates it may choose.
+    pub fn bounds(mut self, min_per_second: f64, max_per_second: f64) -> Self {
+        if let Some(a) = &mut self.adaptive {
+            if min_per_second.is_finite() && max_per_second.is_finite() {
+                a.min = min_per_second.max(0.001);
+                a.max = max_per_second.max(a.min);
+                self.per_second = self.per_second.clamp(a.min, a.max);
+            }
+        }
+        self
+    }
+}
+
+/// The shared pacing state. All methods take the lock briefly and never across an await,
+/// and waiting is done by the caller with a plain timer, so a dropped waiter holds nothing.
+#[derive(Debug)]
+pub(super) struct Pacer {
+    state: Mutex<PacerState>,
+}
+
+#[derive(Debug)]
+struct PacerState {
+    blocked_until: Option<Instant>,
+    bucket: Option<Bucket>,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    updated: Instant,
+    adaptive: Option<Adaptive>,
+    last_decrease: Option<Instant>,
+    ceiling: Option<f64>,
+}
+
+impl Bucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.updated = now;
+    }
+}
+
+impl Pacer {
+    pub(super) fn new(pacing: Option<&Pacing>) -> Self {
+        let bucket = pacing.map(|p| Bucket {
+            rate: p.per_second,
+            capacity: p.burst,
+            tokens: p.burst,
+            updated: Instant::now(),
+            adaptive: p.adaptive,
+            last_decrease: None,
+            ceiling: None,
+        });
+        Pacer {
+            state: Mutex::new(PacerState {
+                blocked_until: None,
+                bucket,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PacerState> {
+        // NOTE: no code panics while holding the lock; recover rather than propagate.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets one attempt go now (taking a token), or says when to ask again.
+    pub(super) fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
+        let mut state = self.lock();
+        if let Some(until) = state.blocked_until {
+            if until > now {
+                return Err(until);
+            }
+            state.blocked_until = None;
+        }
+        let Some(bucket) = &mut state.bucket else {
+            return Ok(());
+        };
+        bucket.refill(now);
+        if bucket.tokens >= 1.0 - EPSILON {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = (1.0 - bucket.tokens) / bucket.rate;
+        Err(now + Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(1)))
+    }
+
+    /// Holds every new attempt until `until` (a later time already set wins).
+    pub(super) fn block_until(&self, until: Instant) {
+        let mut state = self.lock();
+        state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// A 429 came back: lower the adaptive rate and empty the bucket.
+    pub(super) fn on_throttled(&self, now: Instant) {
+        let mut state = self.lock();
+        let Some(bucket) = &mut state.bucket else { return };
+        let Some(adaptive) = bucket.adaptive else { return };
+        let recent = bucket
+            .last_decrease
+            .is_some_and(|at| now.saturating_duration_since(at) < MIN_DECREASE_INTERVAL);
+        bucket.refill(now);
+        bucket.tokens = bucket.tokens.min(0.0);
+        if recent {
+            return;
+        }
+        bucket.ceiling = Some(bucket.rate);
+        bucket.rate = (bucket.rate * adaptive.decrease).clamp(adaptive.min, adaptive.max);
+        bucket.last_decrease = Some(now);
+    }
+
+    /// A response that was not a 429: let the adaptive rate creep up.
+    pub(super) fn on_success(&self, now: Instant) {
+        let mut state = self.lock();
+        let Some(bucket) = &mut state.bucket else { return };
+        let Some(adaptive) = bucket.adaptive else { return };
+        bucket.refill(now);
+        let near_limit = bucket
+            .ceiling
+            .is_some_and(|c| bucket.rate >= 0.95 * c && bucket.rate <= c);
+        let step = if near_limit { adaptive.increase / 10.0 } else { adaptive.increase };
+        bucket.rate = (bucket.rate + step / bucket.rate).clamp(adaptive.min, adaptive.max);
+    }
+
+    /// The current rate of the token bucket, if pacing is on.
+    pub(super) fn rate(&self) -> Option<f64> {
+        self.lock().bucket.as_ref().map(|b| b.rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_spaces_requests_evenly() {
+        let pacer = Pacer::new(Some(&Pacing::per_second(4)));
+        let now = Instant::now();
+        assert_eq!(pacer.try_acquire(now), Ok(()));
+        let next = pacer.try_acquire(now).unwrap_err();
+        assert_eq!(next - now, Duration::from_millis(250));
+        assert_eq!(pacer.try_acquire(next), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gate_holds_until_the_latest_reset() {
+        let pacer = Pacer::new(None);
+        let now = Instant::now();
+        pacer.block_until(now + Duration::from_secs(5));
+        pacer.block_until(now + Duration::from_secs(2));
+        assert_eq!(pacer.try_acquire(now), Err(now + Duration::from_secs(5)));
+        assert_eq!(pacer.try_acquire(now + Duration::from_secs(5)), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_rate_decreases_once_per_burst_and_creeps_back() {
+        let pacer = Pacer::new(Some(&Pacing::adaptive(10.0).decrease(0.5).increase(1.0)));
+        let now = Instant::now();
+        pacer.on_throttled(now);
+        pacer.on_throttled(now + Duration::from_millis(10));
+        assert_eq!(pacer.rate(), Some(5.0));
+        pacer.on_success(now + Duration::from_millis(20));
+        assert_eq!(pacer.rate(), Some(5.2));
+        pacer.on_throttled(now + Duration::from_secs(2));
+        assert!((pacer.rate().unwrap() - 2.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn fixed_pacing_ignores_adaptive_settings() {
+        let fixed = Pacing::per_second(3).decrease(0.5).increase(9.0).bounds(1.0, 2.0);
+        assert_eq!(fixed, Pacing::per_second(3));
+    }
+}
