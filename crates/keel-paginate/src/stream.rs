@@ -119,6 +119,22 @@ where
 {
     /// Pages chained by next links: `fetch(first)`, then `fetch(link)` with the link the
     /// previous page reported, until a page reports none (see [`NextLinks`]).
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use keel_paginate::{Fetched, PageStream};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pages = PageStream::next_links("/api/v2/users?pageNumber=1".to_string(), |uri: String| async move {
+    ///     // a real fetch GETs `uri` and reads `entities` and `nextUri`
+    ///     let next = uri.ends_with("=1").then(|| "/api/v2/users?pageNumber=2".to_string());
+    ///     Ok::<_, std::io::Error>(Fetched::new(vec![uri]).with_next(next))
+    /// });
+    /// let links: Vec<String> = pages.map(|page| page.unwrap().position).collect().await;
+    /// assert_eq!(links, ["/api/v2/users?pageNumber=1", "/api/v2/users?pageNumber=2"]);
+    /// # }
+    /// ```
     pub fn next_links(first: L, fetch: F) -> Self {
         Self::with_strategy(NextLinks::new(), first, fetch)
     }
@@ -220,8 +236,12 @@ where
             };
             self.frontier = self.strategy.ahead(&position);
             self.last_issued = Some(position.clone());
-            let fetch = (self.fetch)(position.clone());
-            self.in_flight.push_back(FetchFuture::new(fetch, position));
+            // NOTE: the page a resume_after refetches only to find its successor is index 0.
+            let index = (self.issued + 1).saturating_sub(self.skip);
+            let span = tracing::debug_span!("page", index);
+            let fetch = span.in_scope(|| (self.fetch)(position.clone()));
+            self.in_flight
+                .push_back(FetchFuture::new(fetch, position, span));
             self.issued += 1;
         }
     }

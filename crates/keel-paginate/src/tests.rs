@@ -563,6 +563,16 @@ async fn dropping_the_stream_cancels_in_flight_fetches() {
     assert_eq!(Probe::get(&probe.completed), 1);
 }
 
+#[test]
+fn page_streams_are_send_when_their_fetches_are() {
+    fn assert_send<S: Send>(_: &S) {}
+    let probe = Arc::new(Probe::default());
+    let stream = PageStream::page_numbers(10, numbered(&probe, 10, 10, |_| Duration::ZERO));
+    assert_send(&stream);
+    assert_send(&PageStream::cursors(cursor_server(&probe, |_| None)));
+    assert!(format!("{stream:?}").starts_with("PageStream"));
+}
+
 mod properties {
     use proptest::prelude::*;
 
