@@ -176,7 +176,8 @@ where
     }
 
     /// Starts at `position`: the first page fetched and yielded is the one at `position`
-    /// (e.g. the [`next`](Page::next) of the last page a previous run stored).
+    /// (e.g. the [`next`](Page::next) of the last page a previous run stored). Page numbers
+    /// start at 1.
     pub fn resume_from(mut self, position: S::Position) -> Self {
         self.frontier = Some(position);
         self.skip = 0;
