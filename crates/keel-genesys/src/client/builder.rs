@@ -1,0 +1,138 @@
+//! Configuration of a [`Client`].
+
+use std::time::Duration;
+
+use super::{Client, Credentials};
+use crate::details::SplitPolicy;
+use crate::environment::Environment;
+use crate::error::Error;
+use crate::models::MAX_PAGE_SIZE;
+
+/// Settings shared by the exports of a client.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) prefetch: usize,
+    pub(crate) page_size: u32,
+    pub(crate) max_parallel_parts: usize,
+    pub(crate) split: SplitPolicy,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_replay_bytes: usize,
+    pub(crate) refresh_before: Duration,
+    pub(crate) job_poll_initial: Duration,
+    pub(crate) job_poll_max: Duration,
+    pub(crate) job_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            prefetch: 4,
+            page_size: MAX_PAGE_SIZE,
+            max_parallel_parts: 2,
+            split: SplitPolicy::default(),
+            request_timeout: Duration::from_secs(60),
+            max_body_bytes: 64 * 1024 * 1024,
+            max_replay_bytes: 1024 * 1024,
+            refresh_before: Duration::from_secs(60),
+            job_poll_initial: Duration::from_secs(1),
+            job_poll_max: Duration::from_secs(30),
+            job_timeout: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// Builds a [`Client`]; see [`Client::builder`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    pub(crate) env: Environment,
+    pub(crate) creds: Credentials,
+    pub(crate) settings: Settings,
+}
+
+impl ClientBuilder {
+    pub(crate) fn new(env: Environment, creds: Credentials) -> Self {
+        Self {
+            env,
+            creds,
+            settings: Settings::default(),
+        }
+    }
+
+    /// Pages in flight per part while exporting (default 4; at least 1).
+    pub fn prefetch(mut self, pages: usize) -> Self {
+        self.settings.prefetch = pages.max(1);
+        self
+    }
+
+    /// Results per page of the details query, 1..=100 (default 100), checked by `build`.
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.settings.page_size = page_size;
+        self
+    }
+
+    /// Timeout of one request attempt (default 60 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.request_timeout = timeout;
+        self
+    }
+
+    /// Parts of a split interval fetched at once (default 2; at least 1). Pages are still
+    /// yielded in interval order.
+    pub fn max_parallel_parts(mut self, parts: usize) -> Self {
+        self.settings.max_parallel_parts = parts.max(1);
+        self
+    }
+
+    /// How intervals are split (default: days, halved while over 100,000 results).
+    pub fn split_policy(mut self, policy: crate::details::SplitPolicy) -> Self {
+        self.settings.split = policy;
+        self
+    }
+
+    /// Largest response body read, per page (default 64 MiB); a larger one is a decode error.
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long before expiry a token is refreshed (default 60 s).
+    pub fn refresh_before(mut self, lead: Duration) -> Self {
+        self.settings.refresh_before = lead;
+        self
+    }
+
+    /// First and longest wait between polls of an async job's status (default 1 s and 30 s),
+    /// and how long to wait for it overall (default 6 h).
+    pub fn job_polling(mut self, initial: Duration, max: Duration, timeout: Duration) -> Self {
+        self.settings.job_poll_initial = initial;
+        self.settings.job_poll_max = max.max(initial);
+        self.settings.job_timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a setting is out of range (page size, split policy).
+    pub fn build(self) -> Result<Client, Error> {
+        if self.settings.page_size == 0 || self.settings.page_size > MAX_PAGE_SIZE {
+            return Err(Error::config(format!(
+                "page size {} is out of range 1..={MAX_PAGE_SIZE}",
+                self.settings.page_size
+            )));
+        }
+        let split = self.settings.split;
+        if split.max_results == 0 || split.max_results > crate::details::MAX_RESULTS {
+            return Err(Error::config(format!(
+                "split max_results {} is out of range 1..={}",
+                split.max_results,
+                crate::details::MAX_RESULTS
+            )));
+        }
+        super::stack::build(self)
+    }
+}

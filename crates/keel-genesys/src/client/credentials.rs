@@ -1,0 +1,108 @@
+//! OAuth client credentials of a Genesys Cloud client-credentials grant.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::error::Error;
+
+/// Environment variable holding the OAuth client id.
+pub const CLIENT_ID_VAR: &str = "GENESYS_CLIENT_ID";
+/// Environment variable holding the OAuth client secret.
+pub const CLIENT_SECRET_VAR: &str = "GENESYS_CLIENT_SECRET";
+
+/// An OAuth client id and its secret. `Debug` shows the id only.
+#[derive(Clone)]
+pub struct Credentials {
+    client_id: String,
+    secret: SecretString,
+}
+
+impl Credentials {
+    /// Credentials from an id and a secret.
+    pub fn new(client_id: impl Into<String>, secret: SecretString) -> Self {
+        Self {
+            client_id: client_id.into(),
+            secret,
+        }
+    }
+
+    /// Credentials from `GENESYS_CLIENT_ID` and `GENESYS_CLIENT_SECRET`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable that is unset, empty or not UTF-8.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Credentials from any variable lookup (the environment, a parsed file, a test map).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the variable that is missing or empty.
+    pub fn from_lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| Error::config(format!("{name} is not set")))
+        };
+        let client_id = get(CLIENT_ID_VAR)?;
+        let secret = get(CLIENT_SECRET_VAR)?;
+        Ok(Self::new(client_id, SecretString::from(secret)))
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The secret.
+    pub(crate) fn secret(&self) -> &SecretString {
+        &self.secret
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn expose(&self) -> &str {
+        self.secret.expose_secret()
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = Credentials::new("my-id", SecretString::from("hunter2-s3cret"));
+        let dbg = format!("{c:?} {c:#?}");
+        assert!(dbg.contains("my-id"));
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+    }
+
+    #[test]
+    fn lookup_reads_both_variables_and_names_the_missing_one() {
+        let mut vars = HashMap::from([(CLIENT_ID_VAR, "id"), (CLIENT_SECRET_VAR, "sec")]);
+        let c = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.client_id(), "id");
+        assert_eq!(c.expose(), "sec");
+        vars.insert(CLIENT_SECRET_VAR, "  ");
+        let err = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(err.to_string().contains(CLIENT_SECRET_VAR), "{err}");
+        assert!(!err.to_string().contains("id\""));
+        vars.remove(CLIENT_ID_VAR);
+        let err = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap_err();
+        assert!(err.to_string().contains(CLIENT_ID_VAR), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Sending one API request through the stack and classifying its outcome.

@@ -1,0 +1,55 @@
+//! Where an export stands, as a serializable value.
+
+use serde::{Deserialize, Serialize};
+
+use crate::models::Interval;
+
+/// The position of a page of a [`DetailsExport`](super::DetailsExport): resuming after it
+/// continues with the next page. Serialize it (JSON) next to the output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// A page of the synchronous details query.
+    Query(QueryCheckpoint),
+    /// A page of an asynchronous details job.
+    Job(JobCheckpoint),
+}
+
+/// A page of the details query: page `page_number` of the part `part` of `query_interval`.
+///
+/// Resuming re-plans the rest of the query interval after `part.end`, so the checkpoint does
+/// not depend on how the parts were planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryCheckpoint {
+    /// The whole query interval (checked on resume).
+    pub query_interval: Interval,
+    /// The part this page belongs to.
+    pub part: Interval,
+    /// Index of the part, in order, from 0 (informational).
+    pub part_index: u64,
+    /// The page number within the part, from 1; 0 means "before the first page".
+    pub page_number: u32,
+    /// The page size used (checked on resume: page numbers depend on it).
+    pub page_size: u32,
+    /// The part's `totalHits` as of this page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_hits: Option<u64>,
+    /// Conversation ids of this part already yielded, to skip when the part is restarted
+    /// after its results changed (empty normally).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_ids: Vec<String>,
+}
+
+/// A page of a details job's results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCheckpoint {
+    /// The job id.
+    pub job_id: String,
+    /// The cursor of the next page; `None` when this page was the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Pages yielded so far, this one included.
+    pub pages: u64,
+}

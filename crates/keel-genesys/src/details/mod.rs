@@ -1,0 +1,41 @@
+//! Resumable exports of analytics conversation details, page by page, in order.
+//!
+//! [`Client::conversation_details`](crate::Client::conversation_details) pages the synchronous
+//! details query; [`Client::conversation_details_job`](crate::Client::conversation_details_job)
+//! pages the results of an asynchronous job by cursor. Both give a [`DetailsExport`]: a
+//! [`Stream`] of [`DetailsPage`]s whose conversations are exactly the JSON bytes the API sent.
+//! Each page carries a [`Checkpoint`]; a job that persists it after writing the page can later
+//! call [`DetailsExport::resume_after`] and continue with the next page, so the output holds
+//! every record exactly once.
+//!
+//! # Splitting
+//!
+//! The details query cannot page past 100,000 results, and small intervals page faster. The
+//! query interval is therefore cut into parts ([`SplitPolicy`]): first into pieces of at most
+//! `max_part` (a day by default), then any part whose first page reports more than
+//! `max_results` hits is halved, recursively, until each part fits. Parts are half-open and
+//! conversations belong to the part holding their `conversationStart`, so the parts add up to
+//! exactly the whole. Up to `max_parallel_parts` parts are fetched at once; pages are still
+//! yielded strictly in interval order, part after part, ascending by `conversationStart`.
+//!
+//! # A result set that changes
+//!
+//! If a later page of a part reports a different `totalHits` than its first page, the data
+//! under that part changed while it was being paged and page boundaries may have moved: the
+//! stream ends with [`Error::ResultSetChanged`](crate::Error::ResultSetChanged) instead of
+//! yielding a page that could repeat or skip records. Every page yielded before it is exact.
+//! The error carries a `resume` checkpoint; resuming from it re-exports the changed part from
+//! its first page, skipping the conversation ids already yielded from that part (carried in
+//! the checkpoint), so nothing is lost or duplicated.
+
+mod checkpoint;
+mod export;
+mod query;
+mod split;
+
+pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};
+pub use export::{DetailsExport, DetailsPage};
+pub use split::{plan_parts, SplitPolicy, MAX_RESULTS};
+
+#[allow(unused_imports)]
+use futures_util::Stream;
