@@ -1,3 +1,118 @@
 //! The `bench` binary: runs keel's performance measurements and prints their tables.
+//!
+//! `cargo run --release -p keel-bench --bin bench -- all` runs everything in a few minutes;
+//! each measurement also runs alone (`overhead`, `allocs`, …). See `BENCHMARKS.md`.
 
-fn main() {}
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use keel_bench::alloc_counter::CountingAlloc;
+use keel_bench::clients::{AnyTarget, BareTarget, ReqwestTarget};
+use keel_bench::machine::Machine;
+use keel_bench::overhead::{Contender, OverheadConfig};
+use keel_bench::server::LoopbackServer;
+use keel_bench::{allocs, overhead};
+use tower::BoxError;
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// A fixed, made-up bearer token for the contenders that send one.
+const TOKEN: &str = "bench-token-0123456789abcdef0123456789abcdef";
+
+#[derive(Debug, Parser)]
+#[command(about = "keel's performance harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Rounds per concurrency level in `overhead`.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Measured milliseconds per contender per round in `overhead`.
+    #[arg(long, default_value_t = 1000)]
+    round_ms: u64,
+    /// Requests per contender counted in `allocs`.
+    #[arg(long, default_value_t = 5000)]
+    alloc_requests: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Every measurement, in order.
+    All,
+    /// 1. requests/s and p50/p99: bare hyper vs keel vs reqwest-middleware.
+    Overhead,
+    /// 2. allocations per request.
+    Allocs,
+}
+
+fn main() -> Result<(), BoxError> {
+    let cli = Cli::parse();
+    println!("# keel-bench on {}\n", Machine::detect());
+    let all = matches!(cli.command, Cmd::All);
+    if all || matches!(cli.command, Cmd::Overhead) {
+        run_overhead(&cli)?;
+    }
+    if all || matches!(cli.command, Cmd::Allocs) {
+        run_allocs(&cli)?;
+    }
+    Ok(())
+}
+
+fn current_thread() -> Result<tokio::runtime::Runtime, BoxError> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn contenders(server: &LoopbackServer) -> Result<Vec<Contender>, BoxError> {
+    let url = server.url("/api/v2/ping");
+    Ok(vec![
+        Contender::new("bare hyper-util", AnyTarget::Bare(BareTarget::new(&url)?)),
+        Contender::new(
+            "reqwest-middleware",
+            AnyTarget::Reqwest(ReqwestTarget::new(&url, TOKEN)?),
+        ),
+    ])
+}
+
+fn run_overhead(cli: &Cli) -> Result<(), BoxError> {
+    let server = LoopbackServer::start()?;
+    let config = OverheadConfig {
+        rounds: cli.rounds,
+        round_time: Duration::from_millis(cli.round_ms),
+        concurrency: vec![1, 64],
+        warm_up: 20,
+    };
+    println!(
+        "## 1. Overhead per request\n\nGET with a {}-byte JSON answer, loopback hyper server on its own \
+         thread, clients on a current-thread runtime; {} rounds × {} ms per contender, order \
+         rotating; medians over rounds.\n",
+        keel_bench::server::BODY.len(),
+        config.rounds,
+        cli.round_ms
+    );
+    let rt = current_thread()?;
+    let rows = rt.block_on(async {
+        let contenders = contenders(&server)?;
+        overhead::run(&contenders, &config).await
+    })?;
+    println!("{}", overhead::table(&rows));
+    Ok(())
+}
+
+fn run_allocs(cli: &Cli) -> Result<(), BoxError> {
+    let server = LoopbackServer::start()?;
+    println!(
+        "## 2. Allocations per request\n\nClient thread only (the server runs on its own), \
+         steady state, {} sequential requests per contender, lowest of 3 passes.\n",
+        cli.alloc_requests
+    );
+    let rt = current_thread()?;
+    let rows = rt.block_on(async {
+        let contenders = contenders(&server)?;
+        allocs::measure(&contenders, cli.alloc_requests).await
+    })?;
+    println!("{}", allocs::table(&rows));
+    Ok(())
+}

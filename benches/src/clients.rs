@@ -1,0 +1,161 @@
+//! The clients under test, each a [`Target`]: a bare hyper-util legacy client, reqwest with
+//! reqwest-middleware and reqwest-retry, and keel's stack on the bare client.
+//!
+//! Every target sends `GET <url>` and drains the response body frame by frame without
+//! collecting it, so the figures compare the clients, not body buffering.
+//!
+//! # Example
+//!
+//! ```
+//! use keel_bench::clients::BareTarget;
+//! use keel_bench::load::Target;
+//! use keel_bench::server::LoopbackServer;
+//!
+//! let server = LoopbackServer::start().unwrap();
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let mut bare = BareTarget::new(&server.url("/ping")).unwrap();
+//! bare.call().await.unwrap();
+//! # });
+//! assert_eq!(server.served(), 1);
+//! ```
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION};
+use http::{Request, Response, Uri};
+use http_body::Body;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use reqwest_middleware::ClientWithMiddleware;
+use reqwest_retry::policies::ExponentialBackoff;
+use reqwest_retry::RetryTransientMiddleware;
+use tower::BoxError;
+
+use crate::load::Target;
+
+/// The bare client every stack is compared against.
+pub type HyperClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A hyper-util legacy client with `TCP_NODELAY`, as a production client would configure it.
+pub fn hyper_client() -> HyperClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Drains a response body frame by frame; a non-2xx status is an error.
+///
+/// # Errors
+///
+/// A non-success status or a body error.
+pub async fn drain<B>(res: Response<B>) -> Result<(), BoxError>
+where
+    B: Body + Unpin,
+    B::Error: Into<BoxError>,
+{
+    if !res.status().is_success() {
+        return Err(format!("unexpected status {}", res.status()).into());
+    }
+    let mut body = res.into_body();
+    while let Some(frame) = body.frame().await {
+        frame.map_err(Into::into)?;
+    }
+    Ok(())
+}
+
+/// `GET url` through a bare [`HyperClient`].
+#[derive(Debug, Clone)]
+pub struct BareTarget {
+    client: HyperClient,
+    uri: Uri,
+}
+
+impl BareTarget {
+    /// A new client for `url`.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a valid URI.
+    pub fn new(url: &str) -> Result<Self, BoxError> {
+        Ok(Self {
+            client: hyper_client(),
+            uri: url.parse()?,
+        })
+    }
+}
+
+impl Target for BareTarget {
+    async fn call(&mut self) -> Result<(), BoxError> {
+        let req = Request::get(self.uri.clone()).body(Empty::new())?;
+        drain(self.client.request(req).await?).await
+    }
+}
+
+/// `GET url` with `Authorization: Bearer …` through reqwest + reqwest-middleware +
+/// reqwest-retry (exponential backoff, 3 retries), the stack a reqwest user would pick.
+#[derive(Debug, Clone)]
+pub struct ReqwestTarget {
+    client: ClientWithMiddleware,
+    url: reqwest::Url,
+    authorization: HeaderValue,
+}
+
+impl ReqwestTarget {
+    /// A new client for `url`, sending `token` as a bearer token.
+    ///
+    /// # Errors
+    ///
+    /// When `url` or the token is invalid or the client cannot be built.
+    pub fn new(url: &str, token: &str) -> Result<Self, BoxError> {
+        let inner = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        let policy = ExponentialBackoff::builder().build_with_max_retries(3);
+        let client = reqwest_middleware::ClientBuilder::new(inner)
+            .with(RetryTransientMiddleware::new_with_policy(policy))
+            .build();
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {token}"))?;
+        authorization.set_sensitive(true);
+        Ok(Self {
+            client,
+            url: url.parse()?,
+            authorization,
+        })
+    }
+}
+
+impl Target for ReqwestTarget {
+    async fn call(&mut self) -> Result<(), BoxError> {
+        let mut res = self
+            .client
+            .get(self.url.clone())
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            return Err(format!("unexpected status {}", res.status()).into());
+        }
+        while res.chunk().await?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Any of the clients under test, so a bench can hold them in one list.
+// NOTE: unboxed on purpose: a contender is cloned once per caller, and boxing would add a
+// pointer chase to every measured request of some contenders and not others.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum AnyTarget {
+    /// The bare hyper-util client.
+    Bare(BareTarget),
+    /// reqwest + reqwest-middleware + reqwest-retry.
+    Reqwest(ReqwestTarget),
+}
+
+impl Target for AnyTarget {
+    async fn call(&mut self) -> Result<(), BoxError> {
+        match self {
+            AnyTarget::Bare(t) => t.call().await,
+            AnyTarget::Reqwest(t) => t.call().await,
+        }
+    }
+}

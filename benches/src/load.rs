@@ -1,0 +1,158 @@
+//! The load driver: N concurrent callers issue requests back to back for a fixed time, each
+//! recording its latencies into its own histogram.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use keel_bench::load::{drive, Target};
+//!
+//! #[derive(Clone)]
+//! struct Noop;
+//! impl Target for Noop {
+//!     async fn call(&mut self) -> Result<(), tower::BoxError> {
+//!         tokio::task::yield_now().await;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let round = drive(&Noop, 4, Duration::from_millis(20)).await;
+//! assert!(round.requests > 0);
+//! assert_eq!(round.errors, 0);
+//! # });
+//! ```
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::task::JoinSet;
+use tower::BoxError;
+
+/// Something that sends one request and reads its whole response.
+pub trait Target: Clone + Send + 'static {
+    /// Sends one request and drains the response body; an error or a non-2xx status is `Err`.
+    fn call(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+/// The outcome of one timed round.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// Requests completed successfully.
+    pub requests: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Wall time from the first request to the last caller's finish.
+    pub elapsed: Duration,
+    /// Latencies of the successful requests, in nanoseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Round {
+    /// Successful requests per second.
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at quantile `q` (0.5 = median), in microseconds.
+    pub fn latency_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1_000.0
+    }
+}
+
+/// A latency histogram from 1 ns to 60 s with 3 significant figures.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Runs `concurrency` callers, each a clone of `target`, for `duration`.
+pub async fn drive<T: Target>(target: &T, concurrency: usize, duration: Duration) -> Round {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut callers = JoinSet::new();
+    for _ in 0..concurrency {
+        let mut target = target.clone();
+        callers.spawn(async move {
+            let mut latency = histogram();
+            let (mut ok, mut errors) = (0u64, 0u64);
+            loop {
+                let sent = Instant::now();
+                if sent >= deadline {
+                    break;
+                }
+                match target.call().await {
+                    Ok(()) => {
+                        ok += 1;
+                        let _ = latency.record(sent.elapsed().as_nanos() as u64);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (ok, errors, latency)
+        });
+    }
+    let mut round = Round {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency: histogram(),
+    };
+    while let Some(joined) = callers.join_next().await {
+        let (ok, errors, latency) = joined.expect("a load caller panicked");
+        round.requests += ok;
+        round.errors += errors;
+        let _ = round.latency.add(&latency);
+    }
+    round.elapsed = start.elapsed();
+    round
+}
+
+/// Sends `n` requests one after another, ignoring their latencies (connection warm-up).
+///
+/// # Errors
+///
+/// The first failed request's error.
+pub async fn warm_up<T: Target>(target: &T, concurrency: usize, n: usize) -> Result<(), BoxError> {
+    let mut callers = JoinSet::new();
+    for _ in 0..concurrency {
+        let mut target = target.clone();
+        callers.spawn(async move {
+            for _ in 0..n {
+                target.call().await?;
+            }
+            Ok::<(), BoxError>(())
+        });
+    }
+    while let Some(joined) = callers.join_next().await {
+        joined.expect("a warm-up caller panicked")?;
+    }
+    Ok(())
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    } else {
+        sorted[mid]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
+}
