@@ -231,7 +231,10 @@ where
         state.trailers.clone().map(Frame::trailers)
     }
 
-    fn poll_original(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
+    fn poll_original(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
         let shared = Arc::clone(&self.shared);
         {
             let mut wakers = lock(&shared.wakers.0);
@@ -268,7 +271,10 @@ where
                     if state.kept_len + chunk.len() > shared.cap {
                         state.capped_reader = Some(self.id);
                         state.kept = Vec::new();
-                        tracing::debug!(cap = shared.cap, "request body exceeded the replay cap; it will not be replayed");
+                        tracing::debug!(
+                            cap = shared.cap,
+                            "request body exceeded the replay cap; it will not be replayed"
+                        );
                     } else {
                         state.kept_len += chunk.len();
                         state.kept.push(chunk.clone());

@@ -11,7 +11,10 @@ use super::*;
 type Chunk = Result<Frame<Bytes>, Infallible>;
 
 /// A streaming body fed by a channel, like a request body that is still being produced.
-fn channel_body() -> (mpsc::UnboundedSender<Chunk>, StreamBody<ChannelStream<Chunk>>) {
+fn channel_body() -> (
+    mpsc::UnboundedSender<Chunk>,
+    StreamBody<ChannelStream<Chunk>>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     (tx, StreamBody::new(ChannelStream(rx)))
 }
@@ -126,7 +129,10 @@ async fn body_over_the_cap_is_streamed_once_and_not_replayable() {
     assert!(!backup.is_replayable());
     // The backup taken before the cap was hit refuses to send a partial body.
     let err = collect(backup).await.unwrap_err();
-    assert!(matches!(err, ReplayError::CapExceeded { cap: 8 }), "{err:?}");
+    assert!(
+        matches!(err, ReplayError::CapExceeded { cap: 8 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -134,7 +140,10 @@ async fn body_exactly_at_the_cap_is_replayable() {
     let body = ReplayBody::new(Full::new(Bytes::from_static(b"12345678")), 8);
     let backup = body.try_clone_body().unwrap();
     assert_eq!(collect(body).await.unwrap(), "12345678");
-    assert_eq!(collect(backup.try_clone_body().unwrap()).await.unwrap(), "12345678");
+    assert_eq!(
+        collect(backup.try_clone_body().unwrap()).await.unwrap(),
+        "12345678"
+    );
 }
 
 #[test]

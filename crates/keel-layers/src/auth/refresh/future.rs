@@ -1,0 +1,122 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::RefreshStats;
+use crate::auth::{TokenCache, TokenId};
+use crate::replay::{try_clone_request, TryCloneBody};
+
+pin_project! {
+    /// Response future of [`RefreshOn401`](super::RefreshOn401).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        service: S,
+        backup: Option<Request<B>>,
+        replay: Option<Request<B>>,
+        replays_left: u32,
+        tokens: TokenCache,
+        stats: RefreshStats,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Called { #[pin] future: F },
+        WaitingForReady,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(super) fn new(
+        future: S::Future,
+        service: S,
+        backup: Option<Request<B>>,
+        replays_left: u32,
+        tokens: TokenCache,
+        stats: RefreshStats,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Called { future },
+            service,
+            backup,
+            replay: None,
+            replays_left,
+            tokens,
+            stats,
+        }
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    B: TryCloneBody,
+{
+    type Output = Result<Response<ResB>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Called { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    if response.status() != StatusCode::UNAUTHORIZED || *this.replays_left == 0 {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let Some(&rejected) = response.extensions().get::<TokenId>() else {
+                        tracing::trace!(
+                            "401 for a request sent without a cached token; returned as is"
+                        );
+                        return Poll::Ready(Ok(response));
+                    };
+                    // NOTE: asked again after the attempt: a body may have found out while it
+                    // was sent that it outgrew its replay cap.
+                    let Some(replay) = this.backup.as_ref().and_then(try_clone_request) else {
+                        this.stats.record_not_replayable();
+                        tracing::debug!("401 returned as is: the request body cannot be replayed");
+                        return Poll::Ready(Ok(response));
+                    };
+                    drop(response);
+                    this.tokens.invalidate(rejected);
+                    *this.replays_left -= 1;
+                    if *this.replays_left == 0 {
+                        *this.backup = None;
+                    }
+                    this.stats.record_replay();
+                    tracing::debug!(token = ?rejected, "401: replaying the request with a fresh token");
+                    *this.replay = Some(replay);
+                    this.state.set(State::WaitingForReady);
+                }
+                StateProj::WaitingForReady => {
+                    ready!(this.service.poll_ready(cx))?;
+                    let request = this.replay.take().expect("a replay is pending");
+                    let future = this.service.call(request);
+                    this.state.set(State::Called { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("replays_left", &self.replays_left)
+            .finish_non_exhaustive()
+    }
+}

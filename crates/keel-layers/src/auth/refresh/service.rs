@@ -1,0 +1,144 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::Service;
+
+use super::{RefreshOn401Layer, ResponseFuture};
+use crate::auth::TokenCache;
+use crate::replay::{try_clone_request, TryCloneBody};
+
+/// Middleware that answers a 401 by invalidating the token that was sent and replaying the
+/// request with a fresh one.
+///
+/// The rejected token is the [`TokenId`](crate::auth::TokenId) found in the 401 response's
+/// extensions, put there by [`Bearer`](crate::auth::Bearer) further in; the cache drops it only
+/// if it is still current, so a burst of 401s for one token causes one refresh. Then the
+/// 401's body is dropped and the request is sent again, at most
+/// [`max_replays`](RefreshOn401::max_replays) times (default once). The response is returned
+/// as it is when:
+///
+/// - a 401 comes back after the last replay (never loops),
+/// - the response carries no `TokenId` (no token from this stack was sent),
+/// - the request body cannot be replayed (see [`TryCloneBody`]; a `tracing` event says so).
+///
+/// # Clone
+///
+/// Clones share the [`RefreshStats`] counters (and the [`TokenCache`]).
+#[derive(Debug, Clone)]
+pub struct RefreshOn401<S> {
+    inner: S,
+    tokens: TokenCache,
+    max_replays: u32,
+    stats: RefreshStats,
+}
+
+/// Counters of [`RefreshOn401`], shared by all clones of one layer or service.
+#[derive(Debug, Clone, Default)]
+pub struct RefreshStats(Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    replays: AtomicU64,
+    not_replayable: AtomicU64,
+}
+
+impl RefreshStats {
+    /// Requests sent again after a 401.
+    pub fn replays(&self) -> u64 {
+        self.0.replays.load(Ordering::Relaxed)
+    }
+
+    /// 401s returned as is because the request body could not be replayed.
+    pub fn not_replayable(&self) -> u64 {
+        self.0.not_replayable.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn record_replay(&self) {
+        self.0.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn record_not_replayable(&self) {
+        self.0.not_replayable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<S> RefreshOn401<S> {
+    /// Wraps `inner`, invalidating rejected tokens in `tokens`.
+    pub fn new(inner: S, tokens: TokenCache) -> Self {
+        RefreshOn401 {
+            inner,
+            tokens,
+            max_replays: 1,
+            stats: RefreshStats::default(),
+        }
+    }
+
+    /// Returns a [`RefreshOn401Layer`].
+    pub fn layer(tokens: TokenCache) -> RefreshOn401Layer {
+        RefreshOn401Layer::new(tokens)
+    }
+
+    /// Replays a request at most `replays` times on repeated 401s (default 1; 0 disables).
+    pub fn max_replays(mut self, replays: u32) -> Self {
+        self.max_replays = replays;
+        self
+    }
+
+    pub(super) fn with_stats(mut self, stats: RefreshStats) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// The counters, shared with every clone.
+    pub fn stats(&self) -> RefreshStats {
+        self.stats.clone()
+    }
+
+    /// Gets a reference to the inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Gets a mutable reference to the inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for RefreshOn401<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    B: TryCloneBody,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let backup = if self.max_replays > 0 {
+            try_clone_request(&req)
+        } else {
+            None
+        };
+        let future = self.inner.call(req);
+        ResponseFuture::new(
+            future,
+            self.inner.clone(),
+            backup,
+            self.max_replays,
+            self.tokens.clone(),
+            self.stats.clone(),
+        )
+    }
+}

@@ -1,0 +1,180 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, StatusCode};
+use tokio::time::Instant;
+use tower::BoxError;
+
+/// An access token: the `Authorization` header value to send (for example `Bearer xyz`),
+/// marked sensitive, with its optional expiry.
+///
+/// Cloning a `Token` is one reference-count increment. Each `Token` made with
+/// [`Token::new`] or [`Token::bearer`] gets a fresh [`TokenId`], which is how a cache tells
+/// "the token that was rejected" from "the token that replaced it", even if a server
+/// hands out the same string twice.
+///
+/// `Debug` prints `[redacted]` in place of the value.
+#[derive(Clone)]
+pub struct Token(Arc<TokenInner>);
+
+struct TokenInner {
+    value: HeaderValue,
+    issued_at: Instant,
+    expires_at: Option<Instant>,
+    id: TokenId,
+}
+
+/// The identity of one [`Token`], cheap to copy and to compare, carrying no secret.
+///
+/// [`Bearer`](super::Bearer) puts the `TokenId` it sent into the response extensions, so
+/// that [`RefreshOn401`](super::RefreshOn401) can invalidate exactly the rejected token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenId(u64);
+
+static NEXT_TOKEN_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Token {
+    /// Makes a token from a complete `Authorization` value (marked sensitive here) that is
+    /// valid until `expires_at` (`None`: until invalidated).
+    pub fn new(mut value: HeaderValue, expires_at: Option<Instant>) -> Self {
+        value.set_sensitive(true);
+        Token(Arc::new(TokenInner {
+            value,
+            issued_at: Instant::now(),
+            expires_at,
+            id: TokenId(NEXT_TOKEN_ID.fetch_add(1, Ordering::Relaxed)),
+        }))
+    }
+
+    /// Makes a `Bearer <access_token>` token that expires `expires_in` from now.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidResponse`] when the access token holds characters that cannot
+    /// appear in a header (the message does not repeat the token).
+    pub fn bearer(access_token: &str, expires_in: Option<Duration>) -> Result<Self, TokenError> {
+        Ok(Token::new(
+            bearer_header(access_token)?,
+            expires_in.map(|d| Instant::now() + d),
+        ))
+    }
+
+    /// The `Authorization` header value, marked sensitive.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0.value
+    }
+
+    /// When the token expires, if it does.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.0.expires_at
+    }
+
+    /// When this `Token` value was made (its lifetime starts here).
+    pub fn issued_at(&self) -> Instant {
+        self.0.issued_at
+    }
+
+    /// This token's identity.
+    pub fn id(&self) -> TokenId {
+        self.0.id
+    }
+
+    /// Whether the token has expired at `now`.
+    pub fn is_expired_at(&self, now: Instant) -> bool {
+        self.0.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+impl From<&Token> for TokenId {
+    fn from(token: &Token) -> Self {
+        token.id()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &format_args!("[redacted]"))
+            .field("expires_at", &self.0.expires_at)
+            .field("id", &self.0.id)
+            .finish()
+    }
+}
+
+/// Why a token could not be had. Cloneable, so one failed fetch can reach every waiter.
+///
+/// No variant holds a secret or a token; messages are lowercase.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token endpoint refused the credentials (HTTP 400 or 401). Permanent: not retried.
+    #[error("token endpoint rejected the client credentials ({status}): {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Rejected {
+        /// The HTTP status of the refusal.
+        status: StatusCode,
+        /// The OAuth `error` code (`invalid_client`, …), or `unknown`.
+        error: String,
+        /// The OAuth `error_description`, if any.
+        description: Option<String>,
+    },
+    /// The token endpoint answered with a status that is neither success nor a refusal.
+    #[error("token endpoint answered {0}")]
+    Status(StatusCode),
+    /// The token request failed in transport (connect error, reset, timeout).
+    #[error("token request failed: {0}")]
+    Transport(Arc<BoxError>),
+    /// The token request took longer than its per-attempt timeout.
+    #[error("token request timed out after {0:?}")]
+    Timeout(Duration),
+    /// The token response was not a usable token response.
+    #[error("invalid token response: {0}")]
+    InvalidResponse(String),
+    /// The token response body was larger than the limit.
+    #[error("token response body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The token URL is not `https` (plain `http` is allowed for loopback hosts only).
+    #[error("refusing to send client credentials over plain http to a non-loopback host")]
+    InsecureTokenUrl,
+    /// Transient failures went on past the retry limits; `last` is the final one.
+    #[error("token endpoint unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// How many requests were made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<TokenError>,
+    },
+    /// A custom [`TokenSource`](super::TokenSource) failed.
+    #[error("token source failed: {0}")]
+    Source(Arc<BoxError>),
+}
+
+impl TokenError {
+    /// Wraps the error of a custom token source.
+    pub fn source_error(err: impl Into<BoxError>) -> Self {
+        TokenError::Source(Arc::new(err.into()))
+    }
+
+    /// Whether trying again later may succeed (transport failures, 429 and 5xx answers).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TokenError::Status(s) => *s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error(),
+            TokenError::Transport(_) | TokenError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// `Bearer <access_token>` as a header value, without leaving a copy of the token behind in
+/// temporary strings.
+pub(crate) fn bearer_header(access_token: &str) -> Result<HeaderValue, TokenError> {
+    let mut value = zeroize::Zeroizing::new(String::with_capacity(7 + access_token.len()));
+    value.push_str("Bearer ");
+    value.push_str(access_token);
+    HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(value.as_bytes()))
+        .map_err(|_| TokenError::InvalidResponse("access token is not a valid header value".into()))
+}
