@@ -21,3 +21,6 @@ pub use policy::BackoffPolicy;
 pub use service::Backoff;
 pub use stats::BackoffStats;
 pub use tower::retry::budget::{Budget, TpsBudget};
+
+#[cfg(test)]
+mod tests;
