@@ -1,5 +1,5 @@
-//! The clients under test, each a [`Target`]: a bare hyper-util legacy client, reqwest with
-//! reqwest-middleware and reqwest-retry, and keel's stack on the bare client.
+//! The clients under test, each a [`Target`]: a bare hyper-util legacy client, keel's stack on
+//! the same client, and reqwest with reqwest-middleware and reqwest-retry.
 //!
 //! Every target sends `GET <url>` and drains the response body frame by frame without
 //! collecting it, so the figures compare the clients, not body buffering.
@@ -19,6 +19,8 @@
 //! assert_eq!(server.served(), 1);
 //! ```
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION};
 use http::{Request, Response, Uri};
@@ -27,10 +29,15 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use keel_layers::auth::{
+    token_source_fn, Bearer, BearerLayer, Origin, RefreshOn401, RefreshOn401Layer, Token,
+    TokenCache,
+};
+use keel_layers::replay::{ReplayBody, ReplayBodyLayer, ReplayBodyService};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
-use tower::BoxError;
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 use crate::load::Target;
 
@@ -139,6 +146,65 @@ impl Target for ReqwestTarget {
     }
 }
 
+/// The body keel's stack hands the client: any request body, made replayable.
+pub type KeelBody = ReplayBody<Empty<Bytes>>;
+
+/// keel's full stack on a hyper-util legacy client, outermost first:
+/// `ReplayBodyLayer → RefreshOn401Layer → BearerLayer → client`.
+pub type KeelService = ReplayBodyService<RefreshOn401<Bearer<Client<HttpConnector, KeelBody>>>>;
+
+/// A [`TokenCache`] that already holds a valid token (an hour left), as in a job's steady
+/// state: the stack then never fetches.
+///
+/// # Errors
+///
+/// When the token is not a valid header value.
+pub async fn warm_tokens(token: &'static str) -> Result<TokenCache, BoxError> {
+    let tokens = TokenCache::new(token_source_fn(move || async move {
+        Token::bearer(token, Some(Duration::from_secs(3600)))
+    }));
+    tokens.token().await?;
+    Ok(tokens)
+}
+
+/// `GET url` through keel's full stack on the same kind of client as [`BareTarget`], token
+/// cached, no retries.
+#[derive(Debug, Clone)]
+pub struct KeelTarget {
+    service: KeelService,
+    uri: Uri,
+}
+
+impl KeelTarget {
+    /// keel's stack for `url`, taking tokens from `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a valid URI or origin.
+    pub fn new(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let service = ServiceBuilder::new()
+            .layer(ReplayBodyLayer::new(64 * 1024))
+            .layer(RefreshOn401Layer::new(tokens.clone()))
+            .layer(BearerLayer::new(tokens, Origin::parse(url)?))
+            .service(client);
+        Ok(Self {
+            service,
+            uri: url.parse()?,
+        })
+    }
+}
+
+impl Target for KeelTarget {
+    async fn call(&mut self) -> Result<(), BoxError> {
+        let req = Request::get(self.uri.clone()).body(Empty::new())?;
+        let res = self.service.ready().await?.call(req).await?;
+        drain(res).await
+    }
+}
+
 /// Any of the clients under test, so a bench can hold them in one list.
 // NOTE: unboxed on purpose: a contender is cloned once per caller, and boxing would add a
 // pointer chase to every measured request of some contenders and not others.
@@ -147,6 +213,8 @@ impl Target for ReqwestTarget {
 pub enum AnyTarget {
     /// The bare hyper-util client.
     Bare(BareTarget),
+    /// keel's stack on the bare client.
+    Keel(KeelTarget),
     /// reqwest + reqwest-middleware + reqwest-retry.
     Reqwest(ReqwestTarget),
 }
@@ -155,6 +223,7 @@ impl Target for AnyTarget {
     async fn call(&mut self) -> Result<(), BoxError> {
         match self {
             AnyTarget::Bare(t) => t.call().await,
+            AnyTarget::Keel(t) => t.call().await,
             AnyTarget::Reqwest(t) => t.call().await,
         }
     }

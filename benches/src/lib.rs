@@ -23,3 +23,4 @@ pub mod load;
 pub mod machine;
 pub mod overhead;
 pub mod server;
+pub mod single_flight;

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_bench::alloc_counter::CountingAlloc;
-use keel_bench::clients::{AnyTarget, BareTarget, ReqwestTarget};
+use keel_bench::clients::{warm_tokens, AnyTarget, BareTarget, KeelTarget, ReqwestTarget};
 use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
-use keel_bench::{allocs, overhead};
+use keel_bench::{allocs, overhead, single_flight};
 use tower::BoxError;
 
 #[global_allocator]
@@ -44,6 +44,8 @@ enum Cmd {
     Overhead,
     /// 2. allocations per request.
     Allocs,
+    /// 3. single-flight refresh: 10,000 callers on an expired token.
+    SingleFlight,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -56,6 +58,27 @@ fn main() -> Result<(), BoxError> {
     if all || matches!(cli.command, Cmd::Allocs) {
         run_allocs(&cli)?;
     }
+    if all || matches!(cli.command, Cmd::SingleFlight) {
+        run_single_flight()?;
+    }
+    Ok(())
+}
+
+fn run_single_flight() -> Result<(), BoxError> {
+    const CALLERS: usize = 10_000;
+    println!(
+        "## 3. Single-flight refresh\n\n{CALLERS} tasks on a 2-worker runtime ask a `TokenCache` \
+         whose token has expired; the source holds the refresh until all have asked.\n"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(single_flight::run(CALLERS))?;
+    println!("{}", single_flight::table(&report));
+    if report.fetches != 1 {
+        return Err(format!("single flight broken: {} fetches", report.fetches).into());
+    }
     Ok(())
 }
 
@@ -65,10 +88,14 @@ fn current_thread() -> Result<tokio::runtime::Runtime, BoxError> {
         .build()?)
 }
 
-fn contenders(server: &LoopbackServer) -> Result<Vec<Contender>, BoxError> {
+async fn contenders(server: &LoopbackServer) -> Result<Vec<Contender>, BoxError> {
     let url = server.url("/api/v2/ping");
     Ok(vec![
         Contender::new("bare hyper-util", AnyTarget::Bare(BareTarget::new(&url)?)),
+        Contender::new(
+            "keel stack",
+            AnyTarget::Keel(KeelTarget::new(&url, warm_tokens(TOKEN).await?)?),
+        ),
         Contender::new(
             "reqwest-middleware",
             AnyTarget::Reqwest(ReqwestTarget::new(&url, TOKEN)?),
@@ -94,7 +121,7 @@ fn run_overhead(cli: &Cli) -> Result<(), BoxError> {
     );
     let rt = current_thread()?;
     let rows = rt.block_on(async {
-        let contenders = contenders(&server)?;
+        let contenders = contenders(&server).await?;
         overhead::run(&contenders, &config).await
     })?;
     println!("{}", overhead::table(&rows));
@@ -110,7 +137,7 @@ fn run_allocs(cli: &Cli) -> Result<(), BoxError> {
     );
     let rt = current_thread()?;
     let rows = rt.block_on(async {
-        let contenders = contenders(&server)?;
+        let contenders = contenders(&server).await?;
         allocs::measure(&contenders, cli.alloc_requests).await
     })?;
     println!("{}", allocs::table(&rows));
