@@ -89,8 +89,15 @@ mod tests {
 
     #[test]
     fn other_errors_are_not_transport_failures() {
-        for kind in [io::ErrorKind::TimedOut, io::ErrorKind::PermissionDenied, io::ErrorKind::Other] {
-            assert!(!is_transport_error(&Wrapper(io::Error::from(kind))), "{kind:?}");
+        for kind in [
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::Other,
+        ] {
+            assert!(
+                !is_transport_error(&Wrapper(io::Error::from(kind))),
+                "{kind:?}"
+            );
         }
         let plain: tower::BoxError = "nope".into();
         assert!(!is_transport_error(plain.as_ref()));

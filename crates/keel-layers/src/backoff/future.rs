@@ -13,9 +13,9 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{BoxError, Service};
 
 use super::headers::{server_delay, DelaySource};
+use super::is_transport_error;
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
-use super::is_transport_error;
 use crate::replay::{try_clone_request, TryCloneBody};
 
 type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -190,7 +190,9 @@ where
                                 return Poll::Ready(Ok(response));
                             };
                             let hint = server_delay(response.headers(), SystemTime::now());
-                            if let (RetryKind::Throttled, true, Some((delay, _))) = (kind, policy.gate, hint) {
+                            if let (RetryKind::Throttled, true, Some((delay, _))) =
+                                (kind, policy.gate, hint)
+                            {
                                 if delay <= policy.max_delay {
                                     policy.pacer.block_until(now + delay);
                                 }
@@ -225,7 +227,9 @@ where
                         });
                     let ((delay, source), next) = match decision {
                         Ok(next) => next,
-                        Err(reason) => return Poll::Ready(give_up(policy, outcome, *this.attempts, reason)),
+                        Err(reason) => {
+                            return Poll::Ready(give_up(policy, outcome, *this.attempts, reason))
+                        }
                     };
                     let kind = match outcome {
                         Outcome::Response(response, kind, _) => {

@@ -153,7 +153,10 @@ mod tests {
     fn retry_after_delta_seconds() {
         let now = at(1_700_000_000);
         assert_eq!(parse_retry_after(&hv("0"), now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after(&hv(" 120 "), now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(&hv(" 120 "), now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after(&hv("99999999999999999999999"), now),
             Some(Duration::from_secs(u64::MAX))
@@ -172,18 +175,33 @@ mod tests {
     fn retry_after_http_date_is_measured_from_now() {
         let now = at(1_700_000_000);
         let later = httpdate::fmt_http_date(at(1_700_000_042));
-        assert_eq!(parse_retry_after(&hv(&later), now), Some(Duration::from_secs(42)));
+        assert_eq!(
+            parse_retry_after(&hv(&later), now),
+            Some(Duration::from_secs(42))
+        );
         let earlier = httpdate::fmt_http_date(at(1_699_999_000));
         assert_eq!(parse_retry_after(&hv(&earlier), now), None);
-        assert_eq!(parse_retry_after(&hv(&httpdate::fmt_http_date(now)), now), None);
+        assert_eq!(
+            parse_retry_after(&hv(&httpdate::fmt_http_date(now)), now),
+            None
+        );
     }
 
     #[test]
     fn ratelimit_reset_seconds_fractions_and_unix_times() {
         let now = at(1_700_000_000);
-        assert_eq!(parse_ratelimit_reset(&hv("30"), now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_ratelimit_reset(&hv("0.25"), now), Some(Duration::from_millis(250)));
-        assert_eq!(parse_ratelimit_reset(&hv("1700000007"), now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_ratelimit_reset(&hv("30"), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_ratelimit_reset(&hv("0.25"), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_ratelimit_reset(&hv("1700000007"), now),
+            Some(Duration::from_secs(7))
+        );
         assert_eq!(parse_ratelimit_reset(&hv("1699999999"), now), None);
         for bad in ["-1", "", "1e3", "NaN", "inf", "1..2", "abc"] {
             assert_eq!(parse_ratelimit_reset(&hv(bad), now), None, "{bad:?}");
@@ -222,7 +240,10 @@ mod tests {
         let skewed_now = at(1_700_003_600);
         let mut headers = HeaderMap::new();
         headers.insert("date", hv(&httpdate::fmt_http_date(at(1_700_000_000))));
-        headers.insert("retry-after", hv(&httpdate::fmt_http_date(at(1_700_000_007))));
+        headers.insert(
+            "retry-after",
+            hv(&httpdate::fmt_http_date(at(1_700_000_007))),
+        );
         assert_eq!(
             server_delay(&headers, skewed_now),
             Some((Duration::from_secs(7), DelaySource::RetryAfter))

@@ -1,4 +1,118 @@
-//! Rate-limit backoff: `Retry-After`, jittered exponential backoff, budgets and cooperative pacing.
+//! Rate-limit backoff: retry 429/503 after the wait the server asks for, within budgets,
+//! pacing every clone of the client through one shared gate.
+//!
+//! A long batch job will be told "slow down" (429) or "not now" (503), usually with the
+//! answer to "for how long?": `Retry-After` (seconds or an HTTP-date) or a rate-limit
+//! reset header (Genesys Cloud's `inin-ratelimit-reset`, `x-ratelimit-reset`,
+//! `ratelimit-reset`). A fixed retry count with a fixed backoff ignores that answer: it
+//! either gives up while the server is still counting down (three retries a second apart
+//! against a 30 s window all fail) or hammers it with requests that cannot succeed. This
+//! layer waits exactly what was asked, once, then replays the request. Without a hint it
+//! falls back to exponential backoff with full jitter, so clients that failed together do
+//! not retry together.
+//!
+//! What stops the retrying is time and load, not a guess at a count: `max_delay` (a single
+//! wait the server may ask for), `max_elapsed` (per request), `max_attempts`, and a retry
+//! *budget* ([`TpsBudget`], shared by every clone) that allows retries only as a fraction of
+//! recent traffic, so during an outage a fleet of workers cannot multiply the load on the
+//! server by its retry count. When retrying stops, the caller gets the last response
+//! unchanged: the real 429, with its headers and body.
+//!
+//! After a 429 with a reset time, the [cooperative gate](BackoffPolicy::cooperative_gate)
+//! holds every *new* request through any clone until that time, instead of each request
+//! discovering the limit on its own. Optional client-side [`Pacing`] spreads requests with
+//! a shared token bucket, fixed (`Pacing::per_second(n)`) or learned from 429s
+//! (`Pacing::adaptive`, AIMD), so a long job settles just under the server's limit.
+//!
+//! 429 and 503 are retried for every request (the server did not process it). 502, 504
+//! and transport failures (connection refused, reset, closed before a response, see
+//! [`is_transport_error`]) may happen after the server acted, so they are opt-in: for the
+//! whole policy, or per request with the [`RetrySafe`] extension (e.g. a read-only `POST`).
+//!
+//! Bodies replay through [`crate::replay`]: a backup is cloned with
+//! [`try_clone_request`](crate::replay::try_clone_request) before the first attempt and
+//! cloned again for each retry. If the body cannot be replayed (a `ReplayBody` that
+//! outgrew its cap), the response goes back as it is, with a `tracing` warning; an empty or
+//! partial body is never sent in its place. The retryable response's body is drained (up
+//! to [`drain_limit`](BackoffPolicy::drain_limit)) during the wait and dropped before the
+//! replay, so the connection can be reused.
+//!
+//! Each retry emits a `tracing` event at `INFO` with `status`, `attempt`, `delay_ms` and
+//! `source` (`retry-after`, `ratelimit-reset` or `schedule`); [`BackoffStats`] counts 429
+//! waits, 503 retries, other retries and the time spent waiting.
+//!
+//! # Example
+//!
+//! A server over its limit for the next 30 seconds, which says so. A fixed "3 retries,
+//! 1 s apart" would fail here; `Backoff` waits once, exactly 30 s, and gets the page.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use keel_layers::backoff::{BackoffLayer, BackoffPolicy, TpsBudget};
+//! use tokio::time::Instant;
+//! use tower::{BoxError, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let opens_at = Instant::now() + Duration::from_secs(30);
+//! let api = tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
+//!     let now = Instant::now();
+//!     let response = if now < opens_at {
+//!         let wait = (opens_at - now).as_secs().to_string();
+//!         Response::builder().status(429).header("retry-after", wait).body(Full::default())?
+//!     } else {
+//!         Response::new(Full::new(Bytes::from("page 1")))
+//!     };
+//!     Ok::<_, BoxError>(response)
+//! });
+//!
+//! let policy = BackoffPolicy::new()
+//!     .max_delay(Duration::from_secs(60))     // a longer requested wait returns the 429
+//!     .max_elapsed(Duration::from_secs(300))  // per request, all attempts included
+//!     .budget(TpsBudget::default());          // retries ≤ 20 % of recent requests (+ a reserve)
+//! let stats = policy.stats();
+//! let client = ServiceBuilder::new()
+//!     .layer(BackoffLayer::new(policy))
+//!     .service(api);
+//!
+//! let started = Instant::now();
+//! let request = Request::get("https://api.example.test/page/1").body(Full::default())?;
+//! let response = client.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(started.elapsed(), Duration::from_secs(30)); // (virtual time)
+//! assert_eq!(stats.throttled_waits(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Differences from `tower::retry` / `tower::limit::RateLimit`
+//!
+//! - [`tower::retry::Retry`] with a [`Policy`](tower::retry::Policy) could read
+//!   `Retry-After`, but it can only act on the request it is retrying: it has no hook before
+//!   a *first* attempt, so it cannot hold new requests at a gate another request closed,
+//!   and it keeps no per-request start time for an elapsed limit. `Backoff` is a small
+//!   state machine future doing what `Retry` does plus pacing, draining and limits, and
+//!   uses tower's [`Budget`] trait and [`TpsBudget`] unchanged.
+//! - [`tower::limit::RateLimit`] is per service instance: it is not `Clone`, and services
+//!   made by one layer keep separate windows (tower#794), so N workers send N times the
+//!   rate. It also paces in `poll_ready` with a fixed window and never learns from the
+//!   server. [`Pacing`] lives in one `Arc` shared by every service a [`BackoffLayer`] makes
+//!   and all their clones, waits inside the response future (so a dropped future holds
+//!   nothing: no permit, no reservation, no queue slot), and in adaptive mode tracks the
+//!   server's real limit from its 429s.
+//! - Because pacing waits happen after `call`, a concurrency limit placed *outside* this
+//!   layer counts requests waiting at the gate as in flight.
+//!
+//! # Bounds
+//!
+//! The inner service must be `Clone` (each retry is sent through a clone, readied again);
+//! request bodies must implement [`TryCloneBody`](crate::replay::TryCloneBody) (wrap a
+//! streaming body in `ReplayBody`); response bodies must be `Send + 'static` (drained in
+//! the background of the wait). The error type is [`tower::BoxError`], so transport errors
+//! can be inspected; they come back as the inner service produced them.
 
 mod classify;
 mod future;

@@ -194,8 +194,12 @@ impl Pacer {
     /// A 429 came back: lower the adaptive rate and empty the bucket.
     pub(super) fn on_throttled(&self, now: Instant) {
         let mut state = self.lock();
-        let Some(bucket) = &mut state.bucket else { return };
-        let Some(adaptive) = bucket.adaptive else { return };
+        let Some(bucket) = &mut state.bucket else {
+            return;
+        };
+        let Some(adaptive) = bucket.adaptive else {
+            return;
+        };
         let recent = bucket
             .last_decrease
             .is_some_and(|at| now.saturating_duration_since(at) < MIN_DECREASE_INTERVAL);
@@ -212,13 +216,21 @@ impl Pacer {
     /// A response that was not a 429: let the adaptive rate creep up.
     pub(super) fn on_success(&self, now: Instant) {
         let mut state = self.lock();
-        let Some(bucket) = &mut state.bucket else { return };
-        let Some(adaptive) = bucket.adaptive else { return };
+        let Some(bucket) = &mut state.bucket else {
+            return;
+        };
+        let Some(adaptive) = bucket.adaptive else {
+            return;
+        };
         bucket.refill(now);
         let near_limit = bucket
             .ceiling
             .is_some_and(|c| bucket.rate >= 0.95 * c && bucket.rate <= c);
-        let step = if near_limit { adaptive.increase / 10.0 } else { adaptive.increase };
+        let step = if near_limit {
+            adaptive.increase / 10.0
+        } else {
+            adaptive.increase
+        };
         bucket.rate = (bucket.rate + step / bucket.rate).clamp(adaptive.min, adaptive.max);
     }
 
@@ -267,7 +279,10 @@ mod tests {
 
     #[test]
     fn fixed_pacing_ignores_adaptive_settings() {
-        let fixed = Pacing::per_second(3).decrease(0.5).increase(9.0).bounds(1.0, 2.0);
+        let fixed = Pacing::per_second(3)
+            .decrease(0.5)
+            .increase(9.0)
+            .bounds(1.0, 2.0);
         assert_eq!(fixed, Pacing::per_second(3));
     }
 }

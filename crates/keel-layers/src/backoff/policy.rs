@@ -254,7 +254,9 @@ impl GiveUp {
 
 /// The upper bound of the jittered wait before retry `retry` (from 1): `min(cap, base * 2^(retry-1))`.
 pub(super) fn schedule_bound(base: Duration, cap: Duration, retry: u32) -> Duration {
-    let factor = 1u32.checked_shl(retry.saturating_sub(1)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(retry.saturating_sub(1))
+        .unwrap_or(u32::MAX);
     base.saturating_mul(factor).min(cap)
 }
 
@@ -279,7 +281,9 @@ mod tests {
     #[test]
     fn schedule_doubles_up_to_the_cap() {
         let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
-        let bounds: Vec<_> = (1..=6).map(|n| schedule_bound(base, cap, n).as_millis()).collect();
+        let bounds: Vec<_> = (1..=6)
+            .map(|n| schedule_bound(base, cap, n).as_millis())
+            .collect();
         assert_eq!(bounds, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(schedule_bound(base, cap, 200), cap);
     }
@@ -290,38 +294,78 @@ mod tests {
         let (base, cap) = (Duration::from_millis(100), Duration::from_secs(2));
         for retry in 1..=8 {
             let bound = schedule_bound(base, cap, retry);
-            let samples: Vec<_> = (0..500).map(|_| full_jitter(base, cap, retry, &mut rng)).collect();
-            assert!(samples.iter().all(|d| *d <= bound), "retry {retry} exceeded {bound:?}");
+            let samples: Vec<_> = (0..500)
+                .map(|_| full_jitter(base, cap, retry, &mut rng))
+                .collect();
+            assert!(
+                samples.iter().all(|d| *d <= bound),
+                "retry {retry} exceeded {bound:?}"
+            );
             // Full jitter: both halves of the range are used.
-            assert!(samples.iter().any(|d| *d < bound / 4), "retry {retry} never low");
-            assert!(samples.iter().any(|d| *d > bound * 3 / 4), "retry {retry} never high");
+            assert!(
+                samples.iter().any(|d| *d < bound / 4),
+                "retry {retry} never low"
+            );
+            assert!(
+                samples.iter().any(|d| *d > bound * 3 / 4),
+                "retry {retry} never high"
+            );
         }
     }
 
     #[test]
     fn only_429_and_503_are_retried_by_default() {
         let policy = BackoffPolicy::new();
-        assert_eq!(policy.classify(StatusCode::TOO_MANY_REQUESTS, false), Some(RetryKind::Throttled));
-        assert_eq!(policy.classify(StatusCode::SERVICE_UNAVAILABLE, false), Some(RetryKind::Unavailable));
+        assert_eq!(
+            policy.classify(StatusCode::TOO_MANY_REQUESTS, false),
+            Some(RetryKind::Throttled)
+        );
+        assert_eq!(
+            policy.classify(StatusCode::SERVICE_UNAVAILABLE, false),
+            Some(RetryKind::Unavailable)
+        );
         for status in [502, 504, 500, 401, 200] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(policy.classify(status, false), None, "{status}");
         }
-        assert_eq!(policy.classify(StatusCode::BAD_GATEWAY, true), Some(RetryKind::Other));
+        assert_eq!(
+            policy.classify(StatusCode::BAD_GATEWAY, true),
+            Some(RetryKind::Other)
+        );
         let opted_in = BackoffPolicy::new().retry_gateway_errors(true);
-        assert_eq!(opted_in.classify(StatusCode::GATEWAY_TIMEOUT, false), Some(RetryKind::Other));
-        assert_eq!(opted_in.classify(StatusCode::INTERNAL_SERVER_ERROR, false), None);
+        assert_eq!(
+            opted_in.classify(StatusCode::GATEWAY_TIMEOUT, false),
+            Some(RetryKind::Other)
+        );
+        assert_eq!(
+            opted_in.classify(StatusCode::INTERNAL_SERVER_ERROR, false),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn delays_respect_max_delay_and_deadline() {
-        let policy = BackoffPolicy::new().max_delay(Duration::from_secs(10)).max_elapsed(Duration::from_secs(30));
+        let policy = BackoffPolicy::new()
+            .max_delay(Duration::from_secs(10))
+            .max_elapsed(Duration::from_secs(30));
         let start = Instant::now();
         let hint = |s| Some((Duration::from_secs(s), DelaySource::RetryAfter));
-        assert_eq!(policy.next_delay(1, start, start, hint(10)), Ok((Duration::from_secs(10), DelaySource::RetryAfter)));
-        assert_eq!(policy.next_delay(1, start, start, hint(11)), Err(GiveUp::DelayTooLong));
+        assert_eq!(
+            policy.next_delay(1, start, start, hint(10)),
+            Ok((Duration::from_secs(10), DelaySource::RetryAfter))
+        );
+        assert_eq!(
+            policy.next_delay(1, start, start, hint(11)),
+            Err(GiveUp::DelayTooLong)
+        );
         let late = start + Duration::from_secs(25);
-        assert_eq!(policy.next_delay(1, start, late, hint(6)), Err(GiveUp::Elapsed));
-        assert_eq!(policy.next_delay(5, start, start, hint(1)), Err(GiveUp::Attempts));
+        assert_eq!(
+            policy.next_delay(1, start, late, hint(6)),
+            Err(GiveUp::Elapsed)
+        );
+        assert_eq!(
+            policy.next_delay(5, start, start, hint(1)),
+            Err(GiveUp::Attempts)
+        );
     }
 }

@@ -82,12 +82,16 @@ impl BackoffStats {
             RetryKind::Other => &self.inner.other_retries,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.inner.wait_nanos.fetch_add(nanos(wait), Ordering::Relaxed);
+        self.inner
+            .wait_nanos
+            .fetch_add(nanos(wait), Ordering::Relaxed);
     }
 
     pub(super) fn record_paced(&self, wait: Duration) {
         self.inner.paced_requests.fetch_add(1, Ordering::Relaxed);
-        self.inner.pacing_nanos.fetch_add(nanos(wait), Ordering::Relaxed);
+        self.inner
+            .pacing_nanos
+            .fetch_add(nanos(wait), Ordering::Relaxed);
     }
 
     pub(super) fn record_gave_up(&self) {

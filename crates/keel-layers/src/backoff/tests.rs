@@ -84,7 +84,9 @@ fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
 }
 
 fn get() -> Request<Full<Bytes>> {
-    Request::get("http://api.test/x").body(Full::default()).unwrap()
+    Request::get("http://api.test/x")
+        .body(Full::default())
+        .unwrap()
 }
 
 fn ms(n: u64) -> Duration {
@@ -157,7 +159,15 @@ async fn retry_after_http_date_without_date_header_uses_the_local_clock() {
 #[tokio::test(start_paused = true)]
 async fn genesys_ratelimit_reset_is_honoured() {
     let mock = Mock::new(|n, _| match n {
-        0 => reply(429, &[("inin-ratelimit-count", "301"), ("inin-ratelimit-allowed", "300"), ("inin-ratelimit-reset", "2")], ""),
+        0 => reply(
+            429,
+            &[
+                ("inin-ratelimit-count", "301"),
+                ("inin-ratelimit-allowed", "300"),
+                ("inin-ratelimit-reset", "2"),
+            ],
+            "",
+        ),
         _ => reply(200, &[], "ok"),
     });
     let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
@@ -189,13 +199,20 @@ async fn schedule_waits_stay_within_the_jitter_bounds() {
         .exponential(ms(100), ms(1000))
         .budget(TpsBudget::new(secs(10), 100, 1.0));
     let svc = Backoff::new(mock.clone(), policy);
-    assert_eq!(svc.oneshot(get()).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        svc.oneshot(get()).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let arrivals = mock.arrivals();
     assert_eq!(arrivals.len(), 7);
     for (retry, pair) in arrivals.windows(2).enumerate() {
         let bound = ms(100 * (1 << retry)).min(ms(1000));
         let wait = pair[1] - pair[0];
-        assert!(wait <= bound, "retry {} waited {wait:?} > {bound:?}", retry + 1);
+        assert!(
+            wait <= bound,
+            "retry {} waited {wait:?} > {bound:?}",
+            retry + 1
+        );
     }
 }
 
@@ -203,9 +220,15 @@ async fn schedule_waits_stay_within_the_jitter_bounds() {
 async fn attempts_limit_returns_the_last_response_unchanged() {
     let mock = Mock::new(|n, _| {
         let attempt = (n + 1).to_string();
-        reply(503, &[("x-attempt", &attempt)], &format!("attempt {attempt}"))
+        reply(
+            503,
+            &[("x-attempt", &attempt)],
+            &format!("attempt {attempt}"),
+        )
     });
-    let policy = BackoffPolicy::new().max_attempts(3).exponential(ms(10), ms(10));
+    let policy = BackoffPolicy::new()
+        .max_attempts(3)
+        .exponential(ms(10), ms(10));
     let stats = policy.stats();
     let svc = Backoff::new(mock.clone(), policy);
     let response = svc.oneshot(get()).await.unwrap();
@@ -299,7 +322,11 @@ async fn body_over_the_replay_cap_is_not_retried() {
     let mock = tower::service_fn(|req: Request<CappedBody>| async move {
         let sent = req.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(sent, "big query");
-        reply(429, &[("retry-after", "1"), ("x-original", "yes")], "throttled")
+        reply(
+            429,
+            &[("retry-after", "1"), ("x-original", "yes")],
+            "throttled",
+        )
     });
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = {
@@ -359,7 +386,10 @@ async fn concurrent_requests_wait_for_the_reset_after_the_first_429() {
     assert_eq!(arrivals[..2], [ms(0), ms(50)]);
     let first_429 = ms(100);
     for at in &arrivals[2..] {
-        assert!(*at >= first_429 + secs(5), "a request reached the server at {at:?}");
+        assert!(
+            *at >= first_429 + secs(5),
+            "a request reached the server at {at:?}"
+        );
     }
     assert_eq!(arrivals.len(), 22);
     assert_eq!(stats.throttled_waits(), 2);
@@ -375,7 +405,10 @@ async fn the_gate_can_be_turned_off() {
     let svc = Backoff::new(mock.clone(), BackoffPolicy::new().cooperative_gate(false));
     let first = tokio::spawn(svc.clone().oneshot(get()));
     sleep(secs(1)).await;
-    assert_eq!(svc.clone().oneshot(get()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        svc.clone().oneshot(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(mock.arrivals(), [secs(0), secs(1), secs(5)]);
 }
@@ -395,7 +428,11 @@ async fn cancellation_mid_wait_leaks_nothing_and_leaves_the_gate_usable() {
     assert!(timeout(secs(1), svc.clone().oneshot(get())).await.is_err());
     // B waits at the gate (until t = 5 s) and is dropped there.
     assert!(timeout(secs(2), svc.clone().oneshot(get())).await.is_err());
-    assert_eq!(Arc::strong_count(&mock.arrivals), handles, "a dropped future kept a service");
+    assert_eq!(
+        Arc::strong_count(&mock.arrivals),
+        handles,
+        "a dropped future kept a service"
+    );
     assert_eq!(mock.arrivals(), [secs(0)]);
 
     // C, at t = 3 s, goes out exactly when the gate opens.
@@ -412,7 +449,10 @@ async fn cancellation_mid_wait_leaks_nothing_and_leaves_the_gate_usable() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_waiter_does_not_use_up_a_token() {
     let mock = Mock::new(|_, _| reply(200, &[], "ok"));
-    let svc = Backoff::new(mock.clone(), BackoffPolicy::new().pacing(Pacing::per_second(1)));
+    let svc = Backoff::new(
+        mock.clone(),
+        BackoffPolicy::new().pacing(Pacing::per_second(1)),
+    );
     svc.clone().oneshot(get()).await.unwrap();
     // The next token is due at t = 1 s; this waiter gives up at 0.5 s.
     assert!(timeout(ms(500), svc.clone().oneshot(get())).await.is_err());
@@ -494,7 +534,10 @@ async fn adaptive_pacing_settles_under_the_server_limit() {
         "429s: minute 1 {throttled_1}, minute 2 {throttled_2}; minute 2 throughput {ok_per_second:.2}/s; rate {:?}",
         policy.pacing_rate()
     );
-    assert!(throttled_2 < throttled_1, "429s: minute 1 {throttled_1}, minute 2 {throttled_2}");
+    assert!(
+        throttled_2 < throttled_1,
+        "429s: minute 1 {throttled_1}, minute 2 {throttled_2}"
+    );
     let limit = LIMIT as f64;
     assert!(
         (0.8 * limit..=1.2 * limit).contains(&ok_per_second),
@@ -518,7 +561,9 @@ async fn fixed_rate_pacing_without_adaptation_keeps_hitting_the_limit() {
             reply(if count[second] > 10 { 429 } else { 200 }, &[], "")
         })
     };
-    let policy = BackoffPolicy::new().max_attempts(1).pacing(Pacing::per_second(15));
+    let policy = BackoffPolicy::new()
+        .max_attempts(1)
+        .pacing(Pacing::per_second(15));
     let svc = Backoff::new(mock.clone(), policy.clone());
     let end = Instant::now() + secs(20);
     while Instant::now() < end {
@@ -526,7 +571,10 @@ async fn fixed_rate_pacing_without_adaptation_keeps_hitting_the_limit() {
     }
     let count = count.lock().unwrap();
     // NOTE: timers tick in whole milliseconds, so a window may see 14 instead of 15.
-    assert!(count[..20].iter().all(|n| *n > 10), "every second overshoots: {count:?}");
+    assert!(
+        count[..20].iter().all(|n| *n > 10),
+        "every second overshoots: {count:?}"
+    );
     assert_eq!(policy.pacing_rate(), Some(15.0));
 }
 
@@ -540,14 +588,23 @@ fn refused_once() -> Mock {
 #[tokio::test(start_paused = true)]
 async fn transport_errors_are_retried_only_when_opted_in() {
     let mock = refused_once();
-    let err = Backoff::new(mock.clone(), BackoffPolicy::new()).oneshot(get()).await.unwrap_err();
-    assert_eq!(err.downcast_ref::<io::Error>().unwrap().kind(), io::ErrorKind::ConnectionRefused);
+    let err = Backoff::new(mock.clone(), BackoffPolicy::new())
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<io::Error>().unwrap().kind(),
+        io::ErrorKind::ConnectionRefused
+    );
     assert_eq!(mock.arrivals().len(), 1);
 
     let mock = refused_once();
     let policy = BackoffPolicy::new().retry_transport_errors(true);
     let stats = policy.stats();
-    let response = Backoff::new(mock.clone(), policy).oneshot(get()).await.unwrap();
+    let response = Backoff::new(mock.clone(), policy)
+        .oneshot(get())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.arrivals().len(), 2);
     assert_eq!(stats.other_retries(), 1);
@@ -555,7 +612,10 @@ async fn transport_errors_are_retried_only_when_opted_in() {
     let mock = refused_once();
     let mut marked = get();
     marked.extensions_mut().insert(RetrySafe);
-    let response = Backoff::new(mock.clone(), BackoffPolicy::new()).oneshot(marked).await.unwrap();
+    let response = Backoff::new(mock.clone(), BackoffPolicy::new())
+        .oneshot(marked)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.arrivals().len(), 2);
 }
@@ -564,7 +624,10 @@ async fn transport_errors_are_retried_only_when_opted_in() {
 async fn other_errors_are_never_retried() {
     let mock = Mock::new(|_, _| Err("invalid certificate".into()));
     let policy = BackoffPolicy::new().retry_transport_errors(true);
-    let err = Backoff::new(mock.clone(), policy).oneshot(get()).await.unwrap_err();
+    let err = Backoff::new(mock.clone(), policy)
+        .oneshot(get())
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "invalid certificate");
     assert_eq!(mock.arrivals().len(), 1);
 }
@@ -577,13 +640,19 @@ async fn gateway_errors_are_retried_only_when_opted_in() {
         _ => reply(200, &[], "ok"),
     };
     let mock = Mock::new(script);
-    let response = Backoff::new(mock.clone(), BackoffPolicy::new()).oneshot(get()).await.unwrap();
+    let response = Backoff::new(mock.clone(), BackoffPolicy::new())
+        .oneshot(get())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(mock.arrivals().len(), 1);
 
     let mock = Mock::new(script);
     let policy = BackoffPolicy::new().retry_gateway_errors(true);
-    let response = Backoff::new(mock.clone(), policy).oneshot(get()).await.unwrap();
+    let response = Backoff::new(mock.clone(), policy)
+        .oneshot(get())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.arrivals().len(), 3);
 
@@ -592,7 +661,10 @@ async fn gateway_errors_are_retried_only_when_opted_in() {
         .extension(RetrySafe)
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
-    let response = Backoff::new(mock.clone(), BackoffPolicy::new()).oneshot(marked).await.unwrap();
+    let response = Backoff::new(mock.clone(), BackoffPolicy::new())
+        .oneshot(marked)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(mock.arrivals().len(), 3);
 }
@@ -619,7 +691,10 @@ async fn replays_send_the_same_request() {
         .header("x-query-id", "42")
         .body(Full::new(Bytes::from_static(b"{\"page\":1}")))
         .unwrap();
-    let response = Backoff::new(svc, BackoffPolicy::new()).oneshot(req).await.unwrap();
+    let response = Backoff::new(svc, BackoffPolicy::new())
+        .oneshot(req)
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
@@ -667,8 +742,15 @@ async fn the_429_body_is_drained_and_dropped_before_the_replay() {
         tower::service_fn(move |_req: Request<Full<Bytes>>| {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             if n == 1 {
-                assert!(dropped.load(Ordering::SeqCst), "429 body still alive at the replay");
-                assert_eq!(read.load(Ordering::SeqCst), 3 * 1024, "small body not drained");
+                assert!(
+                    dropped.load(Ordering::SeqCst),
+                    "429 body still alive at the replay"
+                );
+                assert_eq!(
+                    read.load(Ordering::SeqCst),
+                    3 * 1024,
+                    "small body not drained"
+                );
             }
             let body = TrackedBody {
                 chunks: vec![Bytes::from(vec![b'x'; 1024]); 3],
@@ -684,7 +766,10 @@ async fn the_429_body_is_drained_and_dropped_before_the_replay() {
             async move { Ok::<_, BoxError>(response) }
         })
     };
-    let response = Backoff::new(svc, BackoffPolicy::new()).oneshot(get()).await.unwrap();
+    let response = Backoff::new(svc, BackoffPolicy::new())
+        .oneshot(get())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -704,7 +789,11 @@ async fn drain_stops_at_the_limit() {
                 dropped: dropped.clone(),
             };
             let status = if n == 0 { 503 } else { 200 };
-            let response = Response::builder().status(status).header("retry-after", "1").body(body).unwrap();
+            let response = Response::builder()
+                .status(status)
+                .header("retry-after", "1")
+                .body(body)
+                .unwrap();
             async move { Ok::<_, BoxError>(response) }
         })
     };
@@ -726,7 +815,11 @@ async fn stats_count_each_kind_of_retry() {
     let stats = svc.stats();
     svc.oneshot(get()).await.unwrap();
     assert_eq!(
-        (stats.throttled_waits(), stats.unavailable_retries(), stats.other_retries()),
+        (
+            stats.throttled_waits(),
+            stats.unavailable_retries(),
+            stats.other_retries()
+        ),
         (1, 1, 1)
     );
     assert_eq!(stats.retries(), 3);
@@ -762,7 +855,8 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
 async fn each_retry_emits_an_event_with_status_attempt_delay_and_source() {
     use tracing_subscriber::layer::SubscriberExt;
     let recorder = Recorder::default();
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(recorder.clone()));
     let mock = Mock::new(|n, _| match n {
         0 => reply(429, &[("retry-after", "3")], ""),
         1 => reply(503, &[], ""),
@@ -772,11 +866,24 @@ async fn each_retry_emits_an_event_with_status_attempt_delay_and_source() {
     Backoff::new(mock, policy).oneshot(get()).await.unwrap();
     let events = recorder.0.lock().unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
-    for field in ["status=429", "attempt=1", "delay_ms=3000", "source=retry-after"] {
-        assert!(events[0].iter().any(|f| f == field), "{field} missing from {:?}", events[0]);
+    for field in [
+        "status=429",
+        "attempt=1",
+        "delay_ms=3000",
+        "source=retry-after",
+    ] {
+        assert!(
+            events[0].iter().any(|f| f == field),
+            "{field} missing from {:?}",
+            events[0]
+        );
     }
     for field in ["status=503", "attempt=2", "source=schedule"] {
-        assert!(events[1].iter().any(|f| f == field), "{field} missing from {:?}", events[1]);
+        assert!(
+            events[1].iter().any(|f| f == field),
+            "{field} missing from {:?}",
+            events[1]
+        );
     }
 }
 
@@ -792,7 +899,9 @@ async fn hyper_connection_closed_before_response_is_a_transport_error() {
         let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
     });
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let err = sender.send_request(get()).await.unwrap_err();
     server.await.unwrap();
