@@ -1,0 +1,345 @@
+//! [`Simulator`], its builder, and the running [`SimHandle`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ClientSecret, Fault, RetryAfterFormat, SimConfig};
+use crate::query::{DetailsQuery, QueryError};
+use crate::server::accept_loop;
+use crate::state::{Selection, State};
+use crate::stats::SimStats;
+
+/// Error starting the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The listening socket could not be bound.
+    #[error("keel-sim could not listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration is inconsistent.
+    #[error("invalid keel-sim configuration: {0}")]
+    Config(String),
+}
+
+/// Entry point: `Simulator::builder()…start().await`.
+#[derive(Debug, Clone, Copy)]
+pub struct Simulator;
+
+impl Simulator {
+    /// A builder with [`SimConfig::default`].
+    pub fn builder() -> SimBuilder {
+        SimBuilder::default()
+    }
+
+    /// Starts a simulator with this configuration.
+    pub async fn start(config: SimConfig) -> Result<SimHandle, SimError> {
+        SimBuilder { config }.start().await
+    }
+}
+
+/// Builder of a [`SimConfig`]; each setter documents its field on [`SimConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct SimBuilder {
+    config: SimConfig,
+}
+
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty => |$c:ident, $v:ident| $body:expr ;)*) => {
+        impl SimBuilder {
+            $(
+                $(#[$doc])*
+                pub fn $name(mut self, $v: $ty) -> Self {
+                    let $c = &mut self.config;
+                    $body;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Address to listen on (default `127.0.0.1:0`).
+    bind: SocketAddr => |c, v| c.bind = v;
+    /// Conversations visible from the start.
+    conversations: u64 => |c, v| c.conversations = v;
+    /// Seed of the data and of random faults.
+    seed: u64 => |c, v| c.seed = v;
+    /// Start of the data, Unix milliseconds.
+    data_start_ms: i64 => |c, v| c.data_start_ms = v;
+    /// Time span the data covers.
+    data_span: Duration => |c, v| c.data_span = v;
+    /// Users served by `GET /api/v2/users`.
+    users: u64 => |c, v| c.users = v;
+    /// Advertised (and real) token lifetime.
+    token_lifetime: Duration => |c, v| c.token_lifetime = v;
+    /// Revoke tokens this long after issue.
+    revoke_after: Duration => |c, v| c.revoke_after = Some(v);
+    /// Revoke each token after this many authenticated API requests.
+    revoke_after_requests: u64 => |c, v| c.revoke_after_requests = Some(v);
+    /// Rate limit, requests per second (token bucket).
+    rate_limit_per_sec: u32 => |c, v| c.rate_limit_per_sec = Some(v);
+    /// Bucket size of the rate limit.
+    rate_limit_burst: u32 => |c, v| c.rate_limit_burst = Some(v);
+    /// Form of `Retry-After`.
+    retry_after_format: RetryAfterFormat => |c, v| c.retry_after_format = v;
+    /// Probability of a 503 per API request.
+    unavailable_probability: f64 => |c, v| c.unavailable_probability = v;
+    /// Probability of a dropped connection per API request.
+    drop_probability: f64 => |c, v| c.drop_probability = v;
+    /// Latency added to every page.
+    page_latency: Duration => |c, v| c.page_latency = v;
+    /// The token endpoint answers 503 to its first N requests.
+    token_outage_requests: u64 => |c, v| c.token_outage_requests = v;
+    /// The token endpoint answers 503 for this long after start.
+    token_outage_for: Duration => |c, v| c.token_outage_for = v;
+    /// Time a job stays QUEUED.
+    job_delay: Duration => |c, v| c.job_delay = v;
+    /// Time after which a job is forgotten.
+    job_ttl: Duration => |c, v| c.job_ttl = v;
+}
+
+impl SimBuilder {
+    /// Accepted client credentials.
+    pub fn credentials(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.config.client_id = client_id.into();
+        self.config.client_secret = ClientSecret::new(secret);
+        self
+    }
+
+    /// Injects `fault` on the `request`-th API request (1-based).
+    pub fn fault(mut self, request: u64, fault: Fault) -> Self {
+        self.config.faults.insert(request, fault);
+        self
+    }
+
+    /// Injects several scripted faults.
+    pub fn faults(mut self, faults: impl IntoIterator<Item = (u64, Fault)>) -> Self {
+        self.config.faults.extend(faults);
+        self
+    }
+
+    /// `extra` conversations (the latest starts) appear once `after_pages` details pages
+    /// have been served.
+    pub fn late_conversations(mut self, extra: u64, after_pages: u64) -> Self {
+        self.config.late_conversations = extra;
+        self.config.late_after_pages = after_pages;
+        self
+    }
+
+    /// The `job`-th job created (1-based) ends FAILED.
+    pub fn failing_job(mut self, job: u64) -> Self {
+        self.config.failing_jobs.push(job);
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Binds the socket and starts serving.
+    ///
+    /// # Errors
+    /// [`SimError::Bind`] if the address cannot be bound, [`SimError::Config`] for
+    /// probabilities outside `0..=1` or more than `u32::MAX` conversations.
+    pub async fn start(self) -> Result<SimHandle, SimError> {
+        let c = self.config;
+        for (name, p) in [
+            ("unavailable_probability", c.unavailable_probability),
+            ("drop_probability", c.drop_probability),
+        ] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(SimError::Config(format!("{name} must be within 0..=1")));
+            }
+        }
+        if c.conversations + c.late_conversations > u64::from(u32::MAX) {
+            return Err(SimError::Config("too many conversations".into()));
+        }
+        let addr = c.bind;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let state = Arc::new(State::new(c));
+        let (shutdown, rx) = watch::channel(());
+        let task = tokio::spawn(accept_loop(listener, state.clone(), rx));
+        Ok(SimHandle {
+            addr: local,
+            state,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+/// A running simulator. Dropping it stops the server (like [`SimHandle::shutdown`], without
+/// waiting).
+pub struct SimHandle {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// `http://127.0.0.1:PORT`: serves both `/oauth/token` and `/api/…`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/oauth/token`.
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.base_url())
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.state.config
+    }
+
+    /// The accepted client id.
+    pub fn client_id(&self) -> &str {
+        &self.state.config.client_id
+    }
+
+    /// The accepted client secret.
+    pub fn client_secret(&self) -> &str {
+        self.state.config.client_secret.expose()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        self.state.stats.snapshot()
+    }
+
+    /// Conversations visible now (grows once late conversations appear).
+    pub fn visible_conversations(&self) -> u64 {
+        self.state.visible()
+    }
+
+    /// The exact JSON the simulator serves for conversation `index` (0-based, in
+    /// `conversationStart` order), as a canonical compact string: keys sorted at every level,
+    /// so `serde_json::Value` round-trips it byte for byte.
+    pub fn conversation_json(&self, index: u64) -> String {
+        let mut out = Vec::with_capacity(3_000);
+        self.state.data.write_conversation(index, &mut out);
+        String::from_utf8(out).expect("generated JSON is UTF-8")
+    }
+
+    /// The `conversationId` of conversation `index`.
+    pub fn conversation_id(&self, index: u64) -> String {
+        self.state.data.conversation_id(index)
+    }
+
+    /// What a complete export of `query` (a details-query or job body; paging is ignored)
+    /// must contain right now, in the order the simulator serves it: one canonical JSON
+    /// string per conversation (see [`SimHandle::conversation_json`]).
+    ///
+    /// # Errors
+    /// The same [`QueryError`] the API would answer 400 with.
+    pub fn ground_truth(&self, query: &serde_json::Value) -> Result<GroundTruth, QueryError> {
+        let body = serde_json::to_vec(query).expect("a Value serialises");
+        let q = DetailsQuery::parse(&body, false)?;
+        let selection = self.state.select(&q.selector);
+        Ok(GroundTruth {
+            state: self.state.clone(),
+            end: selection.len(),
+            selection,
+            descending: q.descending,
+            next: 0,
+        })
+    }
+
+    /// Revokes every token issued so far (their next use gets 401).
+    pub fn revoke_all_tokens(&self) {
+        self.state.tokens.revoke_all();
+    }
+
+    /// Stops accepting, closes every connection and waits for the server task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(());
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(());
+    }
+}
+
+/// Iterator over the canonical JSON of the conversations a query selects
+/// ([`SimHandle::ground_truth`]).
+pub struct GroundTruth {
+    state: Arc<State>,
+    selection: Selection,
+    descending: bool,
+    next: u64,
+    end: u64,
+}
+
+impl fmt::Debug for GroundTruth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroundTruth")
+            .field("remaining", &(self.end - self.next))
+            .finish()
+    }
+}
+
+impl GroundTruth {
+    /// Index (in start order) of each remaining conversation, without building JSON.
+    pub fn indices(self) -> impl Iterator<Item = u64> {
+        let (sel, desc) = (self.selection, self.descending);
+        (self.next..self.end).map(move |k| sel.get(k, desc))
+    }
+}
+
+impl Iterator for GroundTruth {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        if self.next >= self.end {
+            return None;
+        }
+        let i = self.selection.get(self.next, self.descending);
+        self.next += 1;
+        let mut out = Vec::with_capacity(3_000);
+        self.state.data.write_conversation(i, &mut out);
+        Some(String::from_utf8(out).expect("generated JSON is UTF-8"))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = (self.end - self.next) as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for GroundTruth {}

@@ -1,0 +1,104 @@
+//! Counters of everything the simulator served, and their snapshot [`SimStats`].
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// A snapshot of the simulator's counters (also served as JSON at `GET /__stats`).
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[non_exhaustive]
+        pub struct SimStats {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $( pub(crate) $name: AtomicU64, )*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> SimStats {
+                SimStats { $( $name: self.$name.load(Relaxed), )* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Requests to `POST /oauth/token`.
+    token_requests,
+    /// Tokens issued.
+    tokens_issued,
+    /// Token requests refused with 400/401 (bad credentials, bad grant).
+    token_rejections,
+    /// Token requests answered 503 (token outage).
+    token_unavailable,
+    /// Requests under `/api/`.
+    api_requests,
+    /// 401 responses served (API).
+    unauthorized,
+    /// 429 responses served.
+    rate_limited,
+    /// 503 responses served (API and token endpoint).
+    unavailable,
+    /// Other scripted error statuses served.
+    other_errors,
+    /// 400 responses served by the API (validation).
+    bad_requests,
+    /// 404 responses served.
+    not_found,
+    /// Connections closed without a response.
+    dropped,
+    /// Responses whose body was cut short.
+    truncated,
+    /// 200 responses with a malformed JSON body.
+    malformed,
+    /// API requests that arrived before a `Retry-After` deadline the simulator had given
+    /// (kept globally, not per client).
+    early_requests,
+    /// Conversation-details query pages served (200).
+    pages_served,
+    /// Async job result pages served (200).
+    job_pages_served,
+    /// User list pages served (200).
+    user_pages_served,
+    /// Conversations sent in details pages and job result pages.
+    conversations_served,
+    /// Async jobs created.
+    jobs_created,
+    /// Requests being handled right now (all endpoints).
+    in_flight,
+    /// Highest number of requests handled at once.
+    peak_in_flight,
+    /// API requests without a bearer token.
+    no_token,
+    /// API requests with a token the simulator never issued.
+    unknown_token,
+    /// API requests with a token past its advertised expiry.
+    expired_token,
+    /// API requests with a token the simulator revoked early (by time, count or fault).
+    revoked_token,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Relaxed);
+        InFlight(self)
+    }
+}
+
+/// Decrements `in_flight` on drop.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(&'a Counters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
