@@ -22,10 +22,14 @@
 //! # });
 //! ```
 
+use keel_layers::auth::{BearerLayer, Origin, RefreshOn401Layer, TokenCache};
+use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
 use tokio::runtime::{Handle, RuntimeFlavor};
-use tower::BoxError;
+use tower::{BoxError, ServiceBuilder};
 
-use crate::alloc_counter::thread_allocations;
+use crate::clients::{hyper_client, KeelTarget, StackTarget};
+
+use crate::alloc_counter::{thread_allocations, AllocCount};
 use crate::load::{warm_up, Target};
 use crate::overhead::Contender;
 
@@ -50,34 +54,106 @@ pub struct AllocRow {
 ///
 /// When not on a current-thread runtime, or when a request fails.
 pub async fn measure(contenders: &[Contender], requests: u64) -> Result<Vec<AllocRow>, BoxError> {
+    let mut rows: Vec<AllocRow> = Vec::new();
+    for c in contenders {
+        let per_request = count(&c.target, requests).await?;
+        rows.push(row(c.name, per_request, rows.first()));
+    }
+    Ok(rows)
+}
+
+/// A table row for `name`, compared with `baseline` (itself when `None`).
+pub fn row(
+    name: &'static str,
+    (allocs, reallocs): (f64, f64),
+    baseline: Option<&AllocRow>,
+) -> AllocRow {
+    AllocRow {
+        name,
+        allocs,
+        reallocs,
+        extra_allocs: allocs - baseline.map_or(allocs, |b| b.allocs),
+    }
+}
+
+/// `(allocs, reallocs)` per request of `target`: `requests` sequential requests after a
+/// warm-up, lowest count of three passes.
+///
+/// # Errors
+///
+/// When not on a current-thread runtime, or when a request fails.
+pub async fn count<T: Target>(target: &T, requests: u64) -> Result<(f64, f64), BoxError> {
     if Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread {
         return Err("allocation counts need a current-thread runtime".into());
     }
-    let mut rows: Vec<AllocRow> = Vec::new();
-    for c in contenders {
-        warm_up(&c.target, 1, 50).await?;
-        let mut target = c.target.clone();
-        let mut best: Option<(u64, u64)> = None;
-        for _ in 0..3 {
-            let before = thread_allocations();
-            for _ in 0..requests {
-                target.call().await?;
-            }
-            let used = thread_allocations().since(before);
-            if best.is_none_or(|(a, _)| used.allocs < a) {
-                best = Some((used.allocs, used.reallocs));
-            }
+    warm_up(target, 1, 50).await?;
+    let mut target = target.clone();
+    let mut best: Option<AllocCount> = None;
+    for _ in 0..3 {
+        let before = thread_allocations();
+        for _ in 0..requests {
+            target.call().await?;
         }
-        let (allocs, reallocs) = best.unwrap_or_default();
-        let allocs = allocs as f64 / requests as f64;
-        let base = rows.first().map_or(allocs, |b| b.allocs);
-        rows.push(AllocRow {
-            name: c.name,
-            allocs,
-            reallocs: reallocs as f64 / requests as f64,
-            extra_allocs: allocs - base,
-        });
+        let used = thread_allocations().since(before);
+        if best.is_none_or(|b| used.allocs < b.allocs) {
+            best = Some(used);
+        }
     }
+    let best = best.unwrap_or_default();
+    let n = requests.max(1) as f64;
+    Ok((best.allocs as f64 / n, best.reallocs as f64 / n))
+}
+
+/// Allocations of keel's stack built up one layer at a time on a bare client (the first row),
+/// from the innermost layer out, so each row's delta is the cost of the layer it adds.
+///
+/// # Errors
+///
+/// When not on a current-thread runtime, or when a request fails.
+pub async fn keel_breakdown(
+    url: &str,
+    tokens: TokenCache,
+    requests: u64,
+) -> Result<Vec<AllocRow>, BoxError> {
+    let origin = Origin::parse(url)?;
+    let bearer = || BearerLayer::new(tokens.clone(), origin.clone());
+    let backoff = || BackoffLayer::new(BackoffPolicy::default());
+    let refresh = || RefreshOn401Layer::new(tokens.clone());
+    let mut rows: Vec<AllocRow> = Vec::new();
+    let client = StackTarget::new(hyper_client(), url)?;
+    rows.push(row(
+        "client as Service",
+        count(&client, requests).await?,
+        None,
+    ));
+    let s = ServiceBuilder::new()
+        .layer(bearer())
+        .service(hyper_client());
+    let t = StackTarget::new(s, url)?;
+    rows.push(row("+ Bearer", count(&t, requests).await?, rows.first()));
+    let s = ServiceBuilder::new()
+        .layer(backoff())
+        .layer(bearer())
+        .service(hyper_client());
+    let t = StackTarget::new(s, url)?;
+    rows.push(row("+ Backoff", count(&t, requests).await?, rows.first()));
+    let s = ServiceBuilder::new()
+        .layer(refresh())
+        .layer(backoff())
+        .layer(bearer())
+        .service(hyper_client());
+    let t = StackTarget::new(s, url)?;
+    rows.push(row(
+        "+ RefreshOn401",
+        count(&t, requests).await?,
+        rows.first(),
+    ));
+    let t = KeelTarget::keel(url, tokens.clone())?;
+    rows.push(row(
+        "+ ReplayBody (full stack)",
+        count(&t, requests).await?,
+        rows.first(),
+    ));
     Ok(rows)
 }
 

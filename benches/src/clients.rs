@@ -33,6 +33,7 @@ use keel_layers::auth::{
     token_source_fn, Bearer, BearerLayer, Origin, RefreshOn401, RefreshOn401Layer, Token,
     TokenCache,
 };
+use keel_layers::backoff::{Backoff, BackoffLayer, BackoffPolicy};
 use keel_layers::replay::{ReplayBody, ReplayBodyLayer, ReplayBodyService};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
@@ -150,8 +151,9 @@ impl Target for ReqwestTarget {
 pub type KeelBody = ReplayBody<Empty<Bytes>>;
 
 /// keel's full stack on a hyper-util legacy client, outermost first:
-/// `ReplayBodyLayer → RefreshOn401Layer → BearerLayer → client`.
-pub type KeelService = ReplayBodyService<RefreshOn401<Bearer<Client<HttpConnector, KeelBody>>>>;
+/// `ReplayBodyLayer → RefreshOn401Layer → BackoffLayer → BearerLayer → client`.
+pub type KeelService =
+    ReplayBodyService<RefreshOn401<Backoff<Bearer<Client<HttpConnector, KeelBody>>>>>;
 
 /// A [`TokenCache`] that already holds a valid token (an hour left), as in a job's steady
 /// state: the stack then never fetches.
@@ -167,29 +169,25 @@ pub async fn warm_tokens(token: &'static str) -> Result<TokenCache, BoxError> {
     Ok(tokens)
 }
 
-/// `GET url` through keel's full stack on the same kind of client as [`BareTarget`], token
-/// cached, no retries.
+/// `GET url` through any tower HTTP service taking `Request<Empty<Bytes>>`: keel's stack, or
+/// a part of it (the allocation breakdown measures each layer on its own).
 #[derive(Debug, Clone)]
-pub struct KeelTarget {
-    service: KeelService,
+pub struct StackTarget<S> {
+    service: S,
     uri: Uri,
 }
 
-impl KeelTarget {
-    /// keel's stack for `url`, taking tokens from `tokens`.
+/// `GET url` through keel's full stack on the same kind of client as [`BareTarget`], token
+/// cached, no retries.
+pub type KeelTarget = StackTarget<KeelService>;
+
+impl<S> StackTarget<S> {
+    /// `service` sending to `url`.
     ///
     /// # Errors
     ///
-    /// When `url` is not a valid URI or origin.
-    pub fn new(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        let service = ServiceBuilder::new()
-            .layer(ReplayBodyLayer::new(64 * 1024))
-            .layer(RefreshOn401Layer::new(tokens.clone()))
-            .layer(BearerLayer::new(tokens, Origin::parse(url)?))
-            .service(client);
+    /// When `url` is not a valid URI.
+    pub fn new(service: S, url: &str) -> Result<Self, BoxError> {
         Ok(Self {
             service,
             uri: url.parse()?,
@@ -197,11 +195,39 @@ impl KeelTarget {
     }
 }
 
-impl Target for KeelTarget {
+impl StackTarget<KeelService> {
+    /// keel's full stack for `url`, taking tokens from `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a valid URI or origin.
+    pub fn keel(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let service = ServiceBuilder::new()
+            .layer(ReplayBodyLayer::new(64 * 1024))
+            .layer(RefreshOn401Layer::new(tokens.clone()))
+            .layer(BackoffLayer::new(BackoffPolicy::default()))
+            .layer(BearerLayer::new(tokens, Origin::parse(url)?))
+            .service(client);
+        Self::new(service, url)
+    }
+}
+
+impl<S, ResB> Target for StackTarget<S>
+where
+    S: Service<Request<Empty<Bytes>>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    ResB: Body + Unpin + Send,
+    ResB::Data: Send,
+    ResB::Error: Into<BoxError>,
+{
     async fn call(&mut self) -> Result<(), BoxError> {
         let req = Request::get(self.uri.clone()).body(Empty::new())?;
-        let res = self.service.ready().await?.call(req).await?;
-        drain(res).await
+        let svc = self.service.ready().await.map_err(Into::into)?;
+        drain(svc.call(req).await.map_err(Into::into)?).await
     }
 }
 

@@ -94,7 +94,7 @@ async fn contenders(server: &LoopbackServer) -> Result<Vec<Contender>, BoxError>
         Contender::new("bare hyper-util", AnyTarget::Bare(BareTarget::new(&url)?)),
         Contender::new(
             "keel stack",
-            AnyTarget::Keel(KeelTarget::new(&url, warm_tokens(TOKEN).await?)?),
+            AnyTarget::Keel(KeelTarget::keel(&url, warm_tokens(TOKEN).await?)?),
         ),
         Contender::new(
             "reqwest-middleware",
@@ -139,6 +139,15 @@ fn run_allocs(cli: &Cli) -> Result<(), BoxError> {
     let rows = rt.block_on(async {
         let contenders = contenders(&server).await?;
         allocs::measure(&contenders, cli.alloc_requests).await
+    })?;
+    println!("{}", allocs::table(&rows));
+    println!(
+        "Per layer: each row adds one layer on top of the row above it (the top row is the \
+         client called as a tower `Service`).\n"
+    );
+    let rows = rt.block_on(async {
+        let url = server.url("/api/v2/ping");
+        allocs::keel_breakdown(&url, warm_tokens(TOKEN).await?, cli.alloc_requests).await
     })?;
     println!("{}", allocs::table(&rows));
     Ok(())
