@@ -117,8 +117,10 @@ pub enum Error {
         expected: u64,
         /// The `totalHits` a later page reported.
         actual: u64,
-        /// Where to resume: restarts the changed part (see [`crate::details`]).
-        resume: Box<Checkpoint>,
+        /// Where to resume exactly: restarts the changed part, skipping the ids already
+        /// yielded from it. `None` when those ids are not all known (the part had been resumed
+        /// from a checkpoint mid-way): then re-export `interval` on its own.
+        resume: Option<Box<Checkpoint>>,
     },
 
     /// An interval holds more results than the API can page, even split to one millisecond.

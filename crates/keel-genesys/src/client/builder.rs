@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use super::{Client, Credentials};
+use keel_layers::backoff::BackoffPolicy;
+
 use crate::details::SplitPolicy;
 use crate::environment::Environment;
 use crate::error::Error;
@@ -48,6 +50,7 @@ pub struct ClientBuilder {
     pub(crate) env: Environment,
     pub(crate) creds: Credentials,
     pub(crate) settings: Settings,
+    pub(crate) backoff: Option<BackoffPolicy>,
 }
 
 impl ClientBuilder {
@@ -56,6 +59,7 @@ impl ClientBuilder {
             env,
             creds,
             settings: Settings::default(),
+            backoff: None,
         }
     }
 
@@ -81,6 +85,13 @@ impl ClientBuilder {
     /// yielded in interval order.
     pub fn max_parallel_parts(mut self, parts: usize) -> Self {
         self.settings.max_parallel_parts = parts.max(1);
+        self
+    }
+
+    /// The backoff policy for 429/503 and transport errors (default: [`BackoffPolicy::default`]).
+    /// Transport errors are always retried: every request the client sends is read-only.
+    pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
+        self.backoff = Some(policy);
         self
     }
 

@@ -1,10 +1,23 @@
 //! Assembles the tower stack of a [`Client`](super::Client).
+//!
+//! Outermost first: replay body → refresh on 401 → backoff → bearer → per-attempt timeout →
+//! read the body (capped) → trace → gzip decompression → hyper-util client (rustls).
+//! Reading the body inside the stack means a connection dropped mid-body is a transport error
+//! the backoff layer retries, and the timeout covers the whole attempt.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
+use keel_layers::auth::{
+    BearerLayer, ClientCredentials, Origin, RefreshOn401Layer, RefreshStats, TokenCache,
+};
+use keel_layers::backoff::{BackoffLayer, BackoffStats};
+use keel_layers::replay::{ReplayBody, ReplayBodyLayer};
+use secrecy::ExposeSecret;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -13,7 +26,9 @@ use crate::error::{BoxError, Error};
 
 /// The type-erased stack: a request with an in-memory body to a fully read response.
 pub(crate) type HttpService =
-    BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, BoxError>;
+    BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, BoxError>;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// A response body was larger than the configured cap.
 #[derive(Debug, thiserror::Error)]
@@ -23,45 +38,94 @@ pub(crate) struct BodyTooLarge {
 }
 
 /// Handles on the layers' counters.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StatsHandles {}
+#[derive(Debug, Clone)]
+pub(crate) struct StatsHandles {
+    tokens: TokenCache,
+    refresh: RefreshStats,
+    backoff: BackoffStats,
+}
 
 impl StatsHandles {
     pub(crate) fn snapshot(&self) -> ClientStats {
-        ClientStats::default()
+        let t = self.tokens.stats();
+        ClientStats {
+            token_fetches: t.fetches,
+            token_failures: t.failures,
+            replays_401: self.refresh.replays(),
+            waits_429: self.backoff.throttled_waits(),
+            other_retries: self
+                .backoff
+                .unavailable_retries()
+                .saturating_add(self.backoff.other_retries()),
+        }
     }
 }
 
-pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+fn connector() -> Result<Https, Error> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
         .map_err(|e| Error::config(format!("tls setup failed: {e}")))?
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .build();
-    let hyper: HyperClient<_, Full<Bytes>> =
+        .build())
+}
+
+pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
+    let settings = b.settings;
+    let https = connector()?;
+
+    // NOTE: the token endpoint gets its own pool: tokens never travel on API connections and
+    // the grant's own retries stay independent of the API's backoff.
+    let token_http: HyperClient<Https, Full<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build(https.clone());
+    let token_url = b.env.token_url()?;
+    let grant = ClientCredentials::new(
+        token_url,
+        b.creds.client_id(),
+        secrecy::SecretString::from(b.creds.secret().expose_secret().to_owned()),
+        token_http,
+    );
+    let tokens = TokenCache::new(grant).refresh_before(settings.refresh_before);
+    let origin = Origin::from_uri(b.env.api_url())
+        .map_err(|e| Error::config(format!("api url: {e}")))?;
+
+    let policy = b.backoff.clone().unwrap_or_default().retry_transport_errors(true);
+    let backoff = BackoffLayer::new(policy);
+    let refresh = RefreshOn401Layer::new(tokens.clone());
+    let stats = StatsHandles {
+        tokens: tokens.clone(),
+        refresh: refresh.stats(),
+        backoff: backoff.stats(),
+    };
+
+    let api_http: HyperClient<Https, ReplayBody<Full<Bytes>>> =
         HyperClient::builder(TokioExecutor::new()).build(https);
-    let limit = b.settings.max_body_bytes;
+    let limit = settings.max_body_bytes;
     let svc = ServiceBuilder::new()
-        .timeout(b.settings.request_timeout)
+        .layer(ReplayBodyLayer::new(settings.max_replay_bytes))
+        .layer(refresh)
+        .layer(backoff)
+        .layer(BearerLayer::new(tokens, origin))
+        .timeout(settings.request_timeout)
         .and_then(move |res: Response<_>| collect(res, limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::decompression::DecompressionLayer::new().gzip(true))
-        .service(hyper)
+        .service(api_http)
         .map_err(BoxError::from);
+
     Ok(Client {
-        inner: std::sync::Arc::new(Inner {
+        inner: Arc::new(Inner {
             env: b.env,
             client_id: b.creds.client_id().to_owned(),
             http: BoxCloneSyncService::new(svc),
-            settings: b.settings,
-            stats: StatsHandles::default(),
+            settings,
+            stats,
         }),
     })
 }
 
-async fn collect<B>(res: Response<B>, limit: usize) -> Result<Response<Bytes>, BoxError>
+async fn collect<B>(res: Response<B>, limit: usize) -> Result<Response<Full<Bytes>>, BoxError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -74,5 +138,5 @@ where
             e
         }
     })?;
-    Ok(Response::from_parts(parts, bytes.to_bytes()))
+    Ok(Response::from_parts(parts, Full::new(bytes.to_bytes())))
 }
