@@ -3,7 +3,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
 use http::{Request, Response};
@@ -12,10 +11,8 @@ use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{BoxError, Service};
 
-use super::headers::{server_delay, DelaySource};
-use super::is_transport_error;
-use super::policy::{BackoffPolicy, GiveUp};
-use super::stats::RetryKind;
+use super::decide::Attempt;
+use super::policy::BackoffPolicy;
 use crate::replay::{try_clone_request, TryCloneBody};
 
 type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -124,12 +121,6 @@ where
     }
 }
 
-/// A retryable outcome of one attempt.
-enum Outcome<R> {
-    Response(R, RetryKind, Option<(Duration, DelaySource)>),
-    Error(BoxError),
-}
-
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
@@ -178,84 +169,53 @@ where
                     *this.attempts += 1;
                     let now = Instant::now();
                     let policy = &**this.policy;
-                    let outcome = match result {
+                    let backup = &*this.backup;
+                    let replay = || backup.as_ref().and_then(try_clone_request);
+                    let (delay, next) = match result {
                         Ok(response) => {
                             let status = response.status();
-                            if status == http::StatusCode::TOO_MANY_REQUESTS {
-                                policy.pacer.on_throttled(now);
-                            } else if !status.is_server_error() {
-                                policy.pacer.on_success(now);
-                            }
-                            let Some(kind) = policy.classify(status, *this.retry_safe) else {
+                            let Some(retryable) = policy.inspect_response(
+                                status,
+                                response.headers(),
+                                *this.retry_safe,
+                                now,
+                            ) else {
                                 return Poll::Ready(Ok(response));
                             };
-                            let hint = server_delay(response.headers(), SystemTime::now());
-                            if let (RetryKind::Throttled, true, Some((delay, _))) =
-                                (kind, policy.gate, hint)
-                            {
-                                if delay <= policy.max_delay {
-                                    policy.pacer.block_until(now + delay);
-                                }
-                            }
-                            Outcome::Response(response, kind, hint)
-                        }
-                        Err(e) => {
-                            let e: BoxError = e.into();
-                            let enabled = policy.retry_transport || *this.retry_safe;
-                            if !enabled || !is_transport_error(e.as_ref()) {
-                                return Poll::Ready(Err(e));
-                            }
-                            Outcome::Error(e)
-                        }
-                    };
-                    let hint = match &outcome {
-                        Outcome::Response(_, _, hint) => *hint,
-                        Outcome::Error(_) => None,
-                    };
-                    let decision = policy
-                        .next_delay(*this.attempts, *this.started, now, hint)
-                        .and_then(|delay| {
-                            let next = this.backup.as_ref().and_then(try_clone_request);
-                            next.map(|req| (delay, req)).ok_or(GiveUp::NotReplayable)
-                        })
-                        .and_then(|next| {
-                            if policy.budget.withdraw() {
-                                Ok(next)
-                            } else {
-                                Err(GiveUp::Budget)
-                            }
-                        });
-                    let ((delay, source), next) = match decision {
-                        Ok(next) => next,
-                        Err(reason) => {
-                            return Poll::Ready(give_up(policy, outcome, *this.attempts, reason))
-                        }
-                    };
-                    let kind = match outcome {
-                        Outcome::Response(response, kind, _) => {
-                            tracing::info!(
-                                status = response.status().as_u16(),
-                                attempt = *this.attempts,
-                                delay_ms = delay.as_millis() as u64,
-                                source = source.as_str(),
-                                "retrying request"
-                            );
+                            let attempt = Attempt::Status(status);
+                            let Some(planned) = policy.plan(
+                                retryable,
+                                attempt,
+                                *this.attempts,
+                                *this.started,
+                                replay,
+                            ) else {
+                                return Poll::Ready(Ok(response));
+                            };
                             let body = response.into_body();
                             *this.drain = Some(Box::pin(drain(body, policy.drain_limit)));
-                            kind
+                            planned
                         }
-                        Outcome::Error(error) => {
-                            tracing::info!(
-                                error = %error,
-                                attempt = *this.attempts,
-                                delay_ms = delay.as_millis() as u64,
-                                source = source.as_str(),
-                                "retrying request after a transport failure"
-                            );
-                            RetryKind::Other
+                        Err(error) => {
+                            let error: BoxError = error.into();
+                            let Some(retryable) =
+                                policy.inspect_error(error.as_ref(), *this.retry_safe)
+                            else {
+                                return Poll::Ready(Err(error));
+                            };
+                            let attempt = Attempt::Error(error.as_ref());
+                            let Some(planned) = policy.plan(
+                                retryable,
+                                attempt,
+                                *this.attempts,
+                                *this.started,
+                                replay,
+                            ) else {
+                                return Poll::Ready(Err(error));
+                            };
+                            planned
                         }
                     };
-                    policy.stats.record_retry(kind, delay);
                     *this.request = Some(next);
                     match this.sleep.as_mut() {
                         Some(sleep) => sleep.as_mut().reset(now + delay),
@@ -277,30 +237,6 @@ where
                     this.state.set(State::Pacing);
                 }
             }
-        }
-    }
-}
-
-fn give_up<R>(
-    policy: &BackoffPolicy,
-    outcome: Outcome<Response<R>>,
-    attempts: u32,
-    reason: GiveUp,
-) -> Result<Response<R>, BoxError> {
-    policy.stats.record_gave_up();
-    match outcome {
-        Outcome::Response(response, _, _) => {
-            let status = response.status().as_u16();
-            if reason == GiveUp::NotReplayable {
-                tracing::warn!(status, attempts, reason = reason.as_str(), "not retrying");
-            } else {
-                tracing::debug!(status, attempts, reason = reason.as_str(), "not retrying");
-            }
-            Ok(response)
-        }
-        Outcome::Error(error) => {
-            tracing::debug!(error = %error, attempts, reason = reason.as_str(), "not retrying");
-            Err(error)
         }
     }
 }

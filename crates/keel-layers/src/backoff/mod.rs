@@ -115,6 +115,7 @@
 //! can be inspected; they come back as the inner service produced them.
 
 mod classify;
+mod decide;
 mod future;
 mod headers;
 mod layer;
@@ -122,6 +123,7 @@ mod pacing;
 mod policy;
 mod service;
 mod stats;
+mod tower_policy;
 
 pub use classify::{is_transport_error, RetrySafe};
 pub use future::ResponseFuture;
@@ -135,6 +137,7 @@ pub use policy::BackoffPolicy;
 pub use service::Backoff;
 pub use stats::BackoffStats;
 pub use tower::retry::budget::{Budget, TpsBudget};
+pub use tower_policy::RetryPolicy;
 
 #[cfg(test)]
 mod tests;
