@@ -1,0 +1,226 @@
+//! The shared 429 gate, the token bucket and adaptive pacing, and cancellation.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_wait_for_the_reset_after_the_first_429() {
+    // The server rejects everything arriving in its first 100 ms with `Retry-After: 5`.
+    let mock = Mock::new(|_, at| {
+        if at < ms(100) {
+            reply(429, &[("retry-after", "5")], "")
+        } else {
+            reply(200, &[], "ok")
+        }
+    })
+    .latency(ms(100));
+    let policy = BackoffPolicy::new();
+    let stats = policy.stats();
+    let svc = Backoff::new(mock.clone(), policy);
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                sleep(ms(50 * i)).await;
+                svc.oneshot(get()).await.unwrap().status()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    let arrivals = mock.arrivals();
+    // Requests 0 and 1 were sent before the first 429 came back (at 100 ms).
+    assert_eq!(arrivals[..2], [ms(0), ms(50)]);
+    let first_429 = ms(100);
+    for at in &arrivals[2..] {
+        assert!(
+            *at >= first_429 + secs(5),
+            "a request reached the server at {at:?}"
+        );
+    }
+    assert_eq!(arrivals.len(), 22);
+    assert_eq!(stats.throttled_waits(), 2);
+    assert!(stats.paced_requests() >= 18, "{}", stats.paced_requests());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_gate_can_be_turned_off() {
+    let mock = Mock::new(|n, _| match n {
+        0 => reply(429, &[("retry-after", "5")], ""),
+        _ => reply(200, &[], "ok"),
+    });
+    let svc = Backoff::new(mock.clone(), BackoffPolicy::new().cooperative_gate(false));
+    let first = tokio::spawn(svc.clone().oneshot(get()));
+    sleep(secs(1)).await;
+    assert_eq!(
+        svc.clone().oneshot(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(mock.arrivals(), [secs(0), secs(1), secs(5)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_mid_wait_leaks_nothing_and_leaves_the_gate_usable() {
+    let mock = Mock::new(|n, _| match n {
+        0 => reply(429, &[("retry-after", "5")], ""),
+        _ => reply(200, &[], "ok"),
+    });
+    let policy = BackoffPolicy::new();
+    let stats = policy.stats();
+    let svc = Backoff::new(mock.clone(), policy);
+    let handles = Arc::strong_count(&mock.arrivals);
+
+    // A gets the 429 and is dropped while waiting to retry.
+    assert!(timeout(secs(1), svc.clone().oneshot(get())).await.is_err());
+    // B waits at the gate (until t = 5 s) and is dropped there.
+    assert!(timeout(secs(2), svc.clone().oneshot(get())).await.is_err());
+    assert_eq!(
+        Arc::strong_count(&mock.arrivals),
+        handles,
+        "a dropped future kept a service"
+    );
+    assert_eq!(mock.arrivals(), [secs(0)]);
+
+    // C, at t = 3 s, goes out exactly when the gate opens.
+    let response = svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(mock.arrivals(), [secs(0), secs(5)]);
+    // After the reset, nothing waits.
+    let before = Instant::now();
+    svc.oneshot(get()).await.unwrap();
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    assert_eq!(stats.throttled_waits(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_waiter_does_not_use_up_a_token() {
+    let mock = Mock::new(|_, _| reply(200, &[], "ok"));
+    let svc = Backoff::new(
+        mock.clone(),
+        BackoffPolicy::new().pacing(Pacing::per_second(1)),
+    );
+    svc.clone().oneshot(get()).await.unwrap();
+    // The next token is due at t = 1 s; this waiter gives up at 0.5 s.
+    assert!(timeout(ms(500), svc.clone().oneshot(get())).await.is_err());
+    svc.clone().oneshot(get()).await.unwrap();
+    assert_eq!(mock.arrivals(), [ms(0), ms(1000)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_bucket_is_shared_by_clones() {
+    let mock = Mock::new(|_, _| reply(200, &[], "ok"));
+    let layer = BackoffLayer::new(BackoffPolicy::new().pacing(Pacing::per_second(5)));
+    // Two services from one layer, and clones of each: one bucket.
+    let a = layer.layer(mock.clone());
+    let b = layer.layer(mock.clone());
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(svc.oneshot(get()))
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let arrivals = mock.arrivals();
+    let expected: Vec<_> = (0..10).map(|i| ms(200 * i)).collect();
+    assert_eq!(arrivals, expected);
+    assert_eq!(layer.stats().paced_requests(), 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn adaptive_pacing_settles_under_the_server_limit() {
+    const LIMIT: usize = 10;
+    // A server allowing LIMIT requests per whole second, answering 429 (no hint) beyond.
+    let windows: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<(Duration, u16)>>> = Arc::default();
+    let mock = {
+        let (windows, outcomes) = (windows.clone(), outcomes.clone());
+        Mock::new(move |_, at| {
+            let second = at.as_secs() as usize;
+            let mut windows = windows.lock().unwrap();
+            if windows.len() <= second {
+                windows.resize(second + 1, 0);
+            }
+            windows[second] += 1;
+            let status = if windows[second] > LIMIT { 429 } else { 200 };
+            outcomes.lock().unwrap().push((at, status));
+            reply(status, &[], "")
+        })
+        .latency(ms(20))
+    };
+    let policy = BackoffPolicy::new()
+        .pacing(Pacing::adaptive(3.0 * LIMIT as f64))
+        .exponential(ms(50), secs(1));
+    let svc = Backoff::new(mock.clone(), policy.clone());
+    let end = Instant::now() + secs(120);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    let _ = svc.clone().oneshot(get()).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let outcomes = outcomes.lock().unwrap();
+    let in_minute = |minute: u64, status: u16| {
+        outcomes
+            .iter()
+            .filter(|(at, s)| at.as_secs() / 60 == minute && *s == status)
+            .count()
+    };
+    let (throttled_1, throttled_2) = (in_minute(0, 429), in_minute(1, 429));
+    let ok_per_second = in_minute(1, 200) as f64 / 60.0;
+    println!(
+        "429s: minute 1 {throttled_1}, minute 2 {throttled_2}; minute 2 throughput {ok_per_second:.2}/s; rate {:?}",
+        policy.pacing_rate()
+    );
+    assert!(
+        throttled_2 < throttled_1,
+        "429s: minute 1 {throttled_1}, minute 2 {throttled_2}"
+    );
+    let limit = LIMIT as f64;
+    assert!(
+        (0.8 * limit..=1.2 * limit).contains(&ok_per_second),
+        "throughput {ok_per_second}/s against a limit of {limit}/s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn fixed_rate_pacing_without_adaptation_keeps_hitting_the_limit() {
+    // The control for the adaptive test: a fixed rate above the limit never learns.
+    let count = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let mock = {
+        let count = count.clone();
+        Mock::new(move |_, at| {
+            let second = at.as_secs() as usize;
+            let mut count = count.lock().unwrap();
+            if count.len() <= second {
+                count.resize(second + 1, 0);
+            }
+            count[second] += 1;
+            reply(if count[second] > 10 { 429 } else { 200 }, &[], "")
+        })
+    };
+    let policy = BackoffPolicy::new()
+        .max_attempts(1)
+        .pacing(Pacing::per_second(15));
+    let svc = Backoff::new(mock.clone(), policy.clone());
+    let end = Instant::now() + secs(20);
+    while Instant::now() < end {
+        svc.clone().oneshot(get()).await.unwrap();
+    }
+    let count = count.lock().unwrap();
+    // NOTE: timers tick in whole milliseconds, so a window may see 14 instead of 15.
+    assert!(
+        count[..20].iter().all(|n| *n > 10),
+        "every second overshoots: {count:?}"
+    );
+    assert_eq!(policy.pacing_rate(), Some(15.0));
+}
