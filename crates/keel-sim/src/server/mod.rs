@@ -43,7 +43,12 @@ pub(crate) async fn accept_loop(
         tokio::spawn(async move {
             let svc = service_fn(move |req| router::serve(state.clone(), req));
             let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new());
+            // NOTE: no header-read timeout: a timer would let tokio's paused clock (used by tests
+            // that run the simulator in-process) fire it while the runtime waits on the socket.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(None);
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
