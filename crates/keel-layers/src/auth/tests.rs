@@ -63,7 +63,9 @@ fn counting_source(
     let source = token_source_fn(move || {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         async move {
-            tokio::time::sleep(delay).await;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Token::bearer(&format!("token-{n}"), expires_in)
         }
     });
@@ -575,7 +577,14 @@ async fn short_lived_token_is_refreshed_before_it_expires_and_never_sent_after()
 
 #[tokio::test(start_paused = true)]
 async fn burst_of_401s_for_one_token_refreshes_once_and_replays_each_once() {
-    let (source, _) = counting_source(Duration::from_millis(50), None);
+    // A slow refresh (every 401 arrives while it runs) and an instant one (most 401s for the
+    // old token arrive after the new token is in the cache).
+    burst_of_401s(Duration::from_millis(50)).await;
+    burst_of_401s(Duration::ZERO).await;
+}
+
+async fn burst_of_401s(refresh_takes: Duration) {
+    let (source, _) = counting_source(refresh_takes, None);
     let tokens = TokenCache::new(source);
     tokens.token().await.unwrap();
     let refresh = RefreshOn401Layer::new(tokens.clone());
