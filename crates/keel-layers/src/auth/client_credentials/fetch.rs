@@ -1,0 +1,163 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use rand::Rng as _;
+use secrecy::ExposeSecret;
+use tokio::time::Instant;
+use tower::{BoxError, Service, ServiceExt};
+use zeroize::Zeroizing;
+
+use super::response::{parse_token, rejected};
+use super::Config;
+use crate::auth::origin::is_loopback_host;
+use crate::auth::{Token, TokenError};
+
+pub(super) async fn fetch_with_retries<S, ResB>(
+    service: S,
+    config: Arc<Config>,
+) -> Result<Token, TokenError>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    ResB: Body,
+    ResB::Error: Into<BoxError>,
+{
+    let url = &config.token_url;
+    let secure = match url.scheme_str() {
+        Some("https") => true,
+        Some("http") => url.host().is_some_and(is_loopback_host),
+        _ => false,
+    };
+    if !secure {
+        return Err(TokenError::InsecureTokenUrl);
+    }
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = tokio::time::timeout(
+            config.attempt_timeout,
+            attempt_once(service.clone(), &config),
+        )
+        .await;
+        let (error, retry_after) = match outcome {
+            Ok(Ok(token)) => return Ok(token),
+            Ok(Err(failure)) => failure,
+            Err(_) => (TokenError::Timeout(config.attempt_timeout), None),
+        };
+        if !error.is_transient() {
+            return Err(error);
+        }
+        let delay = backoff_delay(&config, attempt).max(retry_after.unwrap_or_default());
+        if attempt >= config.max_attempts || started.elapsed() + delay > config.max_elapsed {
+            return Err(TokenError::Unavailable {
+                attempts: attempt,
+                last: Box::new(error),
+            });
+        }
+        tracing::debug!(attempt, ?delay, %error, "token request failed; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn backoff_delay(config: &Config, attempt: u32) -> Duration {
+    let exp = config.base_delay.saturating_mul(1 << (attempt - 1).min(20));
+    let ceiling = exp.min(config.max_delay);
+    let half = ceiling / 2;
+    half + rand::rng().random_range(Duration::ZERO..=half)
+}
+
+type Failure = (TokenError, Option<Duration>);
+
+async fn attempt_once<S, ResB>(service: S, config: &Config) -> Result<Token, Failure>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body,
+    ResB::Error: Into<BoxError>,
+{
+    let sent_at = Instant::now();
+    let request = token_request(config);
+    let response = service
+        .oneshot(request)
+        .await
+        .map_err(|e| (TokenError::Transport(Arc::new(e.into())), None))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = Limited::new(response.into_body(), config.body_limit)
+        .collect()
+        .await;
+    let body = match body {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err((
+                TokenError::BodyTooLarge {
+                    limit: config.body_limit,
+                },
+                None,
+            ))
+        }
+        Err(e) if status.is_success() => return Err((TokenError::Transport(Arc::new(e)), None)),
+        // NOTE: the body of a failure answer is only informative; its status decides.
+        Err(_) => Bytes::new(),
+    };
+    match status {
+        s if s.is_success() => parse_token(&body, sent_at).map_err(|e| (e, None)),
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => Err((rejected(status, &body), None)),
+        s => Err((TokenError::Status(s), retry_after)),
+    }
+}
+
+fn token_request(config: &Config) -> Request<Full<Bytes>> {
+    let mut form = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = &config.scope {
+        form.push(("scope", scope));
+    }
+    let form = serde_urlencoded::to_string(form).unwrap_or_default();
+    let mut request = Request::new(Full::new(Bytes::from(form)));
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = config.token_url.clone();
+    let headers = request.headers_mut();
+    headers.insert(AUTHORIZATION, basic_auth(config));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    request
+}
+
+fn basic_auth(config: &Config) -> HeaderValue {
+    let pair = Zeroizing::new(format!(
+        "{}:{}",
+        config.client_id,
+        config.client_secret.expose_secret()
+    ));
+    let mut value = Zeroizing::new(String::from("Basic "));
+    base64::engine::general_purpose::STANDARD.encode_string(pair.as_bytes(), &mut value);
+    let mut header = HeaderValue::from_maybe_shared(Bytes::copy_from_slice(value.as_bytes()))
+        .expect("base64 is always a valid header value");
+    header.set_sensitive(true);
+    header
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
+}

@@ -1,0 +1,219 @@
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn token_request_is_a_basic_authenticated_form_post() {
+    let (source, mut handle) = client_credentials();
+    let source = source.scope("analytics users:read");
+    let fetch = tokio::spawn(source.fetch());
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.method(), http::Method::POST);
+    assert_eq!(req.uri(), "https://login.example.com/oauth/token");
+    let basic = req.headers()[AUTHORIZATION].clone();
+    assert!(basic.is_sensitive());
+    use base64::Engine as _;
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("client-id:{SECRET}"));
+    assert_eq!(basic, format!("Basic {expected}").as_str());
+    assert_eq!(
+        req.headers()[CONTENT_TYPE],
+        "application/x-www-form-urlencoded"
+    );
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body,
+        "grant_type=client_credentials&scope=analytics+users%3Aread"
+    );
+    respond.send_response(token_json("abc", 120));
+    let token = fetch.await.unwrap().unwrap();
+    assert_eq!(token.header_value(), "Bearer abc");
+    assert!(token.header_value().is_sensitive());
+    assert_eq!(
+        token.expires_at(),
+        Some(Instant::now() + Duration::from_secs(120))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejected_credentials_fetch_once_and_are_not_retried() {
+    let (source, mut handle) = client_credentials();
+    let cache = TokenCache::new(source);
+    let call = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(json(
+        StatusCode::UNAUTHORIZED,
+        r#"{"error":"invalid_client","error_description":"client authentication failed"}"#.into(),
+    ));
+    let err = call.await.unwrap().unwrap_err();
+    match &err {
+        TokenError::Rejected {
+            status,
+            error,
+            description,
+        } => {
+            assert_eq!(*status, StatusCode::UNAUTHORIZED);
+            assert_eq!(error, "invalid_client");
+            assert_eq!(description.as_deref(), Some("client authentication failed"));
+        }
+        other => panic!("expected Rejected, got {other:?}"),
+    }
+    assert!(!err.is_transient());
+    // No retry follows, however long we wait.
+    assert_no_more_requests(&mut handle).await;
+    assert_eq!(cache.stats().fetches, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_request_without_json_is_rejected_as_unknown() {
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(json(StatusCode::BAD_REQUEST, "nope".into()));
+    let err = fetch.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, TokenError::Rejected { ref error, status, .. } if error == "unknown" && status == 400)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_endpoint_down_for_ten_seconds_is_ridden_out() {
+    let (source, mut handle) = client_credentials();
+    let started = Instant::now();
+    let fetch = tokio::spawn(source.fetch());
+    let mut attempts = 0;
+    let mut last_attempt = started;
+    loop {
+        let (_, respond) = handle.next_request().await.unwrap();
+        attempts += 1;
+        assert!(Instant::now() >= last_attempt, "attempts in order");
+        last_attempt = Instant::now();
+        if Instant::now() - started < Duration::from_secs(10) {
+            // Alternate the transient kinds: 503, 429, connection error.
+            match attempts % 3 {
+                0 => respond.send_error(std::io::Error::other("connection refused")),
+                1 => respond.send_response(empty(StatusCode::SERVICE_UNAVAILABLE)),
+                _ => respond.send_response(empty(StatusCode::TOO_MANY_REQUESTS)),
+            }
+        } else {
+            respond.send_response(token_json("after-outage", 60));
+            break;
+        }
+    }
+    let token = fetch.await.unwrap().unwrap();
+    assert_eq!(token.header_value(), "Bearer after-outage");
+    assert!(attempts > 3 && attempts <= 10, "{attempts} attempts");
+    assert!(Instant::now() - started <= Duration::from_secs(30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_endpoint_down_past_the_limits_gives_unavailable() {
+    let (source, mut handle) = client_credentials();
+    let source = source
+        .max_attempts(4)
+        .backoff(Duration::from_secs(1), Duration::from_secs(2));
+    let started = Instant::now();
+    let fetch = tokio::spawn(source.fetch());
+    let mut attempts = 0;
+    while let Ok(Some((_, respond))) =
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request()).await
+    {
+        attempts += 1;
+        respond.send_response(empty(StatusCode::BAD_GATEWAY));
+    }
+    assert_eq!(attempts, 4);
+    let err = fetch.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, TokenError::Unavailable { attempts: 4, .. }),
+        "{err:?}"
+    );
+    // Three waits of at least half the (doubling, capped) delay: 0.5 + 1 + 1.
+    assert!(Instant::now() - started >= Duration::from_millis(2500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_at_the_total_time_limit() {
+    let (source, mut handle) = client_credentials();
+    let source = source.max_attempts(100).max_elapsed(Duration::from_secs(5));
+    let started = Instant::now();
+    let fetch = tokio::spawn(source.fetch());
+    while let Ok(Some((_, respond))) =
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request()).await
+    {
+        assert!(
+            Instant::now() - started <= Duration::from_secs(5),
+            "attempt past the limit"
+        );
+        respond.send_response(empty(StatusCode::SERVICE_UNAVAILABLE));
+    }
+    assert!(matches!(
+        fetch.await.unwrap(),
+        Err(TokenError::Unavailable { .. })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_token_response_is_refused() {
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.body_limit(64).fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json(&"x".repeat(100), 60));
+    assert!(matches!(
+        fetch.await.unwrap(),
+        Err(TokenError::BodyTooLarge { limit: 64 })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_token_responses_are_typed_errors() {
+    for (body, what) in [
+        (r#"{"token_type":"bearer"}"#, "not a token response"),
+        (
+            r#"{"access_token":"a","token_type":"mac"}"#,
+            "unsupported token type",
+        ),
+        (
+            r#"{"access_token":"a b\u0001"}"#,
+            "not a valid header value",
+        ),
+        (r#"{"access_token":"a","expires_in":"soon"}"#, "expires_in"),
+        ("<html>", "not a token response"),
+    ] {
+        let (source, mut handle) = client_credentials();
+        let fetch = tokio::spawn(source.fetch());
+        let (_, respond) = handle.next_request().await.unwrap();
+        respond.send_response(json(StatusCode::OK, body.into()));
+        let err = fetch.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, TokenError::InvalidResponse(_)),
+            "{body}: {err:?}"
+        );
+        assert!(err.to_string().contains(what), "{body}: {err}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_http_token_url_is_refused_unless_loopback() {
+    let (service, mut handle) = mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let remote = ClientCredentials::new(
+        "http://login.example.com/token".parse().unwrap(),
+        "id",
+        SecretString::from(SECRET),
+        service.clone(),
+    );
+    assert!(matches!(
+        remote.fetch().await,
+        Err(TokenError::InsecureTokenUrl)
+    ));
+    let local = ClientCredentials::new(
+        "http://127.0.0.1:9/token".parse().unwrap(),
+        "id",
+        SecretString::from(SECRET),
+        service,
+    );
+    let fetch = tokio::spawn(local.fetch());
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri(), "http://127.0.0.1:9/token");
+    respond.send_response(token_json("local", 60));
+    assert!(fetch.await.unwrap().is_ok());
+}

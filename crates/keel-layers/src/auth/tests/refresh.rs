@@ -1,0 +1,116 @@
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn burst_of_401s_for_one_token_refreshes_once_and_replays_each_once() {
+    // A slow refresh (every 401 arrives while it runs) and an instant one (most 401s for the
+    // old token arrive after the new token is in the cache).
+    burst_of_401s(Duration::from_millis(50)).await;
+    burst_of_401s(Duration::ZERO).await;
+}
+
+async fn burst_of_401s(refresh_takes: Duration) {
+    let (source, _) = counting_source(refresh_takes, None);
+    let tokens = TokenCache::new(source);
+    tokens.token().await.unwrap();
+    let refresh = RefreshOn401Layer::new(tokens.clone());
+    let stats = refresh.stats();
+    let (bearer, mut api) = bearer_stack::<Full<Bytes>>(&tokens);
+    let svc = refresh.layer(bearer);
+
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let server = tokio::spawn({
+        let seen = Arc::clone(&seen);
+        async move {
+            while let Some((req, respond)) = api.next_request().await {
+                let auth = auth_header(&req).unwrap();
+                *seen.lock().unwrap().entry(auth.clone()).or_default() += 1;
+                let status = if auth == "Bearer token-1" {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                };
+                respond.send_response(empty(status));
+            }
+        }
+    });
+    let responses =
+        join_all((0..100).map(|_| svc.clone().oneshot(get("https://api.example.com/x")))).await;
+    assert!(responses
+        .iter()
+        .all(|r| r.as_ref().unwrap().status() == StatusCode::OK));
+    let stats_now = tokens.stats();
+    assert_eq!(
+        stats_now.fetches, 2,
+        "one initial fetch and exactly one refresh"
+    );
+    assert_eq!(stats_now.invalidations, 1);
+    assert_eq!(stats.replays(), 100);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.get("Bearer token-1"), Some(&100));
+    assert_eq!(seen.get("Bearer token-2"), Some(&100));
+    server.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn second_401_is_returned_as_is_without_looping() {
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source);
+    let (bearer, mut api) = bearer_stack::<Full<Bytes>>(&tokens);
+    let refresh = RefreshOn401Layer::new(tokens.clone());
+    let stats = refresh.stats();
+    let call = tokio::spawn(refresh.layer(bearer).oneshot(get("/x")));
+    for expected in ["Bearer token-1", "Bearer token-2"] {
+        let (req, respond) = api.next_request().await.unwrap();
+        assert_eq!(auth_header(&req).as_deref(), Some(expected));
+        respond.send_response(json(StatusCode::UNAUTHORIZED, format!("no {expected}")));
+    }
+    let response = call.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        body, "no Bearer token-2",
+        "the second 401 comes back as it was"
+    );
+    assert_no_more_requests(&mut api).await;
+    assert_eq!(stats.replays(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_replays_is_configurable() {
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source);
+    let (bearer, mut api) = bearer_stack::<Full<Bytes>>(&tokens);
+    let refresh = RefreshOn401Layer::new(tokens.clone()).max_replays(2);
+    let call = tokio::spawn(refresh.layer(bearer).oneshot(get("/x")));
+    for _ in 0..3 {
+        let (_, respond) = api.next_request().await.unwrap();
+        respond.send_response(empty(StatusCode::UNAUTHORIZED));
+    }
+    assert_eq!(
+        call.await.unwrap().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_no_more_requests(&mut api).await;
+    assert_eq!(tokens.stats().fetches, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn other_statuses_and_tokenless_401s_are_not_replayed() {
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source);
+    let (bearer, mut api) = bearer_stack::<Full<Bytes>>(&tokens);
+    let refresh = RefreshOn401Layer::new(tokens.clone());
+    let stats = refresh.stats();
+    let svc = refresh.layer(bearer);
+    for (uri, status) in [
+        ("/x", StatusCode::FORBIDDEN),
+        ("https://other.example.org/", StatusCode::UNAUTHORIZED),
+    ] {
+        let call = tokio::spawn(svc.clone().oneshot(get(uri)));
+        let (_, respond) = api.next_request().await.unwrap();
+        respond.send_response(empty(status));
+        assert_eq!(call.await.unwrap().unwrap().status(), status);
+    }
+    assert_eq!(stats.replays(), 0);
+    assert_eq!(tokens.stats().invalidations, 0);
+}
