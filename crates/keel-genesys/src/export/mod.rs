@@ -37,6 +37,8 @@ mod error;
 mod format;
 mod output;
 mod progress;
+mod run;
+mod sim;
 mod sink;
 mod summary;
 
@@ -51,5 +53,6 @@ pub use error::{
 pub use format::{EncodeError, CSV_HEADER};
 pub use output::Output;
 pub use progress::Progress;
+pub use run::{run, run_with_credentials};
 pub use sink::PageWriter;
 pub use summary::{parse_vm_hwm, peak_memory, Summary};

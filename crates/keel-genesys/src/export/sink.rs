@@ -94,6 +94,21 @@ impl<P: Serialize> PageWriter<P> {
         Ok(())
     }
 
+    /// Records `position` as where to resume without writing a page (when the stream says
+    /// the last page's position is no longer the right one). No-op without checkpointing.
+    ///
+    /// # Errors
+    /// [`ExportError::Output`] when the checkpoint cannot be saved.
+    pub fn record_position(&mut self, position: P) -> Result<(), ExportError> {
+        match &mut self.checkpoint {
+            Some((file, record)) => {
+                record.position = position;
+                file.save(record)
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Finishes the output (header of an empty export, flush, sync) and removes the
     /// checkpoint: the export is complete.
     ///
@@ -234,6 +249,22 @@ mod tests {
     }
 
     const CSV_HEADER_BYTES: &[u8] = crate::export::format::CSV_HEADER;
+
+    #[test]
+    fn record_position_replaces_the_resume_point_but_not_the_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let ck = CheckpointFile::for_output(&out);
+        let mut w = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Ndjson,
+            Some((ck.clone(), record())),
+        );
+        w.write_page(&page(&["a"]), 1).unwrap();
+        w.record_position(7).unwrap();
+        let r = ck.load::<u32>().unwrap().unwrap();
+        assert_eq!((r.position, r.pages, r.output_len), (7, 1, 23));
+    }
 
     #[test]
     fn without_checkpointing_no_checkpoint_file_appears() {
