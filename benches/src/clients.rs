@@ -243,6 +243,8 @@ pub enum AnyTarget {
     Keel(KeelTarget),
     /// reqwest + reqwest-middleware + reqwest-retry.
     Reqwest(ReqwestTarget),
+    /// A conversation-details page from keel-sim, through a bare client.
+    SimPage(crate::sim::SimPageTarget),
 }
 
 impl Target for AnyTarget {
@@ -251,6 +253,7 @@ impl Target for AnyTarget {
             AnyTarget::Bare(t) => t.call().await,
             AnyTarget::Keel(t) => t.call().await,
             AnyTarget::Reqwest(t) => t.call().await,
+            AnyTarget::SimPage(t) => t.call().await,
         }
     }
 }

@@ -23,4 +23,5 @@ pub mod load;
 pub mod machine;
 pub mod overhead;
 pub mod server;
+pub mod sim;
 pub mod single_flight;

@@ -11,7 +11,9 @@ use keel_bench::clients::{warm_tokens, AnyTarget, BareTarget, KeelTarget, Reqwes
 use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
+use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
 use keel_bench::{allocs, overhead, single_flight};
+use keel_sim::Simulator;
 use tower::BoxError;
 
 #[global_allocator]
@@ -46,6 +48,8 @@ enum Cmd {
     Allocs,
     /// 3. single-flight refresh: 10,000 callers on an expired token.
     SingleFlight,
+    /// 6. keel-sim's own throughput (token-authenticated page requests/s).
+    Sim,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -60,6 +64,9 @@ fn main() -> Result<(), BoxError> {
     }
     if all || matches!(cli.command, Cmd::SingleFlight) {
         run_single_flight()?;
+    }
+    if all || matches!(cli.command, Cmd::Sim) {
+        run_sim(&cli)?;
     }
     Ok(())
 }
@@ -79,6 +86,51 @@ fn run_single_flight() -> Result<(), BoxError> {
     if report.fetches != 1 {
         return Err(format!("single flight broken: {} fetches", report.fetches).into());
     }
+    Ok(())
+}
+
+fn run_sim(cli: &Cli) -> Result<(), BoxError> {
+    let server = LoopbackServer::start()?;
+    let sim = SimThread::start(Simulator::builder().conversations(10_000))?;
+    let config = OverheadConfig {
+        rounds: cli.rounds.div_ceil(2),
+        round_time: Duration::from_millis(cli.round_ms),
+        concurrency: vec![64],
+        warm_up: 5,
+    };
+    println!(
+        "## 6. keel-sim throughput\n\nBare hyper client, 64 concurrent callers, token fetched \
+         once; `POST …/details/query` page 1 with pageSize 1 and 100 (about 3 kB per \
+         conversation), against the simulator on its own thread. The first row is the bench's \
+         own loopback server of measurement 1, for scale; {} rounds × {} ms.\n",
+        config.rounds, cli.round_ms
+    );
+    let rt = current_thread()?;
+    let rows = rt.block_on(async {
+        let token = fetch_token(&sim).await?;
+        let url = server.url("/api/v2/ping");
+        let contenders = vec![
+            Contender::new(
+                "bench server GET (bare)",
+                AnyTarget::Bare(BareTarget::new(&url)?),
+            ),
+            Contender::new(
+                "keel-sim page, pageSize 1",
+                AnyTarget::SimPage(SimPageTarget::new(&sim, &token, 1)?),
+            ),
+            Contender::new(
+                "keel-sim page, pageSize 100",
+                AnyTarget::SimPage(SimPageTarget::new(&sim, &token, 100)?),
+            ),
+        ];
+        overhead::run(&contenders, &config).await
+    })?;
+    println!("{}", overhead::table(&rows));
+    let stats = sim.handle().stats();
+    println!(
+        "keel-sim served {} pages, {} 401s, {} 429s.\n",
+        stats.pages_served, stats.unauthorized, stats.rate_limited
+    );
     Ok(())
 }
 
