@@ -194,7 +194,10 @@ impl TokenCache {
         let configured =
             Duration::from_nanos(self.inner.refresh_before_nanos.load(Ordering::Relaxed));
         let half_life = expires_at.saturating_duration_since(token.issued_at()) / 2;
-        if now + configured.min(half_life) >= expires_at {
+        if now
+            .checked_add(configured.min(half_life))
+            .is_none_or(|due| due >= expires_at)
+        {
             Freshness::Due
         } else {
             Freshness::Fresh

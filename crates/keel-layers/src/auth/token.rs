@@ -48,7 +48,8 @@ impl Token {
         }))
     }
 
-    /// Makes a `Bearer <access_token>` token that expires `expires_in` from now.
+    /// Makes a `Bearer <access_token>` token that expires `expires_in` from now (a lifetime
+    /// too long to represent means no expiry).
     ///
     /// # Errors
     ///
@@ -57,7 +58,7 @@ impl Token {
     pub fn bearer(access_token: &str, expires_in: Option<Duration>) -> Result<Self, TokenError> {
         Ok(Token::new(
             bearer_header(access_token)?,
-            expires_in.map(|d| Instant::now() + d),
+            expires_in.and_then(|d| Instant::now().checked_add(d)),
         ))
     }
 

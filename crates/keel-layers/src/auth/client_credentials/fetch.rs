@@ -55,7 +55,9 @@ where
             return Err(error);
         }
         let delay = backoff_delay(&config, attempt).max(retry_after.unwrap_or_default());
-        if attempt >= config.max_attempts || started.elapsed() + delay > config.max_elapsed {
+        if attempt >= config.max_attempts
+            || started.elapsed().saturating_add(delay) > config.max_elapsed
+        {
             return Err(TokenError::Unavailable {
                 attempts: attempt,
                 last: Box::new(error),

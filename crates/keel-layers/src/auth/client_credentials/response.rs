@@ -65,8 +65,12 @@ pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, TokenE
             })?)),
         };
         let header = bearer_header(&parsed.access_token)?;
-        // NOTE: the lifetime counts from when the request was sent, erring on the early side.
-        Ok(Token::new(header, expires_in.map(|d| sent_at + d)))
+        // NOTE: the lifetime counts from when the request was sent, erring on the early side;
+        // a lifetime too long to represent means no expiry.
+        Ok(Token::new(
+            header,
+            expires_in.and_then(|d| sent_at.checked_add(d)),
+        ))
     })();
     parsed.access_token.zeroize();
     result

@@ -217,3 +217,52 @@ async fn plain_http_token_url_is_refused_unless_loopback() {
     respond.send_response(token_json("local", 60));
     assert!(fetch.await.unwrap().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn absurd_numbers_from_the_endpoint_do_not_panic() {
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.max_elapsed(Duration::from_secs(5)).fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    let mut busy = empty(StatusCode::TOO_MANY_REQUESTS);
+    busy.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        "18446744073709551615".parse().unwrap(),
+    );
+    respond.send_response(busy);
+    // A wait past the time limit is not waited: the fetch gives up at once.
+    let err = fetch.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, TokenError::Unavailable { attempts: 1, .. }),
+        "{err:?}"
+    );
+
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json("forever", u64::MAX));
+    let token = fetch.await.unwrap().unwrap();
+    assert_eq!(
+        token.expires_at(),
+        None,
+        "an unrepresentable lifetime means no expiry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_from_the_endpoint_is_honoured() {
+    let (source, mut handle) = client_credentials();
+    let started = Instant::now();
+    let fetch = tokio::spawn(source.fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    let mut busy = empty(StatusCode::TOO_MANY_REQUESTS);
+    busy.headers_mut()
+        .insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+    respond.send_response(busy);
+    let (_, respond) = handle.next_request().await.unwrap();
+    assert!(
+        Instant::now() - started >= Duration::from_secs(7),
+        "retried before Retry-After"
+    );
+    respond.send_response(token_json("later", 60));
+    assert!(fetch.await.unwrap().is_ok());
+}
