@@ -141,11 +141,7 @@ fn parse_base(url: &str, what: &str) -> Result<Uri, Error> {
                 "{what} url {url:?} is plain http to a non-loopback host; use https"
             )))
         }
-        _ => {
-            return Err(Error::config(format!(
-                "{what} url {url:?} must be http(s)"
-            )))
-        }
+        _ => return Err(Error::config(format!("{what} url {url:?} must be http(s)"))),
     }
     if uri.query().is_some() {
         return Err(Error::config(format!(
@@ -190,7 +186,11 @@ mod tests {
     #[test]
     fn region_accepts_prefixed_forms() {
         let want = Environment::region("usw2.pure.cloud").unwrap();
-        for form in ["api.usw2.pure.cloud", "https://login.usw2.pure.cloud/", "USW2.pure.cloud"] {
+        for form in [
+            "api.usw2.pure.cloud",
+            "https://login.usw2.pure.cloud/",
+            "USW2.pure.cloud",
+        ] {
             assert_eq!(Environment::region(form).unwrap(), want, "{form}");
         }
     }
@@ -212,13 +212,21 @@ mod tests {
         ] {
             Environment::custom(ok, ok).unwrap();
         }
-        for bad in ["http://example.com", "http://10.0.0.1", "http://localhost.evil.com"] {
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.com",
+        ] {
             let err = Environment::custom(bad, "https://login.example.com").unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{bad}");
             let err = Environment::custom("https://api.example.com", bad).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{bad}");
         }
-        Environment::custom("https://gw.example.com/genesys", "https://login.example.com").unwrap();
+        Environment::custom(
+            "https://gw.example.com/genesys",
+            "https://login.example.com",
+        )
+        .unwrap();
     }
 
     #[test]
@@ -230,9 +238,11 @@ mod tests {
 
     #[test]
     fn endpoints_join_base_path() {
-        let env = Environment::custom("https://gw.example.com/genesys/", "http://127.0.0.1:9").unwrap();
+        let env =
+            Environment::custom("https://gw.example.com/genesys/", "http://127.0.0.1:9").unwrap();
         assert_eq!(
-            env.api_endpoint("/api/v2/analytics/conversations/details/query").unwrap(),
+            env.api_endpoint("/api/v2/analytics/conversations/details/query")
+                .unwrap(),
             "https://gw.example.com/genesys/api/v2/analytics/conversations/details/query"
         );
         assert_eq!(env.token_url().unwrap(), "http://127.0.0.1:9/oauth/token");

@@ -109,7 +109,9 @@ pub enum Error {
 
     /// `totalHits` changed between pages of one part of an export: the data under the
     /// interval is still changing. Pages yielded before this error are exact and unique.
-    #[error("result set changed while paging {interval}: totalHits went from {expected} to {actual}")]
+    #[error(
+        "result set changed while paging {interval}: totalHits went from {expected} to {actual}"
+    )]
     ResultSetChanged {
         /// The part of the query interval whose results changed.
         interval: Interval,

@@ -108,7 +108,9 @@ mod tests {
     fn api_errors_keep_the_genesys_fields() {
         let body = br#"{"message":"Pagination may not exceed 100000 results.","code":"bad.request","status":400,"contextId":"ctx-1","details":[]}"#;
         let err = api_error(StatusCode::BAD_REQUEST, "/api/v2/x", body);
-        let Error::Api { status, body, .. } = &err else { panic!("{err:?}") };
+        let Error::Api { status, body, .. } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(*status, StatusCode::BAD_REQUEST);
         assert_eq!(body.code.as_deref(), Some("bad.request"));
         assert_eq!(body.context_id.as_deref(), Some("ctx-1"));

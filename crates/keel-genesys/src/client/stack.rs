@@ -87,10 +87,14 @@ pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
         token_http,
     );
     let tokens = TokenCache::new(grant).refresh_before(settings.refresh_before);
-    let origin = Origin::from_uri(b.env.api_url())
-        .map_err(|e| Error::config(format!("api url: {e}")))?;
+    let origin =
+        Origin::from_uri(b.env.api_url()).map_err(|e| Error::config(format!("api url: {e}")))?;
 
-    let policy = b.backoff.clone().unwrap_or_default().retry_transport_errors(true);
+    let policy = b
+        .backoff
+        .clone()
+        .unwrap_or_default()
+        .retry_transport_errors(true);
     let backoff = BackoffLayer::new(policy);
     let refresh = RefreshOn401Layer::new(tokens.clone());
     let stats = StatsHandles {

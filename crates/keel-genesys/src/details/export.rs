@@ -4,8 +4,8 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::Stream;
 use futures_util::stream::BoxStream;
+use futures_util::Stream;
 use serde_json::value::RawValue;
 
 use super::Checkpoint;
@@ -29,13 +29,15 @@ enum Mode {
     Job,
 }
 
+struct Pending {
+    client: Client,
+    query: ConversationQuery,
+    mode: Mode,
+    resume: Option<Checkpoint>,
+}
+
 enum State {
-    Pending {
-        client: Client,
-        query: ConversationQuery,
-        mode: Mode,
-        resume: Option<Checkpoint>,
-    },
+    Pending(Box<Pending>),
     Running(BoxStream<'static, Result<DetailsPage, Error>>),
 }
 
@@ -50,10 +52,12 @@ pub struct DetailsExport {
 impl fmt::Debug for DetailsExport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Pending { .. } => "pending",
+            State::Pending(_) => "pending",
             State::Running(_) => "running",
         };
-        f.debug_struct("DetailsExport").field("state", &state).finish()
+        f.debug_struct("DetailsExport")
+            .field("state", &state)
+            .finish()
     }
 }
 
@@ -68,12 +72,12 @@ impl DetailsExport {
 
     fn pending(client: Client, query: ConversationQuery, mode: Mode) -> Self {
         Self {
-            state: State::Pending {
+            state: State::Pending(Box::new(Pending {
                 client,
                 query,
                 mode,
                 resume: None,
-            },
+            })),
         }
     }
 
@@ -81,13 +85,18 @@ impl DetailsExport {
     /// query). A checkpoint of another mode or query interval makes the stream yield
     /// [`Error::Config`] first. Has no effect once the stream was polled.
     pub fn resume_after(mut self, checkpoint: Checkpoint) -> Self {
-        if let State::Pending { resume, .. } = &mut self.state {
-            *resume = Some(checkpoint);
+        if let State::Pending(p) = &mut self.state {
+            p.resume = Some(checkpoint);
         }
         self
     }
 
-    fn start(client: Client, query: ConversationQuery, mode: Mode, resume: Option<Checkpoint>) -> BoxStream<'static, Result<DetailsPage, Error>> {
+    fn start(
+        client: Client,
+        query: ConversationQuery,
+        mode: Mode,
+        resume: Option<Checkpoint>,
+    ) -> BoxStream<'static, Result<DetailsPage, Error>> {
         match mode {
             Mode::Query => super::query::stream(client, query, resume),
             Mode::Job => crate::jobs::stream(client, query, resume),
@@ -100,17 +109,21 @@ impl Stream for DetailsExport {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let State::Pending { .. } = this.state {
+        if let State::Pending(_) = this.state {
             let placeholder = State::Running(Box::pin(futures_util::stream::empty()));
-            if let State::Pending { client, query, mode, resume } =
-                std::mem::replace(&mut this.state, placeholder)
-            {
+            if let State::Pending(p) = std::mem::replace(&mut this.state, placeholder) {
+                let Pending {
+                    client,
+                    query,
+                    mode,
+                    resume,
+                } = *p;
                 this.state = State::Running(Self::start(client, query, mode, resume));
             }
         }
         match &mut this.state {
             State::Running(s) => s.as_mut().poll_next(cx),
-            State::Pending { .. } => Poll::Ready(None),
+            State::Pending(_) => Poll::Ready(None),
         }
     }
 }

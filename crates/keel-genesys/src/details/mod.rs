@@ -37,5 +37,5 @@ pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};
 pub use export::{DetailsExport, DetailsPage};
 pub use split::{plan_parts, SplitPolicy, MAX_RESULTS};
 
-#[allow(unused_imports)]
-use futures_util::Stream;
+#[cfg(test)]
+mod tests;

@@ -116,7 +116,11 @@ impl Merger {
                 "conversation details are exported oldest first: order must be asc",
             ));
         }
-        if query.order_by.as_deref().is_some_and(|o| o != "conversationStart") {
+        if query
+            .order_by
+            .as_deref()
+            .is_some_and(|o| o != "conversationStart")
+        {
             return Err(Error::config(
                 "conversation details are exported by conversationStart: orderBy must be conversationStart",
             ));
@@ -167,15 +171,17 @@ impl Merger {
             }
         }
         if let Some(rest) = rest {
-            pending.extend(plan_parts(rest, settings.split.max_part).into_iter().map(|p| {
-                PartJob {
-                    interval: p,
-                    after_page: 0,
-                    total_hits: None,
-                    skip: HashSet::new(),
-                    complete: true,
-                }
-            }));
+            pending.extend(
+                plan_parts(rest, settings.split.max_part)
+                    .into_iter()
+                    .map(|p| PartJob {
+                        interval: p,
+                        after_page: 0,
+                        total_hits: None,
+                        skip: HashSet::new(),
+                        complete: true,
+                    }),
+            );
         }
         let ctx = Arc::new(Ctx {
             page_size,
@@ -282,7 +288,11 @@ struct Got {
 }
 
 /// Pages one part in order into `tx`; see the module docs of [`crate::details`].
-async fn export_part(ctx: &Arc<Ctx>, job: PartJob, tx: &mpsc::Sender<Msg>) -> Result<Outcome, Error> {
+async fn export_part(
+    ctx: &Arc<Ctx>,
+    job: PartJob,
+    tx: &mpsc::Sender<Msg>,
+) -> Result<Outcome, Error> {
     let PartJob {
         interval,
         mut after_page,
@@ -319,8 +329,7 @@ async fn export_part(ctx: &Arc<Ctx>, job: PartJob, tx: &mpsc::Sender<Msg>) -> Re
                 };
                 return Ok(Outcome::Split(half(a), half(b)));
             }
-            let last = first.items.is_empty()
-                || first.total.is_some_and(|t| t <= page_size);
+            let last = first.items.is_empty() || first.total.is_some_and(|t| t <= page_size);
             let head = stream::once(async move {
                 Ok(Got {
                     number: 1,
@@ -354,10 +363,9 @@ async fn export_part(ctx: &Arc<Ctx>, job: PartJob, tx: &mpsc::Sender<Msg>) -> Re
             // NOTE: check the whole page before touching any state: a page that shows the
             // result set moved is not yielded at all.
             let mut in_page = HashSet::with_capacity(got.items.len());
-            let duplicate = got
-                .items
-                .iter()
-                .any(|c| !skip.contains(&c.id) && (yielded.contains(&c.id) || !in_page.insert(&c.id)));
+            let duplicate = got.items.iter().any(|c| {
+                !skip.contains(&c.id) && (yielded.contains(&c.id) || !in_page.insert(&c.id))
+            });
             if changed_total || duplicate {
                 let was = expected.flatten().unwrap_or(0);
                 let now = got.total.unwrap_or(0);
@@ -460,7 +468,11 @@ fn map_page(
 }
 
 /// Fetches page `page` of `interval` and checks every conversation has an id.
-async fn fetch_page(ctx: Arc<Ctx>, interval: Interval, page: u64) -> Result<Fetched<Conversation>, Error> {
+async fn fetch_page(
+    ctx: Arc<Ctx>,
+    interval: Interval,
+    page: u64,
+) -> Result<Fetched<Conversation>, Error> {
     let page_number = u32::try_from(page).unwrap_or(u32::MAX);
     let reach = page.saturating_mul(u64::from(ctx.page_size));
     if reach > MAX_RESULTS.saturating_add(u64::from(ctx.page_size)) {
@@ -471,7 +483,10 @@ async fn fetch_page(ctx: Arc<Ctx>, interval: Interval, page: u64) -> Result<Fetc
     }
     let body = serde_json::to_vec(&ctx.query.for_page(interval, ctx.page_size, page_number))
         .map_err(|e| Error::config(format!("query does not serialize: {e}")))?;
-    let bytes = ctx.client.send(Method::POST, DETAILS_PATH, Some(body)).await?;
+    let bytes = ctx
+        .client
+        .send(Method::POST, DETAILS_PATH, Some(body))
+        .await?;
     let resp: DetailsResponse = serde_json::from_slice(&bytes)
         .map_err(|e| Error::decode(DETAILS_PATH, format!("page {page} of {interval}: {e}")))?;
     let raws = resp.conversations.unwrap_or_default();
@@ -481,7 +496,9 @@ async fn fetch_page(ctx: Arc<Ctx>, interval: Interval, page: u64) -> Result<Fetc
             .map_err(|e| {
                 Error::decode(
                     DETAILS_PATH,
-                    format!("page {page} of {interval}: conversation without a conversationId: {e}"),
+                    format!(
+                        "page {page} of {interval}: conversation without a conversationId: {e}"
+                    ),
                 )
             })?
             .id

@@ -62,7 +62,13 @@ mod tests {
         assert_eq!(parts.first().unwrap().start(), whole.start());
         assert_eq!(parts.last().unwrap().end(), whole.end());
         for w in parts.windows(2) {
-            assert_eq!(w[0].end(), w[1].start(), "gap or overlap between {} and {}", w[0], w[1]);
+            assert_eq!(
+                w[0].end(),
+                w[1].start(),
+                "gap or overlap between {} and {}",
+                w[0],
+                w[1]
+            );
         }
     }
 
@@ -72,7 +78,9 @@ mod tests {
         let parts = plan_parts(whole, Some(Duration::from_secs(86_400)));
         assert_eq!(parts.len(), 7);
         assert_exact_cover(whole, &parts);
-        assert!(parts.iter().all(|p| p.duration() == Duration::from_secs(86_400)));
+        assert!(parts
+            .iter()
+            .all(|p| p.duration() == Duration::from_secs(86_400)));
     }
 
     #[test]
@@ -81,14 +89,20 @@ mod tests {
         let parts = plan_parts(whole, Some(Duration::from_secs(86_400)));
         assert_eq!(parts.len(), 3);
         assert_exact_cover(whole, &parts);
-        assert_eq!(parts[2].duration(), Duration::from_millis(6 * 3_600_000 + 1));
+        assert_eq!(
+            parts[2].duration(),
+            Duration::from_millis(6 * 3_600_000 + 1)
+        );
     }
 
     #[test]
     fn no_max_part_or_a_short_interval_is_one_part() {
         let whole = iv("2024-01-01T00:00:00Z/2024-01-03T00:00:00Z");
         assert_eq!(plan_parts(whole, None), vec![whole]);
-        assert_eq!(plan_parts(whole, Some(Duration::from_secs(10 * 86_400))), vec![whole]);
+        assert_eq!(
+            plan_parts(whole, Some(Duration::from_secs(10 * 86_400))),
+            vec![whole]
+        );
         assert_eq!(plan_parts(whole, Some(Duration::ZERO)), vec![whole]);
     }
 

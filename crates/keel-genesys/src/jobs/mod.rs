@@ -17,7 +17,9 @@ use serde_json::value::RawValue;
 use crate::client::Client;
 use crate::details::{Checkpoint, DetailsPage, JobCheckpoint};
 use crate::error::Error;
-use crate::models::{ConversationQuery, JobResultsResponse, JobState, JobStatus, JobSubmitResponse};
+use crate::models::{
+    ConversationQuery, JobResultsResponse, JobState, JobStatus, JobSubmitResponse,
+};
 
 /// The jobs endpoint.
 pub(crate) const JOBS_PATH: &str = "/api/v2/analytics/conversations/details/jobs";
@@ -103,14 +105,13 @@ async fn wait_fulfilled(client: &Client, job_id: &str) -> Result<(), Error> {
         if now >= deadline {
             return Err(Error::JobFailed {
                 job_id: job_id.to_owned(),
-                reason: Some(format!(
-                    "not fulfilled within {:?}",
-                    settings.job_timeout
-                )),
+                reason: Some(format!("not fulfilled within {:?}", settings.job_timeout)),
             });
         }
         tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(settings.job_poll_max).max(Duration::from_millis(1));
+        delay = (delay * 2)
+            .min(settings.job_poll_max)
+            .max(Duration::from_millis(1));
     }
 }
 
@@ -162,7 +163,9 @@ async fn fetch_results(
     }
     let qs = serde_urlencoded::to_string(&params)
         .map_err(|e| Error::config(format!("results query: {e}")))?;
-    let bytes = client.send(Method::GET, &format!("{path}?{qs}"), None).await?;
+    let bytes = client
+        .send(Method::GET, &format!("{path}?{qs}"), None)
+        .await?;
     let page: JobResultsResponse = serde_json::from_slice(&bytes)
         .map_err(|e| Error::decode(JOBS_PATH, format!("job results page: {e}")))?;
     Ok(Fetched::new(page.conversations.unwrap_or_default()).with_next(page.cursor))

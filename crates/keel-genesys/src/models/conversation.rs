@@ -14,10 +14,18 @@ pub struct AnalyticsConversation {
     /// The conversation id.
     pub conversation_id: String,
     /// When the conversation started.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub conversation_start: Option<OffsetDateTime>,
     /// When it ended (absent while it is still going on).
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub conversation_end: Option<OffsetDateTime>,
     /// `inbound` or `outbound`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -130,7 +138,8 @@ mod tests {
             v.as_object_mut().unwrap().remove("conversationEnd");
         }
         assert_eq!(a, b);
-        let again: AnalyticsConversation = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        let again: AnalyticsConversation =
+            serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(again, c);
     }
 

@@ -107,8 +107,14 @@ impl Interval {
             return None;
         }
         Some((
-            Interval { start: self.start, end: at },
-            Interval { start: at, end: self.end },
+            Interval {
+                start: self.start,
+                end: at,
+            },
+            Interval {
+                start: at,
+                end: self.end,
+            },
         ))
     }
 
@@ -120,13 +126,15 @@ impl Interval {
 
     /// `[start, end)` with `start` replaced (used to resume after a part).
     pub(crate) fn with_start(&self, start: OffsetDateTime) -> Option<Interval> {
-        (start < self.end).then_some(Interval { start, end: self.end })
+        (start < self.end).then_some(Interval {
+            start,
+            end: self.end,
+        })
     }
 }
 
-const WIRE: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-);
+const WIRE: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
 fn format_instant(t: OffsetDateTime) -> String {
     t.to_offset(UtcOffset::UTC)
@@ -141,7 +149,12 @@ fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", format_instant(self.start), format_instant(self.end))
+        write!(
+            f,
+            "{}/{}",
+            format_instant(self.start),
+            format_instant(self.end)
+        )
     }
 }
 
@@ -151,9 +164,10 @@ impl FromStr for Interval {
     /// Parses `START/END`, each an RFC 3339 date-time with an offset
     /// (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00.250+01:00`).
     fn from_str(s: &str) -> Result<Self, Error> {
-        let (a, b) = s.trim().split_once('/').ok_or_else(|| {
-            Error::config(format!("interval {s:?} is not START/END (ISO-8601)"))
-        })?;
+        let (a, b) = s
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| Error::config(format!("interval {s:?} is not START/END (ISO-8601)")))?;
         let parse = |part: &str, which: &str| {
             OffsetDateTime::parse(part.trim(), &Rfc3339).map_err(|e| {
                 Error::config(format!(
@@ -185,10 +199,15 @@ mod tests {
 
     #[test]
     fn parses_start_slash_end_and_formats_utc_millis() {
-        let i: Interval = "2024-01-01T00:00:00Z/2024-01-02T01:00:00.250+01:00".parse().unwrap();
+        let i: Interval = "2024-01-01T00:00:00Z/2024-01-02T01:00:00.250+01:00"
+            .parse()
+            .unwrap();
         assert_eq!(i.start(), datetime!(2024-01-01 0:00 UTC));
         assert_eq!(i.end(), datetime!(2024-01-02 0:00:00.250 UTC));
-        assert_eq!(i.to_string(), "2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.250Z");
+        assert_eq!(
+            i.to_string(),
+            "2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.250Z"
+        );
         assert_eq!(i.to_string().parse::<Interval>().unwrap(), i);
     }
 
@@ -200,7 +219,10 @@ mod tests {
             ("2024-01-01T00:00:00Z/yesterday", "end"),
             ("2024-01-02T00:00:00Z/2024-01-01T00:00:00Z", "not before"),
             ("2024-01-01T00:00:00Z/2024-01-01T00:00:00Z", "not before"),
-            ("2024-01-01T00:00:00.0001Z/2024-01-02T00:00:00Z", "sub-millisecond"),
+            (
+                "2024-01-01T00:00:00.0001Z/2024-01-02T00:00:00Z",
+                "sub-millisecond",
+            ),
         ] {
             let err = s.parse::<Interval>().unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{s}");
@@ -221,7 +243,9 @@ mod tests {
 
     #[test]
     fn halves_are_adjacent_and_stop_at_one_millisecond() {
-        let i: Interval = "2024-01-01T00:00:00Z/2024-01-01T00:00:00.003Z".parse().unwrap();
+        let i: Interval = "2024-01-01T00:00:00Z/2024-01-01T00:00:00.003Z"
+            .parse()
+            .unwrap();
         let (a, b) = i.halves().unwrap();
         assert_eq!(a.start(), i.start());
         assert_eq!(a.end(), b.start());
@@ -235,7 +259,10 @@ mod tests {
     fn serde_is_the_wire_string() {
         let i: Interval = "2024-01-01T00:00:00Z/2024-01-02T00:00:00Z".parse().unwrap();
         let json = serde_json::to_string(&i).unwrap();
-        assert_eq!(json, r#""2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z""#);
+        assert_eq!(
+            json,
+            r#""2024-01-01T00:00:00.000Z/2024-01-02T00:00:00.000Z""#
+        );
         assert_eq!(serde_json::from_str::<Interval>(&json).unwrap(), i);
         assert!(serde_json::from_str::<Interval>(r#""nope""#).is_err());
     }

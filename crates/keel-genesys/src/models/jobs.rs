@@ -64,17 +64,22 @@ mod tests {
 
     #[test]
     fn job_models_parse_the_api_shapes() {
-        let s: JobStatus =
-            serde_json::from_str(r#"{"state":"FAILED","errorMessage":"boom","submissionDate":"x"}"#)
-                .unwrap();
+        let s: JobStatus = serde_json::from_str(
+            r#"{"state":"FAILED","errorMessage":"boom","submissionDate":"x"}"#,
+        )
+        .unwrap();
         assert_eq!(s.state, JobState::Failed);
         assert_eq!(s.error_message.as_deref(), Some("boom"));
         let s: JobStatus = serde_json::from_str(r#"{"state":"SOMETHING_NEW"}"#).unwrap();
         assert_eq!(s.state, JobState::Unknown);
         let r: JobResultsResponse =
-            serde_json::from_str(r#"{"conversations":[{"conversationId":"a"}],"cursor":"abc"}"#).unwrap();
+            serde_json::from_str(r#"{"conversations":[{"conversationId":"a"}],"cursor":"abc"}"#)
+                .unwrap();
         assert_eq!(r.cursor.as_deref(), Some("abc"));
-        assert_eq!(r.conversations.unwrap()[0].get(), r#"{"conversationId":"a"}"#);
+        assert_eq!(
+            r.conversations.unwrap()[0].get(),
+            r#"{"conversationId":"a"}"#
+        );
         let last: JobResultsResponse = serde_json::from_str(r#"{"conversations":[]}"#).unwrap();
         assert!(last.cursor.is_none());
     }

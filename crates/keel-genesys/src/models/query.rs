@@ -111,7 +111,11 @@ impl ConversationQuery {
 
     /// Only conversations in this division. Called again, adds an alternative.
     pub fn division_id(mut self, division_id: impl Into<String>) -> Self {
-        Filter::add_alternative(&mut self.conversation_filters, "divisionId", division_id.into());
+        Filter::add_alternative(
+            &mut self.conversation_filters,
+            "divisionId",
+            division_id.into(),
+        );
         self
     }
 
@@ -225,7 +229,9 @@ mod tests {
 
     #[test]
     fn repeated_values_are_not_duplicated() {
-        let q = ConversationQuery::new(day()).media_type("voice").media_type("voice");
+        let q = ConversationQuery::new(day())
+            .media_type("voice")
+            .media_type("voice");
         assert_eq!(q.segment_filters.len(), 1);
         assert_eq!(q.segment_filters[0].predicates.len(), 1);
     }
@@ -239,7 +245,10 @@ mod tests {
         assert!(err.to_string().contains("page size 101"), "{err}");
         assert!(base.clone().page_size(0).validate().is_err());
         let mut q = base.page_size(10);
-        q.paging = Some(PagingSpec { page_size: 10, page_number: 0 });
+        q.paging = Some(PagingSpec {
+            page_size: 10,
+            page_number: 0,
+        });
         assert!(q.validate().is_err());
     }
 }
