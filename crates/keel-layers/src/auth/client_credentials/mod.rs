@@ -21,16 +21,16 @@ mod response;
 /// and reads `access_token`, `token_type` (must be `bearer` when present) and `expires_in`
 /// from a JSON answer, with the body capped at [`body_limit`](ClientCredentials::body_limit).
 ///
-/// - A 400 or 401 answer means the credentials were refused: [`TokenError::Rejected`], with
+/// - A 400 or 401 answer means the credentials were refused: [`TokenError::Rejected`](super::TokenError::Rejected), with
 ///   the server's `error` and `error_description`, and no retry.
 /// - A 429 or 5xx answer, a transport error or an attempt timeout is transient: the request is
 ///   retried with jittered exponential backoff (half fixed, half random, honouring a longer
 ///   `Retry-After`), at most [`max_attempts`](ClientCredentials::max_attempts) times and within
 ///   [`max_elapsed`](ClientCredentials::max_elapsed) in all. The defaults (10 attempts, 30 s,
 ///   0.5 s doubling to 8 s, 10 s per attempt) ride out a token endpoint that is down for
-///   more than 10 seconds. Past the limits: [`TokenError::Unavailable`].
+///   more than 10 seconds. Past the limits: [`TokenError::Unavailable`](super::TokenError::Unavailable).
 /// - The token URL must be `https`, or `http` to a loopback host
-///   ([`TokenError::InsecureTokenUrl`] otherwise).
+///   ([`TokenError::InsecureTokenUrl`](super::TokenError::InsecureTokenUrl) otherwise).
 ///
 /// The secret is held in a [`SecretString`]; `Debug` prints `[redacted]` for it and no error
 /// or log line carries it or a token.

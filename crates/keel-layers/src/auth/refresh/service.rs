@@ -26,6 +26,15 @@ use crate::replay::{try_clone_request, TryCloneBody};
 /// # Clone
 ///
 /// Clones share the [`RefreshStats`] counters (and the [`TokenCache`]).
+///
+/// # Differences from `tower::retry::Retry`
+///
+/// The loop is the same (keep a backup, call, decide, call the ready clone again), but
+/// `tower::retry` never shows the policy a response whose request could not be cloned up
+/// front, and does not ask the backup again after the attempt. `RefreshOn401` does both, so
+/// a body that outgrew its replay cap *during* the first attempt is caught, counted in
+/// [`RefreshStats::not_replayable`] and reported with a `tracing` event, and the response
+/// is returned as is instead of being replayed with an empty or partial body.
 #[derive(Debug, Clone)]
 pub struct RefreshOn401<S> {
     inner: S,
