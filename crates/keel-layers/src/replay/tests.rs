@@ -203,3 +203,78 @@ async fn layer_wraps_request_bodies() {
     assert_eq!(first, "payload");
     assert_eq!(second, "payload");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Iter = futures_util::stream::Iter<std::vec::IntoIter<Chunk>>;
+
+    fn body_of(chunks: &[Vec<u8>]) -> StreamBody<Iter> {
+        let frames: Vec<Chunk> = chunks
+            .iter()
+            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames))
+    }
+
+    /// Polls `fut` once: every body here is always ready.
+    fn now<T>(fut: impl std::future::Future<Output = T>) -> T {
+        let mut task = tokio_test::task::spawn(fut);
+        match task.poll() {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("an always-ready body was pending"),
+        }
+    }
+
+    proptest! {
+        /// However the first attempt and the replays interleave and stop early, every replay
+        /// yields the original bytes exactly once each, or the body is not replayable and
+        /// nothing partial is sent.
+        #[test]
+        fn every_replay_yields_the_original_bytes_once(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..12),
+            cap in 0usize..200,
+            first_reads in 0usize..14,
+            second_reads in 0usize..14,
+        ) {
+            let original: Vec<u8> = chunks.concat();
+            let mut first = ReplayBody::new(body_of(&chunks), cap);
+            let backup = first.try_clone_body().unwrap();
+            let mut partial = Vec::new();
+            for _ in 0..first_reads {
+                match now(first.frame()) {
+                    Some(Ok(frame)) => partial.extend_from_slice(&frame.into_data().unwrap()),
+                    Some(Err(e)) => panic!("first attempt failed: {e}"),
+                    None => break,
+                }
+            }
+            prop_assert!(original.starts_with(&partial));
+            drop(first);
+
+            let over_cap = partial.len() > cap;
+            match backup.try_clone_body() {
+                None => prop_assert!(over_cap, "not replayable though under the cap"),
+                Some(mut second) => {
+                    prop_assert!(!over_cap);
+                    // A second attempt that also stops early ...
+                    for _ in 0..second_reads {
+                        if now(second.frame()).is_none() {
+                            break;
+                        }
+                    }
+                    drop(second);
+                    // ... and a third that reads to the end.
+                    match backup.try_clone_body() {
+                        Some(third) => match now(collect(third)) {
+                            Ok(bytes) => prop_assert_eq!(bytes.as_ref(), original.as_slice()),
+                            Err(ReplayError::CapExceeded { .. }) => prop_assert!(original.len() > cap),
+                            Err(e) => panic!("unexpected error {e}"),
+                        },
+                        None => prop_assert!(original.len() > cap),
+                    }
+                }
+            }
+        }
+    }
+}
