@@ -146,4 +146,10 @@ impl ClientBuilder {
         }
         super::stack::build(self)
     }
+
+    /// Builds a client that sends every request to `http` (tests of the paging logic).
+    #[cfg(test)]
+    pub(crate) fn build_with(self, http: super::HttpService) -> Client {
+        super::stack::with_service(self, http)
+    }
 }

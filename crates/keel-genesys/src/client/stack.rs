@@ -129,6 +129,29 @@ pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
     })
 }
 
+/// A client whose requests go to `http` instead of the network (tests of the paging logic).
+#[cfg(test)]
+pub(crate) fn with_service(b: ClientBuilder, http: HttpService) -> Client {
+    use keel_layers::auth::{token_source_fn, TokenError};
+    let tokens = TokenCache::new(token_source_fn(|| async {
+        Err(TokenError::InvalidResponse("no tokens in this test".into()))
+    }));
+    let stats = StatsHandles {
+        refresh: RefreshOn401Layer::new(tokens.clone()).stats(),
+        backoff: BackoffLayer::new(Default::default()).stats(),
+        tokens,
+    };
+    Client {
+        inner: Arc::new(Inner {
+            env: b.env,
+            client_id: b.creds.client_id().to_owned(),
+            http,
+            settings: b.settings,
+            stats,
+        }),
+    }
+}
+
 async fn collect<B>(res: Response<B>, limit: usize) -> Result<Response<Full<Bytes>>, BoxError>
 where
     B: http_body::Body<Data = Bytes>,

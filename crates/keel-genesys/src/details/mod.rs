@@ -39,3 +39,5 @@ pub use split::{plan_parts, SplitPolicy, MAX_RESULTS};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_changing;
