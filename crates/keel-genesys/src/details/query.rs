@@ -47,7 +47,9 @@ struct Ctx {
     query: ConversationQuery,
     page_size: u32,
     prefetch: usize,
-    split: SplitPolicy,
+    /// Most hits a part may have: the policy's, and never more than the API can page with
+    /// this page size (`pageNumber * pageSize <= 100,000`).
+    max_results: u64,
 }
 
 /// One part to export.
@@ -99,6 +101,8 @@ struct Merger {
     pending: VecDeque<PartJob>,
     running: VecDeque<Running>,
     max_parallel: usize,
+    /// 429 waits seen when the last part was started.
+    throttled: u64,
     current: Option<Interval>,
     part_index: u64,
     done: bool,
@@ -160,13 +164,18 @@ impl Merger {
                     )));
                 }
                 part_index = cp.part_index;
-                pending.push_back(PartJob {
-                    interval: cp.part,
-                    after_page: cp.page_number,
-                    total_hits: cp.total_hits,
-                    complete: cp.page_number == 0,
-                    skip: cp.skip_ids.into_iter().collect(),
-                });
+                let reached = u64::from(cp.page_number).saturating_mul(u64::from(page_size));
+                let finished = cp.page_number > 0 && cp.total_hits.is_some_and(|t| reached >= t);
+                // NOTE: a part whose last page was checkpointed is done; it is not asked again.
+                if !finished {
+                    pending.push_back(PartJob {
+                        interval: cp.part,
+                        after_page: cp.page_number,
+                        total_hits: cp.total_hits,
+                        complete: cp.page_number == 0,
+                        skip: cp.skip_ids.into_iter().collect(),
+                    });
+                }
                 rest = whole.with_start(cp.part.end());
             }
         }
@@ -186,7 +195,7 @@ impl Merger {
         let ctx = Arc::new(Ctx {
             page_size,
             prefetch: settings.prefetch,
-            split: settings.split,
+            max_results: effective_max_results(settings.split, page_size),
             query,
             client: client.clone(),
         });
@@ -195,6 +204,7 @@ impl Merger {
             ctx,
             pending,
             running: VecDeque::new(),
+            throttled: client.stats().waits_429,
             current: None,
             part_index,
             done: false,
@@ -208,7 +218,16 @@ impl Merger {
             return None;
         }
         loop {
-            while self.running.len() < self.max_parallel {
+            // NOTE: parts run in parallel only while the API is not throttling: after a new
+            // 429, no further part starts until the running ones are done.
+            let throttled = self.ctx.client.stats().waits_429;
+            let parallel = if throttled > self.throttled {
+                1
+            } else {
+                self.max_parallel
+            };
+            self.throttled = throttled;
+            while self.running.len() < parallel {
                 let Some(job) = self.pending.pop_front() else {
                     break;
                 };
@@ -310,7 +329,7 @@ async fn export_part(
         let mut pages: BoxStream<'static, Result<Got, Error>> = if after_page == 0 {
             let first = fetch_page(ctx.clone(), interval, 1).await?;
             let total = first.total.unwrap_or(0);
-            if total > ctx.split.max_results {
+            if total > ctx.max_results {
                 let Some((a, b)) = interval.halves() else {
                     return Err(Error::TooManyResults {
                         interval,
@@ -356,7 +375,7 @@ async fn export_part(
             let changed_total = match expected {
                 None => {
                     expected = Some(got.total);
-                    got.total.is_some_and(|t| t > ctx.split.max_results)
+                    got.total.is_some_and(|t| t > ctx.max_results)
                 }
                 Some(e) => e != got.total,
             };
@@ -430,6 +449,13 @@ async fn export_part(
     }
 }
 
+/// The policy's limit, lowered to a multiple of the page size so the last page of a part
+/// that fits never asks past the API's 100,000 results.
+fn effective_max_results(policy: SplitPolicy, page_size: u32) -> u64 {
+    let page_size = u64::from(page_size.max(1));
+    policy.max_results.min(MAX_RESULTS / page_size * page_size)
+}
+
 fn sorted(ids: &HashSet<String>) -> Vec<String> {
     let mut v: Vec<String> = ids.iter().cloned().collect();
     v.sort_unstable();
@@ -475,7 +501,7 @@ async fn fetch_page(
 ) -> Result<Fetched<Conversation>, Error> {
     let page_number = u32::try_from(page).unwrap_or(u32::MAX);
     let reach = page.saturating_mul(u64::from(ctx.page_size));
-    if reach > MAX_RESULTS.saturating_add(u64::from(ctx.page_size)) {
+    if reach > MAX_RESULTS {
         return Err(Error::TooManyResults {
             interval,
             total_hits: reach,
@@ -506,4 +532,22 @@ async fn fetch_page(
         items.push(Conversation { id, raw });
     }
     Ok(Fetched::new(items).with_total(resp.total_hits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_part_limit_keeps_the_last_page_within_the_api_limit() {
+        let policy = SplitPolicy::default();
+        assert_eq!(effective_max_results(policy, 100), 100_000);
+        assert_eq!(effective_max_results(policy, 30), 99_990);
+        assert_eq!(effective_max_results(policy, 7), 99_995);
+        let small = SplitPolicy {
+            max_results: 500,
+            ..policy
+        };
+        assert_eq!(effective_max_results(small, 30), 500);
+    }
 }

@@ -214,6 +214,17 @@ async fn resuming_after_a_checkpoint_continues_with_the_next_page() {
     let mut all = records(&first_run);
     all.extend(records(&rest));
     assert_eq!(all, truth(&sim, &q));
+
+    let served = sim.stats().pages_served;
+    let done = rest.last().unwrap().checkpoint.clone();
+    let nothing: Vec<DetailsPage> = client
+        .conversation_details(q)
+        .resume_after(done)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(nothing.is_empty());
+    assert_eq!(sim.stats().pages_served, served, "a finished export asks nothing");
 }
 
 #[tokio::test]
