@@ -4,6 +4,17 @@
 //! classes a batch job reports differently (the `genesys-export` binary maps each
 //! [`ErrorKind`] to an exit code). No error ever holds a secret: the credentials error names
 //! the client id only, and API errors keep the status and the Genesys error body fields.
+//!
+//! # Example
+//!
+//! ```
+//! use keel_genesys::{Environment, Error, ErrorKind};
+//!
+//! let err = Environment::custom("http://example.com", "https://login.example.com").unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::Usage);
+//! assert!(matches!(err, Error::Config(_)));
+//! assert!(err.to_string().contains("plain http"));
+//! ```
 
 use http::StatusCode;
 

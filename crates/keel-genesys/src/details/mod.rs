@@ -8,6 +8,41 @@
 //! call [`DetailsExport::resume_after`] and continue with the next page, so the output holds
 //! every record exactly once.
 //!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::TryStreamExt;
+//! use keel_genesys::{Checkpoint, Client, ConversationQuery, Credentials, Environment};
+//! use secrecy::SecretString;
+//!
+//! let sim = keel_sim::Simulator::builder().conversations(250).start().await?;
+//! let env = Environment::custom(&sim.base_url(), &sim.base_url())?;
+//! let creds = Credentials::new("sim-client", SecretString::from("sim-secret"));
+//! let client = Client::builder(env, creds).build()?;
+//! let query = ConversationQuery::new("2026-01-01T00:00:00Z/2026-01-08T00:00:00Z".parse()?);
+//!
+//! let mut export = client.conversation_details(query.clone());
+//! let mut written = 0;
+//! let mut saved = String::new();
+//! while let Some(page) = export.try_next().await? {
+//!     written += page.conversations.len(); // write `c.get()` for each, then:
+//!     saved = serde_json::to_string(&page.checkpoint)?;
+//!     if written >= 100 {
+//!         break; // as if the job were killed here
+//!     }
+//! }
+//! let checkpoint: Checkpoint = serde_json::from_str(&saved)?;
+//! let mut rest = client.conversation_details(query).resume_after(checkpoint);
+//! while let Some(page) = rest.try_next().await? {
+//!     written += page.conversations.len();
+//! }
+//! assert_eq!(written, 250);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Splitting
 //!
 //! The details query cannot page past 100,000 results, and small intervals page faster. The

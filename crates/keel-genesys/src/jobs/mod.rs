@@ -6,6 +6,28 @@
 //! `GET …/jobs/{id}/results?cursor=…` is paged by cursor until a page comes without one. Each
 //! page's [`JobCheckpoint`] holds the job id and the next cursor, so a run can resume after a
 //! page for as long as Genesys keeps the job's results.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::TryStreamExt;
+//! use keel_genesys::{Checkpoint, Client, ConversationQuery, Credentials, Environment};
+//! use secrecy::SecretString;
+//!
+//! let sim = keel_sim::Simulator::builder().conversations(120).start().await?;
+//! let env = Environment::custom(&sim.base_url(), &sim.base_url())?;
+//! let creds = Credentials::new("sim-client", SecretString::from("sim-secret"));
+//! let client = Client::builder(env, creds).build()?;
+//! let query = ConversationQuery::new("2026-01-01T00:00:00Z/2026-01-08T00:00:00Z".parse()?);
+//! let pages: Vec<_> = client.conversation_details_job(query).try_collect().await?;
+//! assert_eq!(pages.iter().map(|p| p.conversations.len()).sum::<usize>(), 120);
+//! let Checkpoint::Job(last) = &pages.last().unwrap().checkpoint else { unreachable!() };
+//! assert!(last.cursor.is_none(), "the last page has no next cursor");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::time::Duration;
 
