@@ -308,7 +308,7 @@ fn seg_filter(flt: &Filter, data: &Dataset, s: &SessionFacts) -> bool {
         Dim::MediaType => test_value(&p.test, Some(s.media.as_str())),
         Dim::Direction => test_value(&p.test, Some(s.direction.as_str())),
         Dim::Purpose => test_value(&p.test, Some(s.purpose.as_str())),
-        Dim::QueueId => test_value(&p.test, s.queue.map(|q| data.queue_id(q)).as_deref()),
+        Dim::QueueId => test_value(&p.test, s.queue.map(|q| data.queue_id(q))),
         _ => false,
     });
     let clauses = flt.clauses.iter().map(|c| seg_filter(c, data, s));

@@ -4,6 +4,8 @@
 //! exactly as `serde_json` escapes them, numbers as `serde_json` prints them. So parsing a
 //! record into `serde_json::Value` and serialising it again gives back the same bytes.
 
+use std::io::Write as _;
+
 use super::facts::{Facts, Media, Purpose, SessionFacts};
 use super::hash::{h3, push_uuid, unique_tail, uuid_string};
 use super::{iso, Dataset};
@@ -54,11 +56,7 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 }
 
 fn push_int(out: &mut Vec<u8>, v: i64) {
-    out.extend_from_slice(itoa(v).as_bytes());
-}
-
-fn itoa(v: i64) -> String {
-    v.to_string()
+    let _ = write!(out, "{v}");
 }
 
 fn push_key(out: &mut Vec<u8>, key: &str) {
@@ -73,25 +71,20 @@ fn push_quoted_uuid(out: &mut Vec<u8>, high: u64, tail: u64) {
     out.push(b'"');
 }
 
+/// The id of division `d`.
+pub(super) fn division_id(seed: u64, d: u64) -> String {
+    uuid_string(
+        h3(seed, d, SALT_DIVISION),
+        unique_tail(seed, SALT_DIVISION, d),
+    )
+}
+
+/// The id of queue `q`.
+pub(super) fn queue_id(seed: u64, q: u64) -> String {
+    uuid_string(h3(seed, q, SALT_QUEUE), unique_tail(seed, SALT_QUEUE, q))
+}
+
 impl Dataset {
-    /// The id of division `d`.
-    pub(crate) fn division_id(&self, d: u8) -> String {
-        let d = u64::from(d);
-        uuid_string(
-            h3(self.seed, d, SALT_DIVISION),
-            unique_tail(self.seed, SALT_DIVISION, d),
-        )
-    }
-
-    /// The id of queue `q`.
-    pub(crate) fn queue_id(&self, q: u8) -> String {
-        let q = u64::from(q);
-        uuid_string(
-            h3(self.seed, q, SALT_QUEUE),
-            unique_tail(self.seed, SALT_QUEUE, q),
-        )
-    }
-
     /// The `conversationId` of conversation `i` (unique by construction).
     pub(crate) fn conversation_id(&self, i: u64) -> String {
         let mut out = Vec::with_capacity(36);
@@ -122,7 +115,7 @@ impl Dataset {
             if k > 0 {
                 out.push(b',');
             }
-            push_str(out, &self.division_id(f.divisions[k]));
+            push_str(out, self.division_id(f.divisions[k]));
         }
         out.push(b']');
         if t % 10 < 3 {
@@ -191,7 +184,7 @@ impl Dataset {
         out.push(b']');
         if s.purpose == Purpose::Agent {
             out.extend_from_slice(b",\"userId\":");
-            push_str(out, &self.user_id(user));
+            self.push_user_id(out, user);
         }
         out.push(b'}');
     }
@@ -203,24 +196,29 @@ impl Dataset {
         let alert = ((f.h2 >> 36) % 8_000 + 500) as i64;
         let rest = end - (start + acd + alert);
         let wrap = ((sh >> 8) % 30_000).min(rest as u64 / 3) as i64;
-        let (ani, dnis) = match s.media {
-            Media::Email => (
-                format!("customer{}@example.com", (f.h >> 32) % 10_000),
-                "support@example.com".to_owned(),
-            ),
-            Media::Chat => (format!("chat:{:x}", f.h >> 40), "webchat".to_owned()),
-            _ => (
-                format!("tel:+1555{:07}", (f.h >> 32) % 10_000_000),
-                format!("tel:+1800{:07}", (f.h2 >> 8) % 10_000_000),
-            ),
-        };
-        out.extend_from_slice(b"{\"ani\":");
-        push_str(out, &ani);
-        out.extend_from_slice(b",\"direction\":\"");
+        out.extend_from_slice(b"{\"ani\":\"");
+        match s.media {
+            Media::Email => {
+                let _ = write!(out, "customer{}@example.com\",\"", (f.h >> 32) % 10_000);
+            }
+            Media::Chat => {
+                let _ = write!(out, "chat:{:x}\",\"", f.h >> 40);
+            }
+            _ => {
+                let _ = write!(out, "tel:+1555{:07}\",\"", (f.h >> 32) % 10_000_000);
+            }
+        }
+        out.extend_from_slice(b"direction\":\"");
         out.extend_from_slice(s.direction.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"dnis\":");
-        push_str(out, &dnis);
-        out.extend_from_slice(b",\"mediaType\":\"");
+        out.extend_from_slice(b"\",\"dnis\":\"");
+        match s.media {
+            Media::Email => out.extend_from_slice(b"support@example.com"),
+            Media::Chat => out.extend_from_slice(b"webchat"),
+            _ => {
+                let _ = write!(out, "tel:+1800{:07}", (f.h2 >> 8) % 10_000_000);
+            }
+        }
+        out.extend_from_slice(b"\",\"mediaType\":\"");
         out.extend_from_slice(s.media.as_str().as_bytes());
         out.extend_from_slice(b"\",\"metrics\":[");
         let queue = s.queue.map(|q| self.queue_id(q));
@@ -235,7 +233,7 @@ impl Dataset {
                 out.push(b',');
                 metric(out, start + acd, "tAcd", acd);
                 out.extend_from_slice(b"],\"provider\":\"Edge\",\"segments\":[");
-                segment(out, queue.as_deref(), start, start + acd, "interact", None);
+                segment(out, queue, start, start + acd, "interact", None);
             }
             Purpose::Agent => {
                 let from = if k >= 3 {
@@ -250,18 +248,18 @@ impl Dataset {
                 out.push(b',');
                 metric(out, end, "tAcw", wrap);
                 out.extend_from_slice(b"],\"provider\":\"Edge\",\"segments\":[");
-                segment(out, queue.as_deref(), from, from + alert, "alert", None);
+                segment(out, queue, from, from + alert, "alert", None);
                 out.push(b',');
                 segment(
                     out,
-                    queue.as_deref(),
+                    queue,
                     from + alert,
                     talk_end,
                     "interact",
                     Some("client"),
                 );
                 out.push(b',');
-                segment(out, queue.as_deref(), talk_end, end, "wrapup", None);
+                segment(out, queue, talk_end, end, "wrapup", None);
             }
         }
         out.extend_from_slice(b"],\"sessionId\":");

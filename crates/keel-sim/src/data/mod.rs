@@ -11,6 +11,8 @@ pub(crate) mod hash;
 pub(crate) mod iso;
 mod users;
 
+use std::sync::Arc;
+
 pub(crate) use facts::{Facts, SessionFacts};
 
 /// The generated data set: conversations `0..total` (the last `late` of them only become
@@ -22,6 +24,9 @@ pub(crate) struct Dataset {
     pub(crate) span_ms: u64,
     pub(crate) total: u64,
     pub(crate) users: u64,
+    /// Division and queue ids, computed once (they are written into every record).
+    divisions: Arc<[String]>,
+    queues: Arc<[String]>,
 }
 
 const SALT_START: u64 = 1;
@@ -34,7 +39,23 @@ impl Dataset {
             span_ms: span_ms.max(1),
             total,
             users: users.max(1),
+            divisions: (0..facts::DIVISIONS)
+                .map(|d| conversation::division_id(seed, d))
+                .collect(),
+            queues: (0..facts::QUEUES)
+                .map(|q| conversation::queue_id(seed, q))
+                .collect(),
         }
+    }
+
+    /// The id of division `d`.
+    pub(crate) fn division_id(&self, d: u8) -> &str {
+        &self.divisions[usize::from(d)]
+    }
+
+    /// The id of queue `q`.
+    pub(crate) fn queue_id(&self, q: u8) -> &str {
+        &self.queues[usize::from(q)]
     }
 
     /// `conversationStart` of conversation `i`, in Unix milliseconds.

@@ -1,7 +1,7 @@
 //! Deterministic users for the `GET /api/v2/users` list endpoint.
 
 use super::conversation::NAMES;
-use super::hash::{h3, unique_tail, uuid_string};
+use super::hash::{h3, push_uuid, unique_tail, uuid_string};
 use super::Dataset;
 
 const SALT_USER: u64 = 20;
@@ -15,6 +15,17 @@ impl Dataset {
         )
     }
 
+    /// Appends the quoted id of user `u`.
+    pub(crate) fn push_user_id(&self, out: &mut Vec<u8>, u: u64) {
+        out.push(b'"');
+        push_uuid(
+            out,
+            h3(self.seed, u, SALT_USER),
+            unique_tail(self.seed, SALT_USER, u),
+        );
+        out.push(b'"');
+    }
+
     /// The display name of user `u`.
     pub(crate) fn user_name(&self, u: u64) -> &'static str {
         NAMES[(u % NAMES.len() as u64) as usize]
@@ -23,7 +34,9 @@ impl Dataset {
     /// The JSON of user `u` (a `User` entity, keys sorted).
     pub(crate) fn user_json(&self, u: u64) -> serde_json::Value {
         let id = self.user_id(u);
-        let division = self.division_id((u % super::facts::DIVISIONS) as u8);
+        let division = self
+            .division_id((u % super::facts::DIVISIONS) as u8)
+            .to_owned();
         serde_json::json!({
             "acdAutoAnswer": false,
             "chat": { "jabberId": format!("{id}@sim.orgspan.com") },
