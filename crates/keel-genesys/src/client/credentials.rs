@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::error::Error;
 
@@ -62,11 +62,6 @@ impl Credentials {
     pub(crate) fn secret(&self) -> &SecretString {
         &self.secret
     }
-
-    #[allow(dead_code)]
-    pub(crate) fn expose(&self) -> &str {
-        self.secret.expose_secret()
-    }
 }
 
 impl fmt::Debug for Credentials {
@@ -81,6 +76,7 @@ impl fmt::Debug for Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
     use std::collections::HashMap;
 
     #[test]
@@ -96,7 +92,7 @@ mod tests {
         let mut vars = HashMap::from([(CLIENT_ID_VAR, "id"), (CLIENT_SECRET_VAR, "sec")]);
         let c = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(c.client_id(), "id");
-        assert_eq!(c.expose(), "sec");
+        assert_eq!(c.secret().expose_secret(), "sec");
         vars.insert(CLIENT_SECRET_VAR, "  ");
         let err = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap_err();
         assert!(err.to_string().contains(CLIENT_SECRET_VAR), "{err}");

@@ -99,3 +99,18 @@ impl Client {
         DetailsExport::job(self.clone(), query)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_and_exports_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Client>();
+        send_sync::<ClientStats>();
+        send::<DetailsExport>();
+        send_sync::<crate::Error>();
+    }
+}

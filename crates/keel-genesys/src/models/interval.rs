@@ -133,6 +133,9 @@ impl Interval {
     }
 }
 
+const DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]");
+
 const WIRE: &[time::format_description::BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
 
@@ -162,16 +165,21 @@ impl FromStr for Interval {
     type Err = Error;
 
     /// Parses `START/END`, each an RFC 3339 date-time with an offset
-    /// (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00.250+01:00`).
+    /// (`2024-01-01T00:00:00Z`, `2024-01-01T01:00:00.250+01:00`) or a date, meaning midnight
+    /// UTC (`2024-01-01`).
     fn from_str(s: &str) -> Result<Self, Error> {
         let (a, b) = s
             .trim()
             .split_once('/')
             .ok_or_else(|| Error::config(format!("interval {s:?} is not START/END (ISO-8601)")))?;
         let parse = |part: &str, which: &str| {
-            OffsetDateTime::parse(part.trim(), &Rfc3339).map_err(|e| {
+            let part = part.trim();
+            if let Ok(date) = time::Date::parse(part, DATE) {
+                return Ok(date.midnight().assume_utc());
+            }
+            OffsetDateTime::parse(part, &Rfc3339).map_err(|e| {
                 Error::config(format!(
-                    "interval {which} {part:?} is not an ISO-8601 date-time with offset: {e}"
+                    "interval {which} {part:?} is not an ISO-8601 date (UTC midnight) or date-time with offset: {e}"
                 ))
             })
         };
@@ -215,7 +223,8 @@ mod tests {
     fn bad_intervals_are_config_errors_that_say_why() {
         for (s, needle) in [
             ("2024-01-01T00:00:00Z", "START/END"),
-            ("2024-01-01/2024-01-02", "start"),
+            ("2024-01-01T00:00/2024-01-02", "start"),
+            ("2024-13-01/2024-01-02", "start"),
             ("2024-01-01T00:00:00Z/yesterday", "end"),
             ("2024-01-02T00:00:00Z/2024-01-01T00:00:00Z", "not before"),
             ("2024-01-01T00:00:00Z/2024-01-01T00:00:00Z", "not before"),
@@ -228,6 +237,13 @@ mod tests {
             assert!(matches!(err, Error::Config(_)), "{s}");
             assert!(err.to_string().contains(needle), "{s}: {err}");
         }
+    }
+
+    #[test]
+    fn dates_mean_utc_midnight() {
+        let i: Interval = "2024-01-01/2024-01-02T12:00:00Z".parse().unwrap();
+        assert_eq!(i.start(), datetime!(2024-01-01 0:00 UTC));
+        assert_eq!(i.duration(), Duration::from_secs(36 * 3600));
     }
 
     #[test]
