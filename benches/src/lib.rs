@@ -19,8 +19,10 @@
 pub mod alloc_counter;
 pub mod allocs;
 pub mod clients;
+pub mod export;
 pub mod load;
 pub mod machine;
+pub mod memory;
 pub mod overhead;
 pub mod server;
 pub mod sim;

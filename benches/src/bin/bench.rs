@@ -12,7 +12,8 @@ use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
 use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
-use keel_bench::{allocs, overhead, single_flight};
+use keel_bench::{allocs, export, memory, overhead, single_flight};
+use keel_genesys::export::Args as ExportArgs;
 use keel_sim::Simulator;
 use tower::BoxError;
 
@@ -33,6 +34,9 @@ struct Cli {
     /// Measured milliseconds per contender per round in `overhead`.
     #[arg(long, default_value_t = 1000)]
     round_ms: u64,
+    /// Fewer rounds and smaller exports: a smoke run of the whole harness.
+    #[arg(long)]
+    quick: bool,
     /// Requests per contender counted in `allocs`.
     #[arg(long, default_value_t = 5000)]
     alloc_requests: u64,
@@ -48,12 +52,31 @@ enum Cmd {
     Allocs,
     /// 3. single-flight refresh: 10,000 callers on an expired token.
     SingleFlight,
+    /// 4. export pages/s against keel-sim at 0, 50, 200 ms per page: prefetch vs page by page.
+    Export,
+    /// 5. peak RSS of an export of 10k vs 200k conversations (child processes).
+    Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
+    /// Runs `genesys-export` with these arguments (the child process of `memory`).
+    #[command(hide = true)]
+    ExportChild {
+        /// `genesys-export`'s arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<(), BoxError> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if cli.quick {
+        cli.rounds = cli.rounds.min(3);
+        cli.round_ms = cli.round_ms.min(300);
+        cli.alloc_requests = cli.alloc_requests.min(1_000);
+    }
+    if let Cmd::ExportChild { args } = &cli.command {
+        return export_child(args);
+    }
     println!("# keel-bench on {}\n", Machine::detect());
     let all = matches!(cli.command, Cmd::All);
     if all || matches!(cli.command, Cmd::Overhead) {
@@ -64,6 +87,12 @@ fn main() -> Result<(), BoxError> {
     }
     if all || matches!(cli.command, Cmd::SingleFlight) {
         run_single_flight()?;
+    }
+    if all || matches!(cli.command, Cmd::Export) {
+        run_export(&cli)?;
+    }
+    if all || matches!(cli.command, Cmd::Memory) {
+        run_memory(&cli)?;
     }
     if all || matches!(cli.command, Cmd::Sim) {
         run_sim(&cli)?;
@@ -131,6 +160,76 @@ fn run_sim(cli: &Cli) -> Result<(), BoxError> {
         "keel-sim served {} pages, {} 401s, {} 429s.\n",
         stats.pages_served, stats.unauthorized, stats.rate_limited
     );
+    Ok(())
+}
+
+fn export_child(args: &[String]) -> Result<(), BoxError> {
+    let args = ExportArgs::try_parse_from(
+        std::iter::once("genesys-export".to_owned()).chain(args.iter().cloned()),
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(keel_genesys::export::run(args))?;
+    Ok(())
+}
+
+fn run_export(cli: &Cli) -> Result<(), BoxError> {
+    const CONVERSATIONS: u64 = 3_000;
+    const PREFETCH: u32 = 4;
+    println!(
+        "## 4. Export throughput\n\n`genesys-export --sim --sim-conversations {CONVERSATIONS} \
+         --sim-page-latency L --prefetch P --out <file in /dev/shm>` in this process (2-worker runtime, \
+         like the binary), faults off unless said; pages/s from the export's own summary, \
+         median of the runs, prefetch 1 and {PREFETCH} (the default) alternating.\n"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let runs = if cli.quick { 1 } else { 3 };
+    let mut rows = Vec::new();
+    for (ms, faults, runs) in [
+        (0, false, runs),
+        (50, false, runs),
+        (200, false, 1),
+        (200, true, 1),
+    ] {
+        let latency = Duration::from_millis(ms);
+        rows.push(rt.block_on(export::compare(
+            latency,
+            PREFETCH,
+            CONVERSATIONS,
+            faults,
+            runs,
+        ))?);
+    }
+    println!("{}", export::table(&rows));
+    Ok(())
+}
+
+fn run_memory(cli: &Cli) -> Result<(), BoxError> {
+    let sizes: &[u64] = if cli.quick {
+        &[10_000, 50_000]
+    } else {
+        &[10_000, 200_000]
+    };
+    let how = match memory::sibling_export_binary() {
+        Some(bin) => format!("the `{}` binary", bin.display()),
+        None => "this binary's `export-child` mode (build `genesys-export` beside it to use the \
+                 real binary)"
+            .to_owned(),
+    };
+    println!(
+        "## 5. Peak memory\n\nAn export to stdout = `/dev/null` (embedded sim, faults off, no page \
+         latency, prefetch 4) in a child process: {how}. VmHWM sampled every 2 ms by the parent, \
+         and as the export's summary reports it.\n"
+    );
+    let rows = sizes
+        .iter()
+        .map(|&n| memory::measure(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("{}", memory::table(&rows));
     Ok(())
 }
 

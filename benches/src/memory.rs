@@ -1,0 +1,191 @@
+//! Measurement 5: peak resident memory of an export, small against large.
+//!
+//! The export runs as a child process, so its peak RSS is its own: the `genesys-export`
+//! binary when it is built beside the bench binary (`cargo build --release -p keel-genesys`),
+//! else the bench binary itself in its hidden `export-child` mode, which calls the same
+//! library function the binary's `main` does. The parent samples `VmHWM` from
+//! `/proc/<pid>/status` every few milliseconds until the child exits; the export also reports
+//! its own `VmHWM` at the end, in its summary.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use keel_bench::memory::{export_command, peak_rss};
+//!
+//! let mut cmd = export_command(&["--sim", "--sim-conversations", "1000"]).unwrap();
+//! let run = peak_rss(&mut cmd).unwrap();
+//! assert!(run.status.success());
+//! println!("{} MiB", run.peak_polled as f64 / 1048576.0);
+//! ```
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use keel_genesys::export::parse_vm_hwm;
+use tower::BoxError;
+
+/// How the child was run and what it used.
+#[derive(Debug)]
+pub struct ChildRun {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Highest `VmHWM` the parent read, bytes.
+    pub peak_polled: u64,
+    /// The `peak memory: X MiB` of the export's own summary, bytes, when it printed one.
+    pub peak_reported: Option<u64>,
+    /// Wall time from spawn to exit.
+    pub elapsed: Duration,
+    /// Its stderr.
+    pub stderr: String,
+}
+
+/// The `genesys-export` binary beside the running executable, if it was built.
+pub fn sibling_export_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.join("genesys-export");
+    candidate.is_file().then_some(candidate)
+}
+
+/// A command running `genesys-export` with `args`: the real binary when it is built beside
+/// this one, else this binary in `export-child` mode.
+///
+/// # Errors
+///
+/// When the running executable cannot be found.
+pub fn export_command(args: &[&str]) -> Result<Command, BoxError> {
+    let mut cmd = match sibling_export_binary() {
+        Some(bin) => Command::new(bin),
+        None => {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.arg("export-child").arg("--");
+            cmd
+        }
+    };
+    cmd.args(args);
+    Ok(cmd)
+}
+
+/// Runs `cmd` to completion, sampling its `VmHWM` every 2 ms.
+///
+/// # Errors
+///
+/// When the child cannot be spawned or waited for.
+pub fn peak_rss(cmd: &mut Command) -> Result<ChildRun, BoxError> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut stderr_pipe = child.stderr.take().ok_or("no stderr pipe")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            peak = peak.max(parse_vm_hwm(&text).unwrap_or(0));
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let elapsed = started.elapsed();
+    let stderr = reader.join().unwrap_or_default();
+    let peak_reported = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peak memory:"))
+        .and_then(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
+        .map(|mib| (mib * 1024.0 * 1024.0) as u64);
+    Ok(ChildRun {
+        status,
+        peak_polled: peak,
+        peak_reported,
+        elapsed,
+        stderr,
+    })
+}
+
+/// One export size and its peak memory.
+#[derive(Debug, Clone)]
+pub struct MemoryRow {
+    /// Conversations exported.
+    pub conversations: u64,
+    /// Wall time of the child.
+    pub elapsed: Duration,
+    /// Peak RSS sampled by the parent, bytes.
+    pub peak_polled: u64,
+    /// Peak RSS the export reported, bytes.
+    pub peak_reported: Option<u64>,
+}
+
+/// Exports `conversations` (faults off, no page latency, to stdout, which is `/dev/null`) in
+/// a child process
+/// and returns its peak memory.
+///
+/// # Errors
+///
+/// When the child cannot run or the export fails.
+pub fn measure(conversations: u64) -> Result<MemoryRow, BoxError> {
+    let n = conversations.to_string();
+    let mut cmd = export_command(&[
+        "--sim",
+        "--sim-no-faults",
+        "--sim-conversations",
+        &n,
+        "--sim-page-latency",
+        "0ms",
+        "--progress",
+        "quiet",
+    ])?;
+    let run = peak_rss(&mut cmd)?;
+    if !run.status.success() {
+        return Err(format!(
+            "export of {n} failed ({}): {}",
+            run.status,
+            run.stderr.trim()
+        )
+        .into());
+    }
+    if !run.stderr.contains(&format!("{n} conversations")) {
+        return Err(format!(
+            "export of {n} did not report {n} conversations: {}",
+            run.stderr.trim()
+        )
+        .into());
+    }
+    Ok(MemoryRow {
+        conversations,
+        elapsed: run.elapsed,
+        peak_polled: run.peak_polled,
+        peak_reported: run.peak_reported,
+    })
+}
+
+/// The rows as a markdown table, with each row's peak against the first row's.
+pub fn table(rows: &[MemoryRow]) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut out = String::from(
+        "| conversations | wall time | peak RSS (sampled) | peak RSS (export's summary) | × first |\n\
+         |---:|---:|---:|---:|---:|\n",
+    );
+    let base = rows.first().map_or(1, |r| r.peak_polled.max(1));
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.2} s | {:.1} MiB | {} | {:.2} |\n",
+            r.conversations,
+            r.elapsed.as_secs_f64(),
+            mib(r.peak_polled),
+            r.peak_reported
+                .map_or_else(|| "–".to_owned(), |b| format!("{:.1} MiB", mib(b))),
+            r.peak_polled as f64 / base as f64
+        ));
+    }
+    out
+}
