@@ -224,7 +224,11 @@ async fn resuming_after_a_checkpoint_continues_with_the_next_page() {
         .await
         .unwrap();
     assert!(nothing.is_empty());
-    assert_eq!(sim.stats().pages_served, served, "a finished export asks nothing");
+    assert_eq!(
+        sim.stats().pages_served,
+        served,
+        "a finished export asks nothing"
+    );
 }
 
 #[tokio::test]

@@ -218,3 +218,37 @@ async fn a_part_that_keeps_changing_ends_with_an_exact_resume_point() {
     all.extend(ids(&rest));
     assert_eq!(sorted_unique(all), fake.ids());
 }
+
+#[tokio::test]
+async fn a_change_after_a_mid_part_resume_gives_no_false_resume_point() {
+    let fake = Fake::new(300, Box::new(|_, _| {}));
+    let client = client(&fake);
+    let mut export = client.conversation_details(query());
+    let first = export.try_next().await.unwrap().unwrap();
+    let second = export.try_next().await.unwrap().unwrap();
+    drop(export);
+    fake.records
+        .lock()
+        .unwrap()
+        .insert(0, (DAY_START_MS, "c-early".to_owned()));
+    let err = client
+        .conversation_details(query())
+        .resume_after(second.checkpoint)
+        .try_next()
+        .await
+        .unwrap_err();
+    // NOTE: the ids of the first page are unknown to the resumed run: no exact resume exists.
+    assert!(
+        matches!(
+            err,
+            Error::ResultSetChanged {
+                resume: None,
+                expected: 300,
+                actual: 301,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(ids(&[first]).len(), 50);
+}

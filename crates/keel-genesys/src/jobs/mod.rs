@@ -216,3 +216,103 @@ mod tests {
         assert_eq!(encode_segment("../x?y=1"), "..%2Fx%3Fy%3D1");
     }
 }
+
+#[cfg(test)]
+mod polling_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures_util::TryStreamExt;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use secrecy::SecretString;
+    use tokio::time::Instant;
+    use tower::util::BoxCloneSyncService;
+
+    use crate::error::BoxError;
+    use crate::{Client, ConversationQuery, Credentials, Environment, Error};
+
+    /// A jobs API whose job is QUEUED for the first `queued` status polls.
+    fn client(queued: usize, polls: Arc<Mutex<Vec<Instant>>>) -> Client {
+        let svc = tower::service_fn(move |req: Request<Full<Bytes>>| {
+            let polls = polls.clone();
+            async move {
+                let path = req.uri().path().to_owned();
+                let body = if req.method() == http::Method::POST {
+                    r#"{"jobId":"j-1"}"#.to_owned()
+                } else if path.ends_with("/results") {
+                    match req.uri().query().unwrap_or("") {
+                        q if q.contains("cursor=c2") => {
+                            r#"{"conversations":[{"conversationId":"b"}]}"#.to_owned()
+                        }
+                        _ => {
+                            r#"{"conversations":[{"conversationId":"a"}],"cursor":"c2"}"#.to_owned()
+                        }
+                    }
+                } else {
+                    let mut polls = polls.lock().unwrap();
+                    polls.push(Instant::now());
+                    let state = if polls.len() <= queued {
+                        "QUEUED"
+                    } else {
+                        "FULFILLED"
+                    };
+                    format!(r#"{{"state":"{state}"}}"#)
+                };
+                Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(body))))
+            }
+        });
+        let env = Environment::custom("http://127.0.0.1:9", "http://127.0.0.1:9").unwrap();
+        Client::builder(env, Credentials::new("fake", SecretString::from("unused")))
+            .job_polling(
+                Duration::from_secs(1),
+                Duration::from_secs(4),
+                Duration::from_secs(20),
+            )
+            .build_with(BoxCloneSyncService::new(svc))
+    }
+
+    fn query() -> ConversationQuery {
+        ConversationQuery::new("2026-01-01/2026-01-02".parse().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_is_polled_with_doubling_capped_waits_until_fulfilled() {
+        let polls = Arc::new(Mutex::new(Vec::new()));
+        let pages: Vec<_> = client(4, polls.clone())
+            .conversation_details_job(query())
+            .try_collect()
+            .await
+            .unwrap();
+        let got: Vec<&str> = pages
+            .iter()
+            .flat_map(|p| &p.conversations)
+            .map(|c| c.get())
+            .collect();
+        assert_eq!(
+            got,
+            [r#"{"conversationId":"a"}"#, r#"{"conversationId":"b"}"#]
+        );
+        let polls = polls.lock().unwrap();
+        let waits: Vec<u64> = polls.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_job_that_never_finishes_fails_after_the_timeout() {
+        let polls = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let err = client(usize::MAX, polls.clone())
+            .conversation_details_job(query())
+            .try_next()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::JobFailed { job_id, .. } if job_id == "j-1"),
+            "{err:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(20));
+        assert!(err.to_string().contains("not fulfilled"), "{err}");
+    }
+}
