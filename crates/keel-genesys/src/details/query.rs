@@ -167,7 +167,9 @@ impl Merger {
                 let reached = u64::from(cp.page_number).saturating_mul(u64::from(page_size));
                 let finished = cp.page_number > 0 && cp.total_hits.is_some_and(|t| reached >= t);
                 // NOTE: a part whose last page was checkpointed is done; it is not asked again.
-                if !finished {
+                if finished {
+                    part_index = part_index.saturating_add(1);
+                } else {
                     pending.push_back(PartJob {
                         interval: cp.part,
                         after_page: cp.page_number,
