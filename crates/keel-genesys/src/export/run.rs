@@ -86,28 +86,38 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
 
     // Resume state, or a fresh output.
     let checkpoint_file = args.out.as_deref().map(CheckpointFile::for_output);
-    let existing = match &checkpoint_file {
-        Some(f) => f.load::<Option<Checkpoint>>()?,
-        None => None,
+    if let Some(file) = checkpoint_file
+        .as_ref()
+        .filter(|f| !args.resume && f.path().exists())
+    {
+        return Err(ExportError::Checkpoint {
+            message: "an interrupted export left a checkpoint here: pass --resume to continue it, or delete the checkpoint to start over".into(),
+            path: file.path().to_owned(),
+        });
+    }
+    let existing = match (&checkpoint_file, args.resume) {
+        (Some(f), true) => f.load::<Option<Checkpoint>>()?,
+        _ => None,
     };
     let (query, resume_from, writer) = match (args.resume, existing, &args.out, checkpoint_file) {
-        (false, Some(_), _, Some(file)) => {
-            return Err(ExportError::Checkpoint {
-                message: "an interrupted export left a checkpoint here: pass --resume to continue it, or delete the checkpoint to start over".into(),
-                path: file.path().to_owned(),
-            })
-        }
         (true, Some(record), Some(out), Some(file)) => {
             let diffs = record.fingerprint.differences(&fingerprint);
             if !diffs.is_empty() {
                 return Err(ExportError::Checkpoint {
-                    message: format!("the checkpoint belongs to a different export ({})", diffs.join("; ")),
+                    message: format!(
+                        "the checkpoint belongs to a different export ({})",
+                        diffs.join("; ")
+                    ),
                     path: file.path().to_owned(),
                 });
             }
-            let query: ConversationQuery = serde_json::from_value(record.query.clone()).map_err(|e| {
-                ExportError::Checkpoint { message: format!("the checkpoint's query is unreadable ({e})"), path: file.path().to_owned() }
-            })?;
+            let query: ConversationQuery =
+                serde_json::from_value(record.query.clone()).map_err(|e| {
+                    ExportError::Checkpoint {
+                        message: format!("the checkpoint's query is unreadable ({e})"),
+                        path: file.path().to_owned(),
+                    }
+                })?;
             progress.note(&format!(
                 "genesys-export: resuming after {} pages ({} conversations) from {}",
                 record.pages,
@@ -116,7 +126,11 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
             ));
             let output = Output::reopen_at(out, record.output_len)?;
             let resume = record.position.clone();
-            (query, resume, PageWriter::new(output, args.format, Some((file, record))))
+            (
+                query,
+                resume,
+                PageWriter::new(output, args.format, Some((file, record))),
+            )
         }
         (resume, _, out, file) => {
             let query = build_query(&args)?;
@@ -126,12 +140,20 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
             };
             let checkpoint = match (resume, file) {
                 (true, Some(file)) => {
-                    let query_json = serde_json::to_value(&query).map_err(|e| ExportError::Usage(format!("query cannot be encoded: {e}")))?;
-                    Some((file, CheckpointRecord::new(fingerprint.clone(), query_json, None)))
+                    let query_json = serde_json::to_value(&query)
+                        .map_err(|e| ExportError::Usage(format!("query cannot be encoded: {e}")))?;
+                    Some((
+                        file,
+                        CheckpointRecord::new(fingerprint.clone(), query_json, None),
+                    ))
                 }
                 _ => None,
             };
-            (query, None, PageWriter::new(output, args.format, checkpoint))
+            (
+                query,
+                None,
+                PageWriter::new(output, args.format, checkpoint),
+            )
         }
     };
 
