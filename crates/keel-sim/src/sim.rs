@@ -53,6 +53,12 @@ pub struct SimBuilder {
     config: SimConfig,
 }
 
+impl From<SimConfig> for SimBuilder {
+    fn from(config: SimConfig) -> Self {
+        Self { config }
+    }
+}
+
 macro_rules! setters {
     ($( $(#[$doc:meta])* $name:ident : $ty:ty => |$c:ident, $v:ident| $body:expr ;)*) => {
         impl SimBuilder {

@@ -427,3 +427,31 @@ async fn stats_are_served_as_json_and_unknown_paths_are_404() {
         s
     });
 }
+
+#[tokio::test(start_paused = true)]
+async fn scripted_delay_slows_only_its_request() {
+    let sim = Simulator::builder()
+        .fault(2, Fault::Delay(Duration::from_secs(30)))
+        .start()
+        .await
+        .unwrap();
+    let c = TestClient::new(&sim);
+    let token = c.token(&sim).await;
+    let timed = || async {
+        let t = tokio::time::Instant::now();
+        let status = c.query(&token, &page(ALL, 1, 1)).await.status;
+        (status, t.elapsed())
+    };
+    let (s1, d1) = timed().await;
+    let (s2, d2) = timed().await;
+    let (s3, d3) = timed().await;
+    assert_eq!(
+        (s1, s2, s3),
+        (StatusCode::OK, StatusCode::OK, StatusCode::OK)
+    );
+    assert!(
+        d1 < Duration::from_secs(1) && d3 < Duration::from_secs(1),
+        "{d1:?} {d3:?}"
+    );
+    assert!(d2 >= Duration::from_secs(30), "{d2:?}");
+}

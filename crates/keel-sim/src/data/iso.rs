@@ -13,10 +13,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn push_num(out: &mut Vec<u8>, value: u64, digits: u32) {
-    for k in (0..digits).rev() {
-        out.push(b'0' + ((value / 10u64.pow(k)) % 10) as u8);
+fn push_num(out: &mut Vec<u8>, mut value: u64, digits: usize) {
+    let mut buf = [b'0'; 4];
+    for slot in buf[..digits].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
+    out.extend_from_slice(&buf[..digits]);
 }
 
 /// Appends `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (with the quotes) for a Unix time in milliseconds.
