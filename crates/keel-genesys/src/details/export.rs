@@ -98,7 +98,7 @@ impl DetailsExport {
         resume: Option<Checkpoint>,
     ) -> BoxStream<'static, Result<DetailsPage, Error>> {
         match mode {
-            Mode::Query => super::query::stream(client, query, resume),
+            Mode::Query => super::merge::stream(client, query, resume),
             Mode::Job => crate::jobs::stream(client, query, resume),
         }
     }

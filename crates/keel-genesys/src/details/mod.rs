@@ -65,7 +65,9 @@
 
 mod checkpoint;
 mod export;
-mod query;
+mod fetch;
+mod merge;
+mod part;
 mod split;
 
 pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};

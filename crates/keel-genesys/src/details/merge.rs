@@ -1,0 +1,229 @@
+//! Query mode: the synchronous details query, split into parts, pages prefetched.
+//!
+//! A [`Merger`] runs up to `max_parallel_parts` part workers, each a tokio task that pages its
+//! part into a bounded channel ([`run_part`]), and reads the channels strictly in interval
+//! order. A worker pages one part at a time: it halves a part whose first page reports more
+//! hits than the policy allows, and restarts a part whose results change while it is paged,
+//! skipping the ids it already yielded.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use futures_util::stream::{self, BoxStream};
+use tokio::sync::mpsc;
+
+use super::fetch::{effective_max_results, Ctx, DETAILS_PATH};
+use super::part::{run_part, PartJob};
+use super::{plan_parts, Checkpoint, DetailsPage};
+use crate::client::Client;
+use crate::error::Error;
+use crate::models::{ConversationQuery, Interval, SortOrder};
+
+pub(super) enum Msg {
+    Page(DetailsPage),
+    Err(Error),
+    Done,
+}
+
+pub(crate) fn stream(
+    client: Client,
+    query: ConversationQuery,
+    resume: Option<Checkpoint>,
+) -> BoxStream<'static, Result<DetailsPage, Error>> {
+    match Merger::new(client, query, resume) {
+        Ok(merger) => Box::pin(stream::unfold(merger, |mut m| async move {
+            m.next().await.map(|item| (item, m))
+        })),
+        Err(e) => Box::pin(stream::once(async { Err(e) })),
+    }
+}
+
+struct Running {
+    rx: mpsc::Receiver<Msg>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Merger {
+    ctx: Arc<Ctx>,
+    pending: VecDeque<PartJob>,
+    running: VecDeque<Running>,
+    max_parallel: usize,
+    /// 429 waits seen when the last part was started.
+    throttled: u64,
+    current: Option<Interval>,
+    part_index: u64,
+    done: bool,
+}
+
+impl Merger {
+    fn new(
+        client: Client,
+        mut query: ConversationQuery,
+        resume: Option<Checkpoint>,
+    ) -> Result<Self, Error> {
+        query.validate()?;
+        if query.order == Some(SortOrder::Desc) {
+            return Err(Error::config(
+                "conversation details are exported oldest first: order must be asc",
+            ));
+        }
+        if query
+            .order_by
+            .as_deref()
+            .is_some_and(|o| o != "conversationStart")
+        {
+            return Err(Error::config(
+                "conversation details are exported by conversationStart: orderBy must be conversationStart",
+            ));
+        }
+        query.order = Some(SortOrder::Asc);
+        query.order_by = Some("conversationStart".to_owned());
+        let settings = &client.inner.settings;
+        let page_size = query.paging.map_or(settings.page_size, |p| p.page_size);
+        let whole = query.interval;
+        let mut pending = VecDeque::new();
+        let mut rest = Some(whole);
+        let mut part_index = 0;
+        match resume {
+            None => {}
+            Some(Checkpoint::Job(_)) => {
+                return Err(Error::config(
+                    "checkpoint is of a jobs-mode export, not of a details query",
+                ))
+            }
+            Some(Checkpoint::Query(cp)) => {
+                if cp.query_interval != whole {
+                    return Err(Error::config(format!(
+                        "checkpoint is of interval {}, not {whole}",
+                        cp.query_interval
+                    )));
+                }
+                if cp.page_size != page_size {
+                    return Err(Error::config(format!(
+                        "checkpoint was written with page size {}, not {page_size}",
+                        cp.page_size
+                    )));
+                }
+                if !whole.covers(&cp.part) {
+                    return Err(Error::config(format!(
+                        "checkpoint part {} is outside the interval {whole}",
+                        cp.part
+                    )));
+                }
+                part_index = cp.part_index;
+                let reached = u64::from(cp.page_number).saturating_mul(u64::from(page_size));
+                let finished = cp.page_number > 0 && cp.total_hits.is_some_and(|t| reached >= t);
+                // NOTE: a part whose last page was checkpointed is done; it is not asked again.
+                if finished {
+                    part_index = part_index.saturating_add(1);
+                } else {
+                    pending.push_back(PartJob {
+                        interval: cp.part,
+                        after_page: cp.page_number,
+                        total_hits: cp.total_hits,
+                        complete: cp.page_number == 0,
+                        skip: cp.skip_ids.into_iter().collect(),
+                    });
+                }
+                rest = whole.with_start(cp.part.end());
+            }
+        }
+        if let Some(rest) = rest {
+            pending.extend(
+                plan_parts(rest, settings.split.max_part)
+                    .into_iter()
+                    .map(|p| PartJob {
+                        interval: p,
+                        after_page: 0,
+                        total_hits: None,
+                        skip: HashSet::new(),
+                        complete: true,
+                    }),
+            );
+        }
+        let ctx = Arc::new(Ctx {
+            page_size,
+            prefetch: settings.prefetch,
+            max_results: effective_max_results(settings.split, page_size),
+            query,
+            client: client.clone(),
+        });
+        Ok(Self {
+            max_parallel: client.inner.settings.max_parallel_parts,
+            ctx,
+            pending,
+            running: VecDeque::new(),
+            throttled: client.stats().waits_429,
+            current: None,
+            part_index,
+            done: false,
+        })
+    }
+}
+
+impl Merger {
+    async fn next(&mut self) -> Option<Result<DetailsPage, Error>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            // NOTE: parts run in parallel only while the API is not throttling: after a new
+            // 429, no further part starts until the running ones are done.
+            let throttled = self.ctx.client.stats().waits_429;
+            let parallel = if throttled > self.throttled {
+                1
+            } else {
+                self.max_parallel
+            };
+            self.throttled = throttled;
+            while self.running.len() < parallel {
+                let Some(job) = self.pending.pop_front() else {
+                    break;
+                };
+                let (tx, rx) = mpsc::channel(self.ctx.prefetch.max(1));
+                let task = tokio::spawn(run_part(self.ctx.clone(), job, tx));
+                self.running.push_back(Running { rx, task });
+            }
+            let Some(front) = self.running.front_mut() else {
+                self.done = true;
+                return None;
+            };
+            match front.rx.recv().await {
+                Some(Msg::Page(mut page)) => {
+                    if let Checkpoint::Query(cp) = &mut page.checkpoint {
+                        if self.current.is_some_and(|c| c != cp.part) {
+                            self.part_index += 1;
+                        }
+                        self.current = Some(cp.part);
+                        cp.part_index = self.part_index;
+                    }
+                    return Some(Ok(page));
+                }
+                Some(Msg::Done) => {
+                    self.running.pop_front();
+                }
+                Some(Msg::Err(e)) => return Some(Err(self.fail(e))),
+                None => {
+                    let e = Error::Transport {
+                        endpoint: DETAILS_PATH.to_owned(),
+                        source: "an export task ended unexpectedly".into(),
+                    };
+                    return Some(Err(self.fail(e)));
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        self.done = true;
+        self.running.clear();
+        self.pending.clear();
+        e
+    }
+}
