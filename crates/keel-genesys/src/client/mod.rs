@@ -114,3 +114,6 @@ mod tests {
         send_sync::<crate::Error>();
     }
 }
+
+#[cfg(test)]
+mod loopback_tests;
