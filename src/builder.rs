@@ -1,0 +1,102 @@
+//! [`ServiceBuilderExt`]: one `ServiceBuilder` method per keel layer.
+
+use keel_layers::auth::{BearerLayer, Origin, RefreshOn401Layer, TokenCache};
+use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
+use keel_layers::replay::ReplayBodyLayer;
+use tower::layer::util::Stack;
+use tower::ServiceBuilder;
+
+mod sealed {
+    #[allow(unreachable_pub)]
+    pub trait Sealed<T> {}
+    impl<L> Sealed<L> for tower::ServiceBuilder<L> {}
+}
+
+/// Extension trait that adds a method per keel layer to [`tower::ServiceBuilder`], so a whole
+/// client stack reads as one chain.
+///
+/// Layers apply outermost first, as with [`ServiceBuilder::layer`]. The order keel's layers
+/// are meant to go in is the order of the methods below: [`replay_body`] (so any body can be
+/// sent again), [`refresh_on_401`] (replays once with a new token), [`backoff`] (waits out
+/// 429/503 and replays), then [`bearer`] (puts the current token on each attempt) next to
+/// the HTTP client.
+///
+/// Each method is the same as `.layer(FooLayer::new(..))`. To read a layer's counters, keep
+/// a handle first: [`BackoffPolicy::stats`] before passing the policy, or build a
+/// [`RefreshOn401Layer`] yourself and use its [`stats`](RefreshOn401Layer::stats).
+///
+/// This trait is sealed: it is implemented for `ServiceBuilder` only.
+///
+/// [`replay_body`]: ServiceBuilderExt::replay_body
+/// [`refresh_on_401`]: ServiceBuilderExt::refresh_on_401
+/// [`backoff`]: ServiceBuilderExt::backoff
+/// [`bearer`]: ServiceBuilderExt::bearer
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::Full;
+/// use keel::auth::{token_source_fn, Origin, Token, TokenCache};
+/// use keel::backoff::BackoffPolicy;
+/// use keel::ServiceBuilderExt;
+/// use tower::{service_fn, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let tokens = TokenCache::new(token_source_fn(|| async { Token::bearer("t-1", None) }));
+/// let http = service_fn(|req: Request<_>| async move {
+///     assert_eq!(req.headers()["authorization"], "Bearer t-1");
+///     Ok::<_, tower::BoxError>(Response::new(Full::new(Bytes::from("ok"))))
+/// });
+///
+/// let client = ServiceBuilder::new()
+///     .replay_body(64 * 1024)
+///     .refresh_on_401(tokens.clone())
+///     .backoff(BackoffPolicy::default())
+///     .bearer(tokens, Origin::parse("https://api.example.com")?)
+///     .service(http);
+///
+/// let request = Request::get("https://api.example.com/v2/users").body(Full::new(Bytes::new()))?;
+/// let response = client.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// # Ok(())
+/// # }
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    /// Wraps each request body in a [`ReplayBody`](crate::replay::ReplayBody) that keeps up
+    /// to `cap` bytes, so the retrying layers below can send it again
+    /// ([`ReplayBodyLayer`]).
+    fn replay_body(self, cap: usize) -> ServiceBuilder<Stack<ReplayBodyLayer, L>>;
+
+    /// On a 401, invalidates the token that was sent and replays the request once with a new
+    /// one ([`RefreshOn401Layer`]).
+    fn refresh_on_401(self, tokens: TokenCache) -> ServiceBuilder<Stack<RefreshOn401Layer, L>>;
+
+    /// Retries 429 and 503 after the wait the server asks for, within `policy`'s limits
+    /// ([`BackoffLayer`]).
+    fn backoff(self, policy: BackoffPolicy) -> ServiceBuilder<Stack<BackoffLayer, L>>;
+
+    /// Sets `Authorization: Bearer …` from `tokens` on requests for `origin`, and on no
+    /// others ([`BearerLayer`]).
+    fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn replay_body(self, cap: usize) -> ServiceBuilder<Stack<ReplayBodyLayer, L>> {
+        self.layer(ReplayBodyLayer::new(cap))
+    }
+
+    fn refresh_on_401(self, tokens: TokenCache) -> ServiceBuilder<Stack<RefreshOn401Layer, L>> {
+        self.layer(RefreshOn401Layer::new(tokens))
+    }
+
+    fn backoff(self, policy: BackoffPolicy) -> ServiceBuilder<Stack<BackoffLayer, L>> {
+        self.layer(BackoffLayer::new(policy))
+    }
+
+    fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>> {
+        self.layer(BearerLayer::new(tokens, origin))
+    }
+}

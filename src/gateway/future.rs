@@ -1,0 +1,99 @@
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use pin_project_lite::pin_project;
+use tower::BoxError;
+
+use super::headers::remove_hop_by_hop;
+use super::GatewayBody;
+use crate::auth::TokenError;
+
+pin_project! {
+    /// Response future of [`Gateway`](super::Gateway).
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F) -> Self {
+        ResponseFuture { inner }
+    }
+}
+
+impl<F, E, ResB> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Send + 'static,
+    ResB::Error: Into<BoxError>,
+{
+    type Output = Result<Response<GatewayBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match ready!(self.project().inner.poll(cx)) {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+            }
+            Err(err) => failure_response(&err.into()),
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The gateway's own answer when the upstream could not be asked or did not answer.
+fn failure_response(err: &BoxError) -> Response<GatewayBody> {
+    let (status, code, message) = if find::<tower::timeout::error::Elapsed>(err.as_ref()) {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway.upstream.timeout",
+            "the upstream did not answer in time",
+        )
+    } else if find::<TokenError>(err.as_ref()) {
+        (
+            StatusCode::BAD_GATEWAY,
+            "gateway.token.unavailable",
+            "the gateway could not get an access token",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "gateway.upstream.error",
+            "the upstream request failed",
+        )
+    };
+    tracing::warn!(status = status.as_u16(), error = %err, "{message}");
+    let body = format!(
+        r#"{{"status":{},"code":"{code}","message":"{message}"}}"#,
+        status.as_u16()
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn find<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<T>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
