@@ -78,7 +78,9 @@ fn respond(status: u16, headers: &[(&str, &str)]) -> Res {
     for (name, value) in headers {
         response = response.header(*name, *value);
     }
-    response.body(Full::new(Bytes::new())).expect("valid response")
+    response
+        .body(Full::new(Bytes::new()))
+        .expect("valid response")
 }
 
 /// The next request the stack sends to the mock API, or an error if none comes within an
@@ -107,8 +109,12 @@ pub(crate) async fn revoked_token_is_refreshed() -> Result<Observed, BoxError> {
     let (api, mut handle) = mock::pair::<Req, Res>();
     let stack = client(tokens.clone(), BackoffPolicy::default(), api);
 
-    let request = Request::post(format!("{API}/api/v2/analytics/conversations/details/query"))
-        .body(Full::new(Bytes::from_static(br#"{"interval":"2026-01-01/2026-01-02"}"#)))?;
+    let request = Request::post(format!(
+        "{API}/api/v2/analytics/conversations/details/query"
+    ))
+    .body(Full::new(Bytes::from_static(
+        br#"{"interval":"2026-01-01/2026-01-02"}"#,
+    )))?;
     let call = tokio::spawn(stack.oneshot(request));
 
     let mut authorizations = Vec::new();
@@ -171,7 +177,10 @@ pub(crate) async fn rate_limit_waits_for_retry_after() -> Result<Observed, BoxEr
 async fn main() -> Result<(), BoxError> {
     let refreshed = revoked_token_is_refreshed().await?;
     assert_eq!(refreshed.status, StatusCode::OK);
-    assert_eq!(refreshed.authorizations, ["Bearer token-1", "Bearer token-2"]);
+    assert_eq!(
+        refreshed.authorizations,
+        ["Bearer token-1", "Bearer token-2"]
+    );
     println!("401 then 200: {refreshed:?}");
 
     let throttled = rate_limit_waits_for_retry_after().await?;

@@ -14,7 +14,10 @@ mod mock_service;
 async fn mock_service_example_replays_with_a_new_token_after_401() {
     let observed = mock_service::revoked_token_is_refreshed().await.unwrap();
     assert_eq!(observed.status, StatusCode::OK);
-    assert_eq!(observed.authorizations, ["Bearer token-1", "Bearer token-2"]);
+    assert_eq!(
+        observed.authorizations,
+        ["Bearer token-1", "Bearer token-2"]
+    );
     assert_eq!(observed.token_fetches, 2);
     assert_eq!(observed.elapsed, Duration::ZERO);
 }
@@ -25,7 +28,10 @@ async fn mock_service_example_waits_exactly_the_retry_after() {
         .await
         .unwrap();
     assert_eq!(observed.status, StatusCode::OK);
-    assert_eq!(observed.authorizations, ["Bearer token-1", "Bearer token-1"]);
+    assert_eq!(
+        observed.authorizations,
+        ["Bearer token-1", "Bearer token-1"]
+    );
     assert_eq!(observed.token_fetches, 1);
     assert_eq!(observed.elapsed, Duration::from_secs(30));
 }

@@ -78,7 +78,11 @@ fn failure_response(err: &BoxError) -> Response<GatewayBody> {
         r#"{{"status":{},"code":"{code}","message":"{message}"}}"#,
         status.as_u16()
     );
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

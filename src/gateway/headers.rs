@@ -49,7 +49,10 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter(|name| name.as_str().starts_with("proxy-"))
         .cloned()
         .collect();
-    for name in proxy.into_iter().chain([PROXY_AUTHORIZATION, PROXY_AUTHENTICATE]) {
+    for name in proxy
+        .into_iter()
+        .chain([PROXY_AUTHORIZATION, PROXY_AUTHENTICATE])
+    {
         headers.remove(name);
     }
 }
@@ -100,7 +103,10 @@ mod tests {
     #[test]
     fn a_malformed_connection_header_still_goes() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, http::HeaderValue::from_bytes(b"bad \xff name").unwrap());
+        h.insert(
+            CONNECTION,
+            http::HeaderValue::from_bytes(b"bad \xff name").unwrap(),
+        );
         h.insert("x-kept", "1".parse().unwrap());
         remove_hop_by_hop(&mut h);
         assert!(!h.contains_key(CONNECTION));

@@ -102,8 +102,15 @@ mod tests {
     #[test]
     fn keeps_path_and_query_under_the_base_path() {
         let up = upstream("https://api.example.com/base/").unwrap();
-        let target = up.target(&"http://gw.local:8080/api/v2/users?pageSize=5".parse().unwrap());
-        assert_eq!(target, "https://api.example.com/base/api/v2/users?pageSize=5");
+        let target = up.target(
+            &"http://gw.local:8080/api/v2/users?pageSize=5"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            target,
+            "https://api.example.com/base/api/v2/users?pageSize=5"
+        );
         let up = upstream("http://127.0.0.1:9000").unwrap();
         assert_eq!(
             up.target(&"/api/v2/x".parse().unwrap()),
@@ -144,7 +151,13 @@ mod tests {
     fn rejects_upstreams_that_are_not_plain_base_urls() {
         assert_eq!(upstream("/relative"), Err(UpstreamError::NotAbsolute));
         assert_eq!(upstream("ftp://x.example"), Err(UpstreamError::NotAbsolute));
-        assert_eq!(upstream("https://u:p@x.example"), Err(UpstreamError::UserInfo));
-        assert_eq!(upstream("https://x.example/?a=1"), Err(UpstreamError::Query));
+        assert_eq!(
+            upstream("https://u:p@x.example"),
+            Err(UpstreamError::UserInfo)
+        );
+        assert_eq!(
+            upstream("https://x.example/?a=1"),
+            Err(UpstreamError::Query)
+        );
     }
 }
