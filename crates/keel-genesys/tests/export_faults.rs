@@ -291,3 +291,40 @@ async fn a_checkpoint_of_another_export_is_refused_naming_the_difference() {
         "{e}"
     );
 }
+
+/// Benchmark, not a test (wall time is no assertion): a 30-page export at 200 ms per page,
+/// default prefetch against `--prefetch 1`, under a rate limit neither should reach.
+/// `cargo test -p keel-genesys --test export_faults -- --ignored --nocapture prefetch_speedup`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: prints wall times"]
+async fn prefetch_speedup_benchmark() {
+    let mut results = Vec::new();
+    for prefetch in ["1", "4"] {
+        let sim = sim(3_000)
+            .page_latency(Duration::from_millis(200))
+            .rate_limit_per_sec(50)
+            .start()
+            .await
+            .unwrap();
+        let (_dir, out) = out_file("c.ndjson");
+        let started = std::time::Instant::now();
+        let summary = run_export(&sim, &out, &["--prefetch", prefetch])
+            .await
+            .unwrap();
+        let wall = started.elapsed();
+        assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+        let stats = sim.stats();
+        assert_eq!(stats.pages_served, 30);
+        eprintln!(
+            "prefetch {prefetch}: {wall:?} for {} pages, 429s served {}, peak in flight {}",
+            summary.pages, stats.rate_limited, stats.peak_in_flight
+        );
+        results.push((wall, stats.rate_limited));
+    }
+    eprintln!(
+        "speed-up of the default prefetch: {:.2}x; 429s {} -> {}",
+        results[0].0.as_secs_f64() / results[1].0.as_secs_f64(),
+        results[0].1,
+        results[1].1
+    );
+}
