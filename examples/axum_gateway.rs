@@ -1,0 +1,164 @@
+//! An axum gateway in front of Genesys Cloud (or keel-sim) that holds the credentials.
+//!
+//! Internal callers (scripts, services, the official Genesys SDKs with their host pointed
+//! here) send plain requests to `/api/*` without credentials. The gateway forwards each one
+//! through a keel stack: the caller's `Authorization` and `Cookie` are dropped, the gateway's
+//! own token is attached (fetched once, refreshed ahead of expiry and on a 401, and the
+//! request replayed), 429/503 are waited out, hop-by-hop headers are removed both ways, and
+//! request and response bodies stream through (request bodies are kept up to a cap so they
+//! can be replayed).
+//!
+//! ```sh
+//! # against an in-process keel-sim
+//! cargo run --example axum_gateway -- --sim
+//! # against a real org
+//! GENESYS_CLIENT_ID=… GENESYS_CLIENT_SECRET=… \
+//!   cargo run --example axum_gateway -- --environment mypurecloud.ie --listen 127.0.0.1:8080
+//! # then, with no credentials:
+//! curl -X POST http://127.0.0.1:8080/api/v2/analytics/conversations/details/query \
+//!   -H 'content-type: application/json' \
+//!   -d '{"interval":"2026-01-01T00:00:00Z/2026-01-02T00:00:00Z"}'
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use keel::auth::{ClientCredentials, Origin, TokenCache};
+use keel::backoff::BackoffPolicy;
+use keel::gateway::{GatewayLayer, Upstream};
+use keel::genesys::Environment;
+use keel::ServiceBuilderExt;
+use secrecy::SecretString;
+use tower::{BoxError, ServiceBuilder};
+
+/// What the gateway forwards to and how.
+#[derive(Debug)]
+pub(crate) struct GatewayConfig {
+    /// Base URL of the API (`https://api.mypurecloud.com`, or keel-sim's base URL).
+    pub(crate) api_url: String,
+    /// The OAuth token endpoint (`https://login.mypurecloud.com/oauth/token`).
+    pub(crate) token_url: String,
+    /// OAuth client id of the gateway.
+    pub(crate) client_id: String,
+    /// OAuth client secret of the gateway.
+    pub(crate) client_secret: SecretString,
+    /// Largest request body kept for a replay; larger bodies are forwarded once.
+    pub(crate) replay_cap: usize,
+    /// Time limit of one attempt, until the upstream's response headers (then `504`).
+    pub(crate) attempt_timeout: Duration,
+    /// How 429/503 are waited out.
+    pub(crate) backoff: BackoffPolicy,
+}
+
+impl GatewayConfig {
+    /// A gateway for the API of `env`, with the defaults below.
+    pub(crate) fn new(env: &Environment, client_id: String, client_secret: SecretString) -> Self {
+        let login = env.login_url().to_string();
+        GatewayConfig {
+            api_url: env.api_url().to_string(),
+            token_url: format!("{}/oauth/token", login.trim_end_matches('/')),
+            client_id,
+            client_secret,
+            replay_cap: 1024 * 1024,
+            attempt_timeout: Duration::from_secs(60),
+            backoff: BackoffPolicy::default(),
+        }
+    }
+}
+
+/// The gateway's router: `/api/*` forwarded through the keel stack; anything else 404.
+///
+/// Must be called within a tokio runtime.
+pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    // NOTE: the token endpoint gets its own pool, so tokens never share a connection with
+    // the traffic of callers.
+    let token_http: HyperClient<_, Full<Bytes>> =
+        HyperClient::builder(TokioExecutor::new()).build(https.clone());
+    let api_http = HyperClient::builder(TokioExecutor::new()).build(https);
+
+    let tokens = TokenCache::new(ClientCredentials::new(
+        config.token_url.parse()?,
+        config.client_id,
+        config.client_secret,
+        token_http,
+    ));
+    let api: http::Uri = config.api_url.parse()?;
+    let gateway = ServiceBuilder::new()
+        .layer(GatewayLayer::new(Upstream::new(&api)?))
+        .replay_body(config.replay_cap)
+        .refresh_on_401(tokens.clone())
+        .backoff(config.backoff)
+        .bearer(tokens, Origin::from_uri(&api)?)
+        .timeout(config.attempt_timeout)
+        .service(api_http);
+    Ok(Router::new().route_service("/api/{*path}", gateway))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Command line of the example.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Forward to a keel-sim simulator started in this process (no account needed).
+    #[arg(long, conflicts_with = "environment")]
+    sim: bool,
+    /// Genesys Cloud region domain, e.g. mypurecloud.com, mypurecloud.ie, usw2.pure.cloud.
+    #[arg(long, default_value = "mypurecloud.com")]
+    environment: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let (config, sim) = if args.sim {
+        let sim = keel_sim::Simulator::builder().start().await?;
+        let env = Environment::custom(&sim.base_url(), &sim.base_url())?;
+        let secret = SecretString::from(sim.client_secret().to_owned());
+        let config = GatewayConfig::new(&env, sim.client_id().to_owned(), secret);
+        (config, Some(sim))
+    } else {
+        let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+        let id = var(keel::genesys::client::CLIENT_ID_VAR)?;
+        let secret = SecretString::from(var(keel::genesys::client::CLIENT_SECRET_VAR)?);
+        (
+            GatewayConfig::new(&Environment::region(&args.environment)?, id, secret),
+            None,
+        )
+    };
+    println!("forwarding /api/* to {}", config.api_url);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("gateway listening on http://{}", listener.local_addr()?);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    serve(listener, router(config)?, shutdown).await?;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    Ok(())
+}
