@@ -5,20 +5,7 @@ use std::path::Path;
 use secrecy::SecretString;
 
 use super::error::ExportError;
-
-/// Environment variable holding the OAuth client id.
-pub const CLIENT_ID_VAR: &str = "GENESYS_CLIENT_ID";
-/// Environment variable holding the OAuth client secret.
-pub const CLIENT_SECRET_VAR: &str = "GENESYS_CLIENT_SECRET";
-
-/// A client id and its secret, as read; the secret redacts itself in `Debug`.
-#[derive(Debug)]
-pub struct LoadedCredentials {
-    /// The OAuth client id (not a secret; named in errors).
-    pub client_id: String,
-    /// The OAuth client secret.
-    pub secret: SecretString,
-}
+use crate::client::{Credentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
 
 /// Reads credentials from `file` (lines `GENESYS_CLIENT_ID=…`, `GENESYS_CLIENT_SECRET=…`,
 /// `#` comments, optional quotes) when given, else from the process environment.
@@ -26,7 +13,7 @@ pub struct LoadedCredentials {
 /// # Errors
 /// [`ExportError::MissingCredentials`] naming what is missing, or
 /// [`ExportError::CredentialsFile`] when the file cannot be read.
-pub fn load(file: Option<&Path>) -> Result<LoadedCredentials, ExportError> {
+pub fn load(file: Option<&Path>) -> Result<Credentials, ExportError> {
     match file {
         Some(path) => {
             let text =
@@ -46,7 +33,7 @@ pub fn load(file: Option<&Path>) -> Result<LoadedCredentials, ExportError> {
 fn from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
     where_: &str,
-) -> Result<LoadedCredentials, ExportError> {
+) -> Result<Credentials, ExportError> {
     let get = |key: &str| {
         lookup(key)
             .map(|v| v.trim().to_owned())
@@ -57,7 +44,7 @@ fn from_lookup(
     };
     let client_id = get(CLIENT_ID_VAR)?;
     let secret = SecretString::from(get(CLIENT_SECRET_VAR)?);
-    Ok(LoadedCredentials { client_id, secret })
+    Ok(Credentials::new(client_id, secret))
 }
 
 fn lookup_in_file(text: &str, key: &str) -> Option<String> {
@@ -91,8 +78,8 @@ mod tests {
         )
         .unwrap();
         let c = load(Some(f.path())).unwrap();
-        assert_eq!(c.client_id, "abc");
-        assert_eq!(c.secret.expose_secret(), "s3=cr#t");
+        assert_eq!(c.client_id(), "abc");
+        assert_eq!(c.secret().expose_secret(), "s3=cr#t");
     }
 
     #[test]

@@ -44,9 +44,7 @@ mod summary;
 
 pub use checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
 pub use cli::{parse_duration, parse_interval, Args, Format, Mode, ProgressMode};
-pub use credentials::{
-    load as load_credentials, LoadedCredentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR,
-};
+pub use credentials::load as load_credentials;
 pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
 };

@@ -54,17 +54,14 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         (
             sim.environment()?,
             sim.credentials(),
-            "sim".to_owned(),
+            sim.label(),
             Some(sim),
         )
     } else {
         let env = environment(&args)?;
         let creds = match given {
             Some(c) => c,
-            None => {
-                let c = credentials::load(args.credentials_file.as_deref())?;
-                Credentials::new(c.client_id, c.secret)
-            }
+            None => credentials::load(args.credentials_file.as_deref())?,
         };
         let label = env.api_url().to_string();
         (env, creds, label, None)

@@ -17,16 +17,20 @@ pub(crate) struct EmbeddedSim {
 }
 
 impl EmbeddedSim {
-    /// Starts a simulator holding `--sim-conversations` conversations over the last 23 hours
-    /// (inside the default `--since 24h`), with, unless `--sim-no-faults`: tokens revoked
+    /// Starts a simulator holding `--sim-conversations` conversations over the 23 hours before
+    /// the current hour (inside the default `--since 24h`), with, unless `--sim-no-faults`: tokens revoked
     /// after 20 requests, a rate limit, scripted 429s (both `Retry-After` forms), 503s and a
     /// dropped connection, and 1% random 503s.
     pub(crate) async fn start(args: &Args) -> Result<Self, ExportError> {
+        // NOTE: the data is anchored to the start of the current UTC hour, so a `--resume`
+        // within the hour meets the same data; later, the fingerprint (see `label`) differs and
+        // the resume is refused instead of mixing two data sets.
         let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let hour_ms = now_ms - now_ms.rem_euclid(3_600_000);
         let span = Duration::from_secs(23 * 3_600);
         let mut config = keel_sim::SimConfig {
             conversations: args.sim_conversations,
-            data_start_ms: now_ms - span.as_millis() as i64 - 30 * 60 * 1_000,
+            data_start_ms: hour_ms - span.as_millis() as i64,
             data_span: span,
             seed: 7,
             page_latency: args.sim_page_latency.unwrap_or(Duration::from_millis(5)),
@@ -60,6 +64,15 @@ impl EmbeddedSim {
                 source: Box::new(e),
             })?;
         Ok(EmbeddedSim { handle, faults })
+    }
+
+    /// What a checkpoint records as the API: the simulator and its data set.
+    pub(crate) fn label(&self) -> String {
+        let c = self.handle.config();
+        format!(
+            "sim (seed {}, {} conversations from unix ms {}, faults: {})",
+            c.seed, c.conversations, c.data_start_ms, self.faults
+        )
     }
 
     /// The line printed on stderr: that this is a simulator, where, with which faults.
