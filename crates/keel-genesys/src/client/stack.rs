@@ -1,4 +1,4 @@
-//! Assembles the tower stack of a [`Client`](super::Client).
+//! Assembles the tower stack of a [`Client`].
 //!
 //! Outermost first: replay body → refresh on 401 → backoff → bearer → per-attempt timeout →
 //! read the body (capped) → trace → gzip decompression → hyper-util client (rustls).

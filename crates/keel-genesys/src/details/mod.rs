@@ -3,7 +3,7 @@
 //! [`Client::conversation_details`](crate::Client::conversation_details) pages the synchronous
 //! details query; [`Client::conversation_details_job`](crate::Client::conversation_details_job)
 //! pages the results of an asynchronous job by cursor. Both give a [`DetailsExport`]: a
-//! [`Stream`] of [`DetailsPage`]s whose conversations are exactly the JSON bytes the API sent.
+//! [`Stream`](futures_util::Stream) of [`DetailsPage`]s whose conversations are exactly the JSON bytes the API sent.
 //! Each page carries a [`Checkpoint`]; a job that persists it after writing the page can later
 //! call [`DetailsExport::resume_after`] and continue with the next page, so the output holds
 //! every record exactly once.
