@@ -1,0 +1,140 @@
+//! The official Genesys Cloud Python SDK (`PureCloudPlatformClientV2`), with no credentials
+//! and a placeholder token, pages the conversation-details query through the axum gateway
+//! example to keel-sim, while the simulator revokes tokens and answers 429: it gets every
+//! record, because the gateway refreshes and backs off for it.
+//!
+//! The SDK lives in a virtualenv at `$KEEL_PY_VENV` (default `/tmp/keel-venv`). If it is
+//! missing the test says so loudly and skips, unless `KEEL_REQUIRE_PYTHON_SDK=1`, in which
+//! case it fails.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use keel::genesys::Environment;
+use keel_sim::{Fault, Simulator};
+use secrecy::SecretString;
+use serde_json::json;
+
+#[allow(dead_code)]
+#[path = "../examples/axum_gateway.rs"]
+mod axum_gateway;
+
+const INTERVAL: &str = "2026-01-01T00:00:00.000Z/2026-01-08T00:00:00.000Z";
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("KEEL_PY_VENV").unwrap_or_else(|| "/tmp/keel-venv".into());
+    PathBuf::from(venv).join("bin").join("python")
+}
+
+/// `true` if the SDK is importable; otherwise skips loudly, or panics when it is required.
+fn sdk_available(python: &PathBuf) -> bool {
+    let importable = std::process::Command::new(python)
+        .args(["-c", "import PureCloudPlatformClientV2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if importable {
+        return true;
+    }
+    let message = format!(
+        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! SKIPPED: Python SDK through the axum gateway NOT RUN.\n\
+         !!! {} cannot import PureCloudPlatformClientV2.\n\
+         !!! Create it: python3 -m venv /tmp/keel-venv && \
+         /tmp/keel-venv/bin/pip install PureCloudPlatformClientV2\n\
+         !!! (or point KEEL_PY_VENV at a virtualenv that has it)\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+        python.display()
+    );
+    let required = std::env::var("KEEL_REQUIRE_PYTHON_SDK").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "KEEL_REQUIRE_PYTHON_SDK=1 but the SDK is missing: {message}"
+    );
+    eprintln!("{message}");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_without_credentials_pages_every_record_through_the_gateway() {
+    let python = venv_python();
+    if !sdk_available(&python) {
+        return;
+    }
+    let sim = Simulator::builder()
+        .conversations(1_234)
+        .seed(7)
+        .credentials("gateway-client", "gateway-secret-value")
+        .revoke_after_requests(4)
+        .fault(
+            3,
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let expected = sim
+        .ground_truth(&json!({ "interval": INTERVAL }))
+        .unwrap()
+        .len();
+
+    let env = Environment::custom(&sim.base_url(), &sim.base_url()).unwrap();
+    let config = axum_gateway::GatewayConfig::new(
+        &env,
+        sim.client_id().to_owned(),
+        SecretString::from(sim.client_secret().to_owned()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = format!("http://{}", listener.local_addr().unwrap());
+    let router = axum_gateway::router(config).unwrap();
+    tokio::spawn(axum_gateway::serve(
+        listener,
+        router,
+        std::future::pending(),
+    ));
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/gateway_sdk.py");
+    let child = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args(["--gateway-url", &gateway])
+        .args(["--interval", INTERVAL])
+        .args(["--expected", &expected.to_string()])
+        .args(["--page-size", "100"])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), child)
+        .await
+        .expect("the SDK script finished within 5 minutes")
+        .expect("the SDK script could be started");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "SDK script failed:\n{stdout}\n{stderr}"
+    );
+    let pages = expected.div_ceil(100);
+    assert!(
+        stdout.contains(&format!(
+            "gateway sdk: {expected} conversations in {pages} pages"
+        )),
+        "{stdout}"
+    );
+
+    let s = sim.stats();
+    assert_eq!(s.pages_served as usize, pages, "every page served once");
+    assert_eq!(s.conversations_served as usize, expected);
+    assert_eq!(
+        s.unknown_token, 0,
+        "the SDK's placeholder token reached the API"
+    );
+    assert_eq!(s.no_token, 0);
+    assert_eq!(s.rate_limited, 1, "the scripted 429 was served");
+    assert!(
+        s.revoked_token >= 1 && s.tokens_issued >= 2,
+        "tokens were revoked and replaced: {s:?}"
+    );
+}
