@@ -9,10 +9,36 @@
 //! configuration, so tests and benchmarks can check that every record arrives exactly once.
 //! Its [`SimHandle::ground_truth`] gives the exact bytes an export must contain.
 //!
+//! # Endpoints (all on [`SimHandle::base_url`])
+//! - `POST /oauth/token`: Basic auth (or `client_id`/`client_secret` in the form),
+//!   `grant_type=client_credentials` → `{access_token, token_type: "bearer", expires_in}`;
+//!   400 `invalid_client` / `unsupported_grant_type`.
+//! - `POST /api/v2/analytics/conversations/details/query`: `{conversations?, totalHits}`;
+//!   default `pageSize` 25; 400 `{message, code: "bad.request", status, contextId}`.
+//! - `POST …/details/jobs` → 202 `{jobId}`; `GET …/jobs/{id}` → `{state, submissionDate,
+//!   expirationDate, completionDate?, errorMessage?}`; `GET …/jobs/{id}/results?cursor=&pageSize=`
+//!   (default 100, max 1000) → `{conversations?, cursor?}`; `DELETE …/jobs/{id}` → 204.
+//! - `GET /api/v2/users?pageSize=&pageNumber=` (default 25, max 500) → `{entities, pageSize,
+//!   pageNumber, total, pageCount, firstUri, selfUri, lastUri, nextUri?, previousUri?}`.
+//! - `GET /__stats` → [`SimStats`] as JSON (no token needed, not an API request).
+//!
+//! Every response carries `ININ-Correlation-Id`; error bodies carry the same `contextId`.
+//! API requests are checked in this order: scripted fault, random drop, random 503, bearer
+//! token (401), rate limit (429 with `Retry-After` and `inin-ratelimit-*`), then the endpoint
+//! (400/404/200). Responses that pass the rate limiter also carry `inin-ratelimit-*`.
+//!
 //! # Semantics worth knowing
 //! - A conversation matches an `interval` `START/END` when its `conversationStart` is in
 //!   `[START, END)`. Index order is `conversationStart` order.
-//! - Records are canonical JSON: compact, keys sorted at every level, `serde_json` escaping.
+//! - Records are canonical JSON: compact, keys sorted at every level, `serde_json` escaping,
+//!   floats that any parser reads back exactly. They hold unknown fields (`simExtension`,
+//!   participant `attributes`), non-ASCII names, emoji and escaped control characters.
+//! - `orderBy` is accepted but ordering is always by `conversationStart` (ties by index).
+//! - Count-based revocation ([`SimBuilder::revoke_after_requests`]) counts authenticated API
+//!   requests per token: a token serves exactly N, the next gets 401.
+//! - `early_requests` compares each API request with the latest `Retry-After` deadline given
+//!   to anyone (global, not per client): concurrent requests already in flight when a 429 is
+//!   sent count too.
 //! - An empty details page is `{"totalHits":N}` (no `conversations` key); a job results page
 //!   past the end is `{}`; the last job page has no `cursor`.
 //! - Scripted [`Fault`]s are keyed by 1-based API request number (requests under `/api/`,

@@ -26,25 +26,23 @@ pub(crate) fn unit(hash: u64) -> f64 {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut Vec<u8>, value: u64, digits: u32) {
-    for k in (0..digits).rev() {
-        out.push(HEX[((value >> (k * 4)) & 0xF) as usize]);
+fn put_hex(dst: &mut [u8], value: u64) {
+    let n = dst.len();
+    for (k, slot) in dst.iter_mut().enumerate() {
+        *slot = HEX[((value >> ((n - 1 - k) * 4)) & 0xF) as usize];
     }
 }
 
 /// Writes a version-4-shaped UUID (`8-4-4-4-12` lowercase hex). The last 12 digits are `tail`
 /// (masked to 48 bits), so callers can make ids unique by construction.
 pub(crate) fn push_uuid(out: &mut Vec<u8>, high: u64, tail: u64) {
-    push_hex(out, high >> 32, 8);
-    out.push(b'-');
-    push_hex(out, (high >> 16) & 0xFFFF, 4);
-    out.push(b'-');
-    out.push(b'4');
-    push_hex(out, high & 0xFFF, 3);
-    out.push(b'-');
-    push_hex(out, 0x8000 | ((high >> 12) & 0x3FFF), 4);
-    out.push(b'-');
-    push_hex(out, tail & 0xFFFF_FFFF_FFFF, 12);
+    let mut b = *b"00000000-0000-4000-8000-000000000000";
+    put_hex(&mut b[0..8], high >> 32);
+    put_hex(&mut b[9..13], (high >> 16) & 0xFFFF);
+    put_hex(&mut b[15..18], high & 0xFFF);
+    put_hex(&mut b[19..23], 0x8000 | ((high >> 12) & 0x3FFF));
+    put_hex(&mut b[24..36], tail & 0xFFFF_FFFF_FFFF);
+    out.extend_from_slice(&b);
 }
 
 /// A UUID-shaped string from two hashes.

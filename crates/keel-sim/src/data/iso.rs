@@ -13,13 +13,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn push_num(out: &mut Vec<u8>, mut value: u64, digits: usize) {
-    let mut buf = [b'0'; 4];
-    for slot in buf[..digits].iter_mut().rev() {
-        *slot = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    out.extend_from_slice(&buf[..digits]);
+fn put2(dst: &mut [u8], v: u32) {
+    dst[0] = b'0' + (v / 10) as u8;
+    dst[1] = b'0' + (v % 10) as u8;
 }
 
 /// Appends `"YYYY-MM-DDTHH:MM:SS.mmmZ"` (with the quotes) for a Unix time in milliseconds.
@@ -31,23 +27,23 @@ pub(crate) fn push_quoted(out: &mut Vec<u8>, unix_ms: i64) {
 
 /// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix time in milliseconds (years 0..=9999).
 pub(crate) fn push(out: &mut Vec<u8>, unix_ms: i64) {
+    let mut b = *b"0000-00-00T00:00:00.000Z";
     let days = unix_ms.div_euclid(86_400_000);
-    let ms_of_day = unix_ms.rem_euclid(86_400_000) as u64;
+    let ms = unix_ms.rem_euclid(86_400_000) as u32;
     let (y, m, d) = civil_from_days(days);
-    push_num(out, y.clamp(0, 9999) as u64, 4);
-    out.push(b'-');
-    push_num(out, u64::from(m), 2);
-    out.push(b'-');
-    push_num(out, u64::from(d), 2);
-    out.push(b'T');
-    push_num(out, ms_of_day / 3_600_000, 2);
-    out.push(b':');
-    push_num(out, (ms_of_day / 60_000) % 60, 2);
-    out.push(b':');
-    push_num(out, (ms_of_day / 1000) % 60, 2);
-    out.push(b'.');
-    push_num(out, ms_of_day % 1000, 3);
-    out.push(b'Z');
+    let y = y.clamp(0, 9999) as u32;
+    put2(&mut b[0..2], y / 100);
+    put2(&mut b[2..4], y % 100);
+    put2(&mut b[5..7], m);
+    put2(&mut b[8..10], d);
+    let secs = ms / 1000;
+    put2(&mut b[11..13], secs / 3600);
+    put2(&mut b[14..16], (secs / 60) % 60);
+    put2(&mut b[17..19], secs % 60);
+    let milli = ms % 1000;
+    b[20] = b'0' + (milli / 100) as u8;
+    put2(&mut b[21..23], milli % 100);
+    out.extend_from_slice(&b);
 }
 
 /// A timestamp as a `String`.
