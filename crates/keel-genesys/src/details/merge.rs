@@ -1,10 +1,11 @@
 //! Query mode: the synchronous details query, split into parts, pages prefetched.
 //!
-//! A [`Merger`] runs up to `max_parallel_parts` part workers, each a tokio task that pages its
-//! part into a bounded channel ([`run_part`]), and reads the channels strictly in interval
-//! order. A worker pages one part at a time: it halves a part whose first page reports more
-//! hits than the policy allows, and restarts a part whose results change while it is paged,
-//! skipping the ids it already yielded.
+//! A [`Merger`] keeps the parts in interval order as slots. It runs a worker (a tokio task,
+//! [`run_part`]) for the front part and for up to `max_parallel_parts` parts in all, each
+//! paging its part into a bounded channel, and reads the channels strictly in order. A part
+//! whose first page reports more hits than the limit comes back as two halves, which take its
+//! slot (and may run in parallel); a part whose results change while it is paged is restarted
+//! by its worker, skipping the ids it already yielded.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,8 +20,11 @@ use crate::client::Client;
 use crate::error::Error;
 use crate::models::{ConversationQuery, Interval, SortOrder};
 
+/// What a part worker sends, in order: pages, then one of the others.
 pub(super) enum Msg {
     Page(DetailsPage),
+    /// The part was over the limit before any page of it was sent: export these halves.
+    Split(Box<PartJob>, Box<PartJob>),
     Err(Error),
     Done,
 }
@@ -41,6 +45,14 @@ pub(crate) fn stream(
 struct Running {
     rx: mpsc::Receiver<Msg>,
     task: tokio::task::JoinHandle<()>,
+    /// A message taken early, to find a split of a part that is not the front one yet.
+    peeked: Option<Msg>,
+}
+
+/// A part, in interval order: not started yet, or being exported by a worker.
+enum Slot {
+    Waiting(PartJob),
+    Started(Running),
 }
 
 impl Drop for Running {
@@ -51,8 +63,7 @@ impl Drop for Running {
 
 struct Merger {
     ctx: Arc<Ctx>,
-    pending: VecDeque<PartJob>,
-    running: VecDeque<Running>,
+    slots: VecDeque<Slot>,
     max_parallel: usize,
     /// 429 waits seen when the last part was started.
     throttled: u64,
@@ -157,8 +168,7 @@ impl Merger {
         Ok(Self {
             max_parallel: client.inner.settings.max_parallel_parts,
             ctx,
-            pending,
-            running: VecDeque::new(),
+            slots: pending.into_iter().map(Slot::Waiting).collect(),
             throttled: client.stats().waits_429,
             current: None,
             part_index,
@@ -182,19 +192,16 @@ impl Merger {
                 self.max_parallel
             };
             self.throttled = throttled;
-            while self.running.len() < parallel {
-                let Some(job) = self.pending.pop_front() else {
-                    break;
-                };
-                let (tx, rx) = mpsc::channel(self.ctx.prefetch.max(1));
-                let task = tokio::spawn(run_part(self.ctx.clone(), job, tx));
-                self.running.push_back(Running { rx, task });
-            }
-            let Some(front) = self.running.front_mut() else {
+            self.fill(parallel);
+            let Some(Slot::Started(front)) = self.slots.front_mut() else {
                 self.done = true;
                 return None;
             };
-            match front.rx.recv().await {
+            let msg = match front.peeked.take() {
+                Some(msg) => Some(msg),
+                None => front.rx.recv().await,
+            };
+            match msg {
                 Some(Msg::Page(mut page)) => {
                     if let Checkpoint::Query(cp) = &mut page.checkpoint {
                         if self.current.is_some_and(|c| c != cp.part) {
@@ -206,7 +213,12 @@ impl Merger {
                     return Some(Ok(page));
                 }
                 Some(Msg::Done) => {
-                    self.running.pop_front();
+                    self.slots.pop_front();
+                }
+                Some(Msg::Split(a, b)) => {
+                    self.slots.pop_front();
+                    self.slots.push_front(Slot::Waiting(*b));
+                    self.slots.push_front(Slot::Waiting(*a));
                 }
                 Some(Msg::Err(e)) => return Some(Err(self.fail(e))),
                 None => {
@@ -220,10 +232,55 @@ impl Merger {
         }
     }
 
+    /// Replaces parts that turned out to be over the limit by their halves, then starts
+    /// workers in interval order: always the front part, others while fewer than `parallel`
+    /// are started (a started part holds at most `prefetch` pages until it is read).
+    fn fill(&mut self, parallel: usize) {
+        let mut i = 0;
+        while i < self.slots.len() {
+            if let Slot::Started(r) = &mut self.slots[i] {
+                if r.peeked.is_none() {
+                    r.peeked = r.rx.try_recv().ok();
+                }
+                if let Some(Msg::Split(..)) = r.peeked {
+                    if let Some(Msg::Split(a, b)) = r.peeked.take() {
+                        self.slots[i] = Slot::Waiting(*b);
+                        self.slots.insert(i, Slot::Waiting(*a));
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+        }
+        let mut started = self
+            .slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Started(_)))
+            .count();
+        for i in 0..self.slots.len() {
+            if i > 0 && started >= parallel {
+                break;
+            }
+            if !matches!(self.slots[i], Slot::Waiting(_)) {
+                continue;
+            }
+            if let Some(Slot::Waiting(job)) = self.slots.remove(i) {
+                let (tx, rx) = mpsc::channel(self.ctx.prefetch.max(1));
+                let task = tokio::spawn(run_part(self.ctx.clone(), job, tx));
+                let running = Running {
+                    rx,
+                    task,
+                    peeked: None,
+                };
+                self.slots.insert(i, Slot::Started(running));
+                started += 1;
+            }
+        }
+    }
+
     fn fail(&mut self, e: Error) -> Error {
         self.done = true;
-        self.running.clear();
-        self.pending.clear();
+        self.slots.clear();
         e
     }
 }

@@ -1,6 +1,6 @@
 //! Paging one part: halving it when it is over the limit, restarting it when it changes.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -30,25 +30,16 @@ pub(super) struct PartJob {
     pub(super) complete: bool,
 }
 
+/// Exports one part into `tx`, ending with [`Msg::Done`], [`Msg::Split`] or [`Msg::Err`].
 pub(super) async fn run_part(ctx: Arc<Ctx>, job: PartJob, tx: mpsc::Sender<Msg>) {
-    let mut queue = VecDeque::from([job]);
-    while let Some(job) = queue.pop_front() {
-        let span =
-            tracing::debug_span!("part", interval = %job.interval, after_page = job.after_page);
-        match export_part(&ctx, job, &tx).instrument(span).await {
-            Ok(Outcome::Done) => {}
-            Ok(Outcome::Split(a, b)) => {
-                queue.push_front(*b);
-                queue.push_front(*a);
-            }
-            Ok(Outcome::Closed) => return,
-            Err(e) => {
-                let _ = tx.send(Msg::Err(e)).await;
-                return;
-            }
-        }
-    }
-    let _ = tx.send(Msg::Done).await;
+    let span = tracing::debug_span!("part", interval = %job.interval, after_page = job.after_page);
+    let last = match export_part(&ctx, job, &tx).instrument(span).await {
+        Ok(Outcome::Done) => Msg::Done,
+        Ok(Outcome::Split(a, b)) => Msg::Split(a, b),
+        Ok(Outcome::Closed) => return,
+        Err(e) => Msg::Err(e),
+    };
+    let _ = tx.send(last).await;
 }
 
 enum Outcome {
