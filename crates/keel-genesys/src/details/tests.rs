@@ -512,3 +512,36 @@ async fn a_failed_job_is_a_typed_error() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn parts_run_in_parallel_up_to_the_limit() {
+    for (parallel, low, high) in [(1, 1, 1), (3, 2, 3)] {
+        let sim = Simulator::builder()
+            .conversations(700)
+            .page_latency(Duration::from_millis(40))
+            .seed(11)
+            .start()
+            .await
+            .unwrap();
+        let client = builder(&sim)
+            .page_size(100)
+            .prefetch(1)
+            .max_parallel_parts(parallel)
+            .build()
+            .unwrap();
+        let q = query(WEEK);
+        let got = records(
+            &client
+                .conversation_details(q.clone())
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(got, truth(&sim, &q));
+        let peak = sim.stats().peak_in_flight;
+        assert!(
+            (low..=high).contains(&peak),
+            "{parallel} parallel parts: peak {peak}"
+        );
+    }
+}
