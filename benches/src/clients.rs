@@ -257,3 +257,48 @@ impl Target for AnyTarget {
         }
     }
 }
+
+/// The sizes of the response futures of the bare client and of keel's stack, layer by layer:
+/// a response future is moved by value through every layer, so its size is copying work.
+pub fn future_sizes() -> String {
+    fn size<S: Service<R>, R>(_: &S) -> usize {
+        std::mem::size_of::<S::Future>()
+    }
+    fn tokens() -> TokenCache {
+        TokenCache::new(token_source_fn(|| async { Token::bearer("t", None) }))
+    }
+    let origin = Origin::parse("http://127.0.0.1").expect("a valid origin");
+    let client = || -> Client<HttpConnector, KeelBody> {
+        Client::builder(TokioExecutor::new()).build_http()
+    };
+    let bearer = BearerLayer::new(tokens(), origin);
+    let b = ServiceBuilder::new()
+        .layer(bearer.clone())
+        .service(client());
+    let bo = ServiceBuilder::new()
+        .layer(BackoffLayer::new(BackoffPolicy::default()))
+        .layer(bearer.clone())
+        .service(client());
+    let r = ServiceBuilder::new()
+        .layer(RefreshOn401Layer::new(tokens()))
+        .layer(BackoffLayer::new(BackoffPolicy::default()))
+        .layer(bearer.clone())
+        .service(client());
+    let full = ServiceBuilder::new()
+        .layer(ReplayBodyLayer::new(1024))
+        .layer(RefreshOn401Layer::new(tokens()))
+        .layer(BackoffLayer::new(BackoffPolicy::default()))
+        .layer(bearer)
+        .service(client());
+    format!(
+        "response future bytes: client {}, +Bearer {}, +Backoff {}, +RefreshOn401 {}, +ReplayBody {}; \
+         Request<KeelBody> {}, client {}",
+        size::<_, Request<KeelBody>>(&client()),
+        size::<_, Request<KeelBody>>(&b),
+        size::<_, Request<KeelBody>>(&bo),
+        size::<_, Request<KeelBody>>(&r),
+        size::<_, Request<Empty<Bytes>>>(&full),
+        std::mem::size_of::<Request<KeelBody>>(),
+        std::mem::size_of::<Client<HttpConnector, KeelBody>>(),
+    )
+}

@@ -1,9 +1,10 @@
 //! Measurement 5: peak resident memory of an export, small against large.
 //!
-//! The export runs as a child process, so its peak RSS is its own: the `genesys-export`
-//! binary when it is built beside the bench binary (`cargo build --release -p keel-genesys`),
-//! else the bench binary itself in its hidden `export-child` mode, which calls the same
-//! library function the binary's `main` does. The parent samples `VmHWM` from
+//! The export runs as a child process, so its peak RSS is its own: the bench binary itself in
+//! its hidden `export-child` mode, which does what `genesys-export`'s `main` does (a
+//! multi-thread runtime running [`keel_genesys::export::run`] on the parsed arguments). Using
+//! itself rather than a `genesys-export` found on disk guarantees the child runs the library
+//! built with this bench, never a stale binary. The parent samples `VmHWM` from
 //! `/proc/<pid>/status` every few milliseconds until the child exits; the export also reports
 //! its own `VmHWM` at the end, in its summary.
 //!
@@ -19,7 +20,6 @@
 //! ```
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,29 +41,14 @@ pub struct ChildRun {
     pub stderr: String,
 }
 
-/// The `genesys-export` binary beside the running executable, if it was built.
-pub fn sibling_export_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.join("genesys-export");
-    candidate.is_file().then_some(candidate)
-}
-
-/// A command running `genesys-export` with `args`: the real binary when it is built beside
-/// this one, else this binary in `export-child` mode.
+/// A command running `genesys-export` with `args`, as this binary's `export-child` mode.
 ///
 /// # Errors
 ///
 /// When the running executable cannot be found.
 pub fn export_command(args: &[&str]) -> Result<Command, BoxError> {
-    let mut cmd = match sibling_export_binary() {
-        Some(bin) => Command::new(bin),
-        None => {
-            let mut cmd = Command::new(std::env::current_exe()?);
-            cmd.arg("export-child").arg("--");
-            cmd
-        }
-    };
-    cmd.args(args);
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("export-child").arg("--").args(args);
     Ok(cmd)
 }
 

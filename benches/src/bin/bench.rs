@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use keel_bench::alloc_counter::CountingAlloc;
 use keel_bench::clients::{warm_tokens, AnyTarget, BareTarget, KeelTarget, ReqwestTarget};
+use keel_bench::load::Target;
 use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
@@ -58,6 +59,16 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
+    /// N sequential requests through one client, nothing else: for profilers (`valgrind
+    /// --tool=callgrind`), where the difference of two request counts gives instructions per
+    /// request.
+    One {
+        /// `bare`, `keel` or `reqwest`.
+        client: String,
+        /// Requests to send.
+        #[arg(default_value_t = 2_000)]
+        requests: u64,
+    },
     /// Runs `genesys-export` with these arguments (the child process of `memory`).
     #[command(hide = true)]
     ExportChild {
@@ -76,6 +87,9 @@ fn main() -> Result<(), BoxError> {
     }
     if let Cmd::ExportChild { args } = &cli.command {
         return export_child(args);
+    }
+    if let Cmd::One { client, requests } = &cli.command {
+        return one(client, *requests);
     }
     println!("# keel-bench on {}\n", Machine::detect());
     let all = matches!(cli.command, Cmd::All);
@@ -163,6 +177,26 @@ fn run_sim(cli: &Cli) -> Result<(), BoxError> {
     Ok(())
 }
 
+fn one(client: &str, requests: u64) -> Result<(), BoxError> {
+    let server = LoopbackServer::start()?;
+    let rt = current_thread()?;
+    rt.block_on(async {
+        let contenders = contenders(&server).await?;
+        let index = ["bare", "keel", "reqwest"]
+            .iter()
+            .position(|c| *c == client)
+            .ok_or("the client is one of bare, keel, reqwest")?;
+        let mut target = contenders[index].target.clone();
+        for _ in 0..requests {
+            target.call().await?;
+        }
+        Ok::<(), BoxError>(())
+    })?;
+    println!("{client}: {requests} requests, {} served", server.served());
+    println!("{}", keel_bench::clients::future_sizes());
+    Ok(())
+}
+
 fn export_child(args: &[String]) -> Result<(), BoxError> {
     let args = ExportArgs::try_parse_from(
         std::iter::once("genesys-export".to_owned()).chain(args.iter().cloned()),
@@ -214,15 +248,9 @@ fn run_memory(cli: &Cli) -> Result<(), BoxError> {
     } else {
         &[10_000, 200_000]
     };
-    let how = match memory::sibling_export_binary() {
-        Some(bin) => format!("the `{}` binary", bin.display()),
-        None => "this binary's `export-child` mode (build `genesys-export` beside it to use the \
-                 real binary)"
-            .to_owned(),
-    };
     println!(
         "## 5. Peak memory\n\nAn export to stdout = `/dev/null` (embedded sim, faults off, no page \
-         latency, prefetch 4) in a child process: {how}. VmHWM sampled every 2 ms by the parent, \
+         latency, prefetch 4) in a child process (this binary's `export-child` mode: `genesys-export`'s `main`). VmHWM sampled every 2 ms by the parent, \
          and as the export's summary reports it.\n"
     );
     let rows = sizes
