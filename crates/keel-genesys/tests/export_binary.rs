@@ -263,3 +263,47 @@ async fn sim_flag_runs_the_same_export_against_an_embedded_simulator() {
     );
     assert!(!err.contains("sim-secret"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_output_exits_5_naming_it_before_any_api_call() {
+    let sim = sim(100).start().await.unwrap();
+    let (dir, _) = out_file("unused");
+    let out = dir.path().join("no-such-dir").join("c.ndjson");
+    let mut cmd = binary(&sim);
+    cmd.args(base_flags(&sim, &out));
+    let o = run_binary(cmd).await;
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no-such-dir/c.ndjson"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(sim.stats().api_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_out_the_records_go_to_stdout_and_nothing_else_does() {
+    let sim = sim(700).start().await.unwrap();
+    let url = sim.base_url();
+    let mut cmd = binary(&sim);
+    cmd.args([
+        "--api-url",
+        &url,
+        "--login-url",
+        &url,
+        "--interval",
+        INTERVAL,
+        "--page-size",
+        "60",
+    ]);
+    let o = run_binary(cmd).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (_dir, out) = out_file("stdout.ndjson");
+    std::fs::write(&out, &o.stdout).unwrap();
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+    assert!(
+        stderr(&o).contains("700 conversations, 12 pages to <stdout>"),
+        "{}",
+        stderr(&o)
+    );
+}

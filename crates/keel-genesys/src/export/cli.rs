@@ -13,7 +13,13 @@ use crate::models::Interval;
 /// Credentials come from the environment (`GENESYS_CLIENT_ID`, `GENESYS_CLIENT_SECRET`) or
 /// from `--credentials-file`, never from a flag (flags show in `ps`).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "genesys-export", version, about, long_about = None)]
+#[command(
+    name = "genesys-export",
+    version,
+    after_help = "Credentials: GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET in the environment, or --credentials-file.\n\
+                  Exit codes: 0 done, 2 usage, 3 credentials rejected, 4 API error after retries, 5 output I/O.\n\
+                  Try it without an account: genesys-export --sim --out conversations.ndjson"
+)]
 #[command(group(ArgGroup::new("source").args(["sim", "environment", "api_url"])))]
 #[command(group(ArgGroup::new("window").args(["interval", "since"])))]
 pub struct Args {

@@ -34,7 +34,7 @@ impl Progress {
             let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             pb.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} conversations, {msg} ({per_sec})",
+                    "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} conversations, {msg}",
                 )
                 .expect("static template"),
             );
