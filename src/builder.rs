@@ -81,6 +81,16 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Sets `Authorization: Bearer …` from `tokens` on requests for `origin`, and on no
     /// others ([`BearerLayer`]).
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>>;
+
+    /// Forwards each request to `upstream`, without the caller's credentials and hop-by-hop
+    /// headers ([`GatewayLayer`](crate::gateway::GatewayLayer)); goes above
+    /// [`replay_body`](ServiceBuilderExt::replay_body).
+    #[cfg(feature = "gateway")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
+    fn gateway(
+        self,
+        upstream: crate::gateway::Upstream,
+    ) -> ServiceBuilder<Stack<crate::gateway::GatewayLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -98,5 +108,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>> {
         self.layer(BearerLayer::new(tokens, origin))
+    }
+
+    #[cfg(feature = "gateway")]
+    fn gateway(
+        self,
+        upstream: crate::gateway::Upstream,
+    ) -> ServiceBuilder<Stack<crate::gateway::GatewayLayer, L>> {
+        self.layer(crate::gateway::GatewayLayer::new(upstream))
     }
 }

@@ -14,9 +14,14 @@
 //! | [`auth`] | a single-flight [`TokenCache`](auth::TokenCache), the OAuth client-credentials grant, bearer injection for one origin, refresh-and-replay on 401 |
 //! | [`backoff`] | 429/503 retries that wait what `Retry-After` says, jittered exponential backoff, retry budgets, a pacing gate shared by clones |
 //! | [`paginate`] | a `Stream` of pages (page numbers, cursors, next links) with bounded prefetch and resume |
-//! | `genesys` | the Genesys Cloud client and resumable conversation-details exports (feature `genesys`) |
+//! | `genesys` | the Genesys Cloud client and resumable conversation-details exports, the `genesys-export` job (feature `genesys`) |
 //! | `gateway` | forwards requests through a keel stack: an API gateway that holds the credentials (feature `gateway`) |
 //! | `sim` | a Genesys Cloud simulator with token expiry, revocation, 429s and faults (feature `sim`) |
+//!
+//! The examples show the three ways keel is used: stacked onto an existing client
+//! (`examples/hyper_client.rs`), embedded in a gateway (`examples/axum_gateway.rs`) and
+//! unit-tested with mocks (`examples/mock_service.rs`); `examples/batch_export.rs` is the
+//! export job from library calls.
 //!
 //! [`ServiceBuilderExt`] adds one [`ServiceBuilder`](tower::ServiceBuilder) method per layer,
 //! so the whole stack reads as one chain, outermost first:
@@ -87,9 +92,9 @@
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | `genesys` | yes | `keel::genesys`: [`keel-genesys`](https://docs.rs/keel-genesys), the Genesys Cloud client, models and exports |
-//! | `gateway` | yes | `keel::gateway`: [`Gateway`](crate#feature-flags), forwarding through a keel stack with hop-by-hop and credential headers removed |
-//! | `sim` | no | `keel::sim`: [`keel-sim`](https://docs.rs/keel-sim), the Genesys Cloud simulator |
+//! | `genesys` | yes | `keel::genesys` (the `keel-genesys` crate): the Genesys Cloud client, models and exports |
+//! | `gateway` | yes | `keel::gateway`: `Gateway`, forwarding through a keel stack with hop-by-hop and credential headers removed, and `ServiceBuilderExt::gateway` |
+//! | `sim` | no | `keel::sim` (the `keel-sim` crate): the Genesys Cloud simulator |
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -25,7 +25,7 @@
 //! use http_body_util::{BodyExt, Full};
 //! use keel::auth::{token_source_fn, Origin, Token, TokenCache};
 //! use keel::backoff::BackoffPolicy;
-//! use keel::gateway::{GatewayLayer, Upstream};
+//! use keel::gateway::Upstream;
 //! use keel::ServiceBuilderExt;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
@@ -35,12 +35,13 @@
 //! let tokens = TokenCache::new(token_source_fn(|| async { Token::bearer("real-token", None) }));
 //! // Stands in for a hyper client: echoes what reached the API.
 //! let http = service_fn(|req: Request<_>| async move {
-//!     let seen = format!("{} {} {:?}", req.uri(), req.headers()["host"], req.headers()["authorization"]);
+//!     let header = |name: &str| req.headers()[name].to_str().map(str::to_owned);
+//!     let seen = format!("{} {} {}", req.uri(), header("host")?, header("authorization")?);
 //!     Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(seen))))
 //! });
 //!
 //! let gateway = ServiceBuilder::new()
-//!     .layer(GatewayLayer::new(Upstream::new(&api.parse()?)?))
+//!     .gateway(Upstream::new(&api.parse()?)?)
 //!     .replay_body(1024 * 1024)
 //!     .refresh_on_401(tokens.clone())
 //!     .backoff(BackoffPolicy::default())
@@ -55,7 +56,7 @@
 //! let seen = response.into_body().collect().await?.to_bytes();
 //! assert_eq!(
 //!     seen,
-//!     r#"https://api.example.com/api/v2/users?pageSize=10 "api.example.com" "Sensitive""#
+//!     "https://api.example.com/api/v2/users?pageSize=10 api.example.com Bearer real-token"
 //! );
 //! # Ok(())
 //! # }
