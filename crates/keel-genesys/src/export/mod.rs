@@ -39,6 +39,7 @@ mod open;
 mod output;
 mod pages;
 mod progress;
+mod recover;
 mod run;
 mod sim;
 mod sink;

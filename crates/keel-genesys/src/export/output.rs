@@ -94,6 +94,14 @@ impl Output {
         &self.path
     }
 
+    /// The file, or `None` for stdout.
+    pub fn file_path(&self) -> Option<&Path> {
+        match self.sink {
+            Sink::File(_) => Some(&self.path),
+            Sink::Stdout(_) => None,
+        }
+    }
+
     /// Bytes in the output so far.
     pub fn len(&self) -> u64 {
         self.len

@@ -5,6 +5,7 @@ use futures_util::StreamExt;
 use super::cli::{Args, Mode};
 use super::error::ExportError;
 use super::progress::Progress;
+use super::recover;
 use super::sink::PageWriter;
 use crate::details::Checkpoint;
 use crate::error::{Error, ErrorKind};
@@ -64,25 +65,41 @@ pub(crate) async fn stream_pages(
                 let (p, c) = (writer.pages(), writer.conversations());
                 return writer.finish().map(|()| (p, c)).map_err(|e| (p, c, e));
             }
-            Some(Error::ResultSetChanged {
-                resume: Some(resume),
-                expected,
-                actual,
-                interval,
-            }) => {
-                // NOTE: the error's checkpoint supersedes the last page's: resuming after the
-                // last page of a part whose results moved could skip or repeat records.
-                let resume = *resume;
-                if let Err(e) = writer.record_position(Some(resume.clone())) {
-                    return Err((writer.pages(), writer.conversations(), e));
+            Some(e) => {
+                let restart = match &e {
+                    Error::ResultSetChanged {
+                        resume: Some(cp), ..
+                    } => Some(Ok((**cp).clone())),
+                    // NOTE: the ids an earlier run wrote of this part are in the output.
+                    Error::ResultSetChanged {
+                        resume: None,
+                        interval,
+                        ..
+                    } if args.mode == Mode::Query => writer.written_ids_in(interval).map(|ids| {
+                        ids.map(|ids| {
+                            recover::restart_part(query.interval, *interval, args.page_size, ids)
+                        })
+                    }),
+                    _ => None,
+                };
+                let resume = match restart {
+                    Some(Ok(cp)) => cp,
+                    Some(Err(io)) => return Err((writer.pages(), writer.conversations(), io)),
+                    None => {
+                        let context = stopped_context(args, &writer);
+                        return Err((
+                            writer.pages(),
+                            writer.conversations(),
+                            map_error(e, client_id, &context),
+                        ));
+                    }
+                };
+                // NOTE: the restart point supersedes the last page's checkpoint: resuming after
+                // the last page of a part whose results moved could skip or repeat records.
+                if let Err(io) = writer.record_position(Some(resume.clone())) {
+                    return Err((writer.pages(), writer.conversations(), io));
                 }
                 if restarts >= MAX_RESULT_SET_RESTARTS {
-                    let e = Error::ResultSetChanged {
-                        resume: Some(Box::new(resume)),
-                        expected,
-                        actual,
-                        interval,
-                    };
                     let context = stopped_context(args, &writer);
                     return Err((
                         writer.pages(),
@@ -92,17 +109,9 @@ pub(crate) async fn stream_pages(
                 }
                 restarts += 1;
                 progress.note(&format!(
-                    "genesys-export: results of {interval} changed while paging (totalHits {expected} -> {actual}); re-exporting that part, skipping what is already written"
+                    "genesys-export: {e}; re-exporting that part, skipping the records already written"
                 ));
                 resume_from = Some(resume);
-            }
-            Some(e) => {
-                let context = stopped_context(args, &writer);
-                return Err((
-                    writer.pages(),
-                    writer.conversations(),
-                    map_error(e, client_id, &context),
-                ));
             }
         }
     }

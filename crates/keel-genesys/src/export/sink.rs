@@ -7,6 +7,8 @@ use super::checkpoint::{CheckpointFile, CheckpointRecord};
 use super::cli::Format;
 use super::error::ExportError;
 use super::output::Output;
+use super::recover;
+use crate::models::Interval;
 
 /// Encodes each page into one buffer, appends it to the output (fsynced when checkpointing),
 /// then replaces the checkpoint: the checkpoint never records bytes the output lacks.
@@ -53,6 +55,19 @@ impl<P: Serialize> PageWriter<P> {
     /// Conversations in the output.
     pub fn conversations(&self) -> u64 {
         self.conversations
+    }
+
+    /// Ids of the records already in the output whose start lies in `part` (for restarting a
+    /// part whose results changed); `None` when the output cannot be read back (stdout).
+    ///
+    /// # Errors
+    /// [`ExportError::Output`] when reading the output back fails.
+    pub fn written_ids_in(&self, part: &Interval) -> Option<Result<Vec<String>, ExportError>> {
+        let path = self.output.file_path()?;
+        Some(
+            recover::ids_in_part(path, self.output.len(), self.format, part)
+                .map_err(|e| ExportError::output("read back", path, e)),
+        )
     }
 
     /// Appends one page and, when checkpointing, then records `position` as done.
