@@ -19,8 +19,9 @@ use crate::{Client, ConversationQuery, Credentials, Environment, Error};
 /// Requests the server saw: (path, accept-encoding, authorization).
 type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
 
-/// Serves a token and one details page of `records` conversations, gzip-compressed when asked.
-async fn server(records: usize) -> (String, Seen) {
+/// Serves a token and details pages of `total` conversations of about `padding` bytes each,
+/// gzip-compressed when asked.
+async fn server(total: usize, padding: usize) -> (String, Seen) {
     let seen: Seen = Arc::default();
     let log = seen.clone();
     let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -40,17 +41,21 @@ async fn server(records: usize) -> (String, Seen) {
             let body = if path == "/oauth/token" {
                 r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#.to_owned()
             } else {
-                let _ = req.into_body().collect().await;
-                let conversations: Vec<String> = (0..records)
+                let q: serde_json::Value =
+                    serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes())
+                        .unwrap();
+                let size = q["paging"]["pageSize"].as_u64().unwrap() as usize;
+                let number = q["paging"]["pageNumber"].as_u64().unwrap() as usize;
+                let conversations: Vec<String> = ((number - 1) * size..(number * size).min(total))
                     .map(|i| {
                         format!(
                             r#"{{"conversationId":"c-{i}","padding":"{}"}}"#,
-                            "x".repeat(200)
+                            "x".repeat(padding)
                         )
                     })
                     .collect();
                 format!(
-                    r#"{{"totalHits":{records},"conversations":[{}]}}"#,
+                    r#"{{"totalHits":{total},"conversations":[{}]}}"#,
                     conversations.join(",")
                 )
             };
@@ -98,7 +103,7 @@ fn query() -> ConversationQuery {
 
 #[tokio::test]
 async fn gzip_pages_are_asked_for_and_decompressed() {
-    let (url, seen) = server(20).await;
+    let (url, seen) = server(20, 200).await;
     let pages: Vec<_> = client(&url, 1 << 20)
         .conversation_details(query())
         .try_collect()
@@ -127,7 +132,7 @@ async fn gzip_pages_are_asked_for_and_decompressed() {
 
 #[tokio::test]
 async fn a_page_over_the_body_cap_is_a_decode_error_and_not_retried() {
-    let (url, seen) = server(100).await;
+    let (url, seen) = server(100, 200).await;
     let err = client(&url, 8 * 1024)
         .conversation_details(query())
         .try_next()

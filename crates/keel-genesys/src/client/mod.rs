@@ -25,6 +25,7 @@
 mod builder;
 mod credentials;
 mod request;
+mod spawn;
 mod stack;
 mod stats;
 
@@ -36,6 +37,7 @@ pub use credentials::{Credentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
 pub use stats::ClientStats;
 
 pub(crate) use builder::Settings;
+pub(crate) use spawn::Spawned;
 pub(crate) use stack::HttpService;
 
 use crate::details::DetailsExport;
@@ -117,3 +119,5 @@ mod tests {
 
 #[cfg(test)]
 mod loopback_tests;
+#[cfg(test)]
+mod stack_tests;

@@ -72,13 +72,41 @@ fn connector() -> Result<Https, Error> {
 }
 
 pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
-    let settings = b.settings;
     let https = connector()?;
-
     // NOTE: the token endpoint gets its own pool: tokens never travel on API connections and
     // the grant's own retries stay independent of the API's backoff.
     let token_http: HyperClient<Https, Full<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(https.clone());
+    let api_http: HyperClient<Https, ReplayBody<Full<Bytes>>> =
+        HyperClient::builder(TokioExecutor::new()).build(https);
+    assemble(b, token_http, api_http)
+}
+
+/// The stack over any transport: `token_http` carries the client-credentials grant,
+/// `api_http` the API requests (the network in [`build`], stand-ins in tests).
+pub(crate) fn assemble<T, TB, A, AB>(
+    b: ClientBuilder,
+    token_http: T,
+    api_http: A,
+) -> Result<Client, Error>
+where
+    T: tower::Service<Request<Full<Bytes>>, Response = Response<TB>> + Clone + Send + 'static,
+    T::Future: Send,
+    T::Error: Into<BoxError>,
+    TB: http_body::Body + Send + 'static,
+    TB::Data: Send,
+    TB::Error: Into<BoxError>,
+    A: tower::Service<Request<ReplayBody<Full<Bytes>>>, Response = Response<AB>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    A::Future: Send + 'static,
+    A::Error: Into<BoxError>,
+    AB: http_body::Body<Data = Bytes> + Send + 'static,
+    AB::Error: Into<BoxError> + Send + Sync,
+{
+    let settings = b.settings;
     let token_url = b.env.token_url()?;
     let grant = ClientCredentials::new(
         token_url,
@@ -103,8 +131,6 @@ pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
         backoff: backoff.stats(),
     };
 
-    let api_http: HyperClient<Https, ReplayBody<Full<Bytes>>> =
-        HyperClient::builder(TokioExecutor::new()).build(https);
     let limit = settings.max_body_bytes;
     let svc = ServiceBuilder::new()
         .layer(ReplayBodyLayer::new(settings.max_replay_bytes))
@@ -115,7 +141,7 @@ pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
         .and_then(move |res: Response<_>| collect(res, limit))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::decompression::DecompressionLayer::new().gzip(true))
-        .service(api_http)
+        .service(api_http.map_err(Into::<BoxError>::into))
         .map_err(BoxError::from);
 
     Ok(Client {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{SplitPolicy, MAX_RESULTS};
-use crate::client::Client;
+use crate::client::{Client, Spawned};
 use crate::error::Error;
 use crate::models::{ConversationQuery, DetailsResponse, Interval};
 
@@ -47,6 +47,14 @@ pub(super) fn effective_max_results(policy: SplitPolicy, page_size: u32) -> u64 
     policy.max_results.min(MAX_RESULTS / page_size * page_size)
 }
 
+/// The error of a fetch task of `endpoint` that panicked or was cancelled.
+pub(crate) fn task_failed(endpoint: &'static str) -> impl Fn(tokio::task::JoinError) -> Error {
+    move |e| Error::Transport {
+        endpoint: endpoint.to_owned(),
+        source: Box::new(e),
+    }
+}
+
 /// A page as fetched: its number, total, conversations and whether it is the last.
 pub(super) struct Got {
     pub(super) number: u64,
@@ -63,7 +71,10 @@ pub(super) fn page_stream(
     interval: Interval,
 ) -> PageStream<keel_paginate::PageNumbers, impl FnMut(u64) -> FetchFut, FetchFut> {
     let c = ctx.clone();
-    let fetch = move |page: u64| -> FetchFut { Box::pin(fetch_page(c.clone(), interval, page)) };
+    let fetch = move |page: u64| -> FetchFut {
+        let fetch = Spawned::new(fetch_page(c.clone(), interval, page));
+        Box::pin(async move { fetch.await.map_err(task_failed(DETAILS_PATH))? })
+    };
     PageStream::page_numbers(u64::from(ctx.page_size), fetch).prefetch(ctx.prefetch)
 }
 

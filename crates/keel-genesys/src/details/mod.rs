@@ -74,6 +74,8 @@ pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};
 pub use export::{DetailsExport, DetailsPage};
 pub use split::{plan_parts, SplitPolicy, MAX_RESULTS};
 
+pub(crate) use fetch::task_failed;
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

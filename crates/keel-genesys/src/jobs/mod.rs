@@ -36,7 +36,8 @@ use http::Method;
 use keel_paginate::{Fetched, PageStream};
 use serde_json::value::RawValue;
 
-use crate::client::Client;
+use crate::client::{Client, Spawned};
+use crate::details::task_failed;
 use crate::details::{Checkpoint, DetailsPage, JobCheckpoint};
 use crate::error::Error;
 use crate::models::{
@@ -148,7 +149,9 @@ fn results(
     let fetch = move |cursor: Option<String>| {
         let client = client.clone();
         let path = path.clone();
-        async move { fetch_results(&client, &path, page_size, cursor).await }
+        let fetch =
+            Spawned::new(async move { fetch_results(&client, &path, page_size, cursor).await });
+        async move { fetch.await.map_err(task_failed(JOBS_PATH))? }
     };
     let mut pages = PageStream::cursors(fetch).prefetch(1);
     if from.is_some() {
