@@ -47,12 +47,22 @@ pub struct Round {
     pub elapsed: Duration,
     /// Latencies of the successful requests, in nanoseconds.
     pub latency: Histogram<u64>,
+    /// CPU time this process's threads (client and server alike) used during the round.
+    pub cpu: Duration,
+    /// Time this process's threads were runnable but waiting for a CPU during the round:
+    /// how much other work on the machine got in the way.
+    pub cpu_wait: Duration,
 }
 
 impl Round {
     /// Successful requests per second.
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// CPU time per successful request, in microseconds.
+    pub fn cpu_us_per_request(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 
     /// The latency at quantile `q` (0.5 = median), in microseconds.
@@ -68,6 +78,7 @@ pub fn histogram() -> Histogram<u64> {
 
 /// Runs `concurrency` callers, each a clone of `target`, for `duration`.
 pub async fn drive<T: Target>(target: &T, concurrency: usize, duration: Duration) -> Round {
+    let cpu_before = CpuTime::of_process();
     let start = Instant::now();
     let deadline = start + duration;
     let mut callers = JoinSet::new();
@@ -97,6 +108,8 @@ pub async fn drive<T: Target>(target: &T, concurrency: usize, duration: Duration
         errors: 0,
         elapsed: Duration::ZERO,
         latency: histogram(),
+        cpu: Duration::ZERO,
+        cpu_wait: Duration::ZERO,
     };
     while let Some(joined) = callers.join_next().await {
         let (ok, errors, latency) = joined.expect("a load caller panicked");
@@ -105,7 +118,50 @@ pub async fn drive<T: Target>(target: &T, concurrency: usize, duration: Duration
         let _ = round.latency.add(&latency);
     }
     round.elapsed = start.elapsed();
+    let used = CpuTime::of_process().since(cpu_before);
+    round.cpu = used.run;
+    round.cpu_wait = used.wait;
     round
+}
+
+/// CPU time of this process's threads, from `/proc/self/task/*/schedstat` (nanosecond
+/// resolution, no privileges needed; zero where the file does not exist).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Time on a CPU.
+    pub run: Duration,
+    /// Time runnable but waiting for a CPU.
+    pub wait: Duration,
+}
+
+impl CpuTime {
+    /// The sum over this process's current threads.
+    pub fn of_process() -> Self {
+        let mut total = CpuTime::default();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return total;
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            let mut fields = stat
+                .split_whitespace()
+                .map(|f| f.parse::<u64>().unwrap_or(0));
+            total.run += Duration::from_nanos(fields.next().unwrap_or(0));
+            total.wait += Duration::from_nanos(fields.next().unwrap_or(0));
+        }
+        total
+    }
+
+    /// The time used between `earlier` and `self` (threads that exited in between are not
+    /// counted; the benches keep their threads for the whole run).
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            run: self.run.saturating_sub(earlier.run),
+            wait: self.wait.saturating_sub(earlier.wait),
+        }
+    }
 }
 
 /// Sends `n` requests one after another, ignoring their latencies (connection warm-up).

@@ -77,6 +77,15 @@ pub struct Row {
     /// Median over rounds of this contender's requests/s divided by the baseline's in the
     /// same round.
     pub ratio: f64,
+    /// Median over rounds of the process's CPU time per request (client and server), in µs.
+    pub cpu_us: f64,
+    /// Median over rounds of the baseline's CPU time per request divided by this
+    /// contender's, in the same round: requests per CPU-second relative to the baseline, the
+    /// throughput ratio a machine with nothing else to run would show.
+    pub cpu_ratio: f64,
+    /// Share of the rounds' time the process spent waiting for a CPU (run-queue wait over
+    /// wait plus run): how contended the machine was.
+    pub cpu_wait_share: f64,
     /// Median over rounds of the p50 latency, in microseconds.
     pub p50_us: f64,
     /// Median over rounds of the p99 latency, in microseconds.
@@ -110,11 +119,22 @@ pub async fn run(contenders: &[Contender], config: &OverheadConfig) -> Result<Ve
                 .zip(&rounds[0])
                 .map(|(mine, base)| mine.rps() / base.rps())
                 .collect();
+            let cpu_ratios: Vec<f64> = rs
+                .iter()
+                .zip(&rounds[0])
+                .map(|(mine, base)| base.cpu_us_per_request() / mine.cpu_us_per_request())
+                .collect();
+            let (run, wait) = rs.iter().fold((0.0, 0.0), |(r, w), x| {
+                (r + x.cpu.as_secs_f64(), w + x.cpu_wait.as_secs_f64())
+            });
             rows.push(Row {
                 name: c.name,
                 concurrency,
                 rps: median(&rs.iter().map(Round::rps).collect::<Vec<_>>()),
                 ratio: median(&ratios),
+                cpu_us: median(&rs.iter().map(Round::cpu_us_per_request).collect::<Vec<_>>()),
+                cpu_ratio: median(&cpu_ratios),
+                cpu_wait_share: wait / (run + wait).max(f64::MIN_POSITIVE),
                 p50_us: median(&rs.iter().map(|r| r.latency_us(0.5)).collect::<Vec<_>>()),
                 p99_us: median(&rs.iter().map(|r| r.latency_us(0.99)).collect::<Vec<_>>()),
                 errors: rs.iter().map(|r| r.errors).sum(),
@@ -127,13 +147,22 @@ pub async fn run(contenders: &[Contender], config: &OverheadConfig) -> Result<Ve
 /// The rows as a markdown table.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| client | concurrency | requests/s | × bare | p50 µs | p99 µs | errors |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
+        "| client | concurrency | requests/s | × bare | CPU µs/request | × bare (CPU) | p50 µs | p99 µs | CPU wait | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.3} | {:.1} | {:.1} | {} |\n",
-            r.name, r.concurrency, r.rps, r.ratio, r.p50_us, r.p99_us, r.errors
+            "| {} | {} | {:.0} | {:.3} | {:.1} | {:.3} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            r.name,
+            r.concurrency,
+            r.rps,
+            r.ratio,
+            r.cpu_us,
+            r.cpu_ratio,
+            r.p50_us,
+            r.p99_us,
+            r.cpu_wait_share * 100.0,
+            r.errors
         ));
     }
     out
