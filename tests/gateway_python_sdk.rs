@@ -138,3 +138,45 @@ async fn python_sdk_without_credentials_pages_every_record_through_the_gateway()
         "tokens were revoked and replaced: {s:?}"
     );
 }
+
+/// The baseline: the same SDK logging in itself and talking to the simulator directly stops
+/// at the first revoked token (it refreshes only tokens of the authorization-code grant).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_alone_stops_at_the_first_revoked_token() {
+    let python = venv_python();
+    if !sdk_available(&python) {
+        return;
+    }
+    let sim = Simulator::builder()
+        .conversations(1_234)
+        .seed(7)
+        .credentials("sdk-client", "sdk-secret-value")
+        .revoke_after_requests(4)
+        .start()
+        .await
+        .unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/gateway_sdk.py");
+    let child = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args(["--gateway-url", &sim.base_url()])
+        .args(["--interval", INTERVAL])
+        .args(["--expected", "1234"])
+        .args(["--client-id", sim.client_id()])
+        .env("KEEL_SIM_CLIENT_SECRET", sim.client_secret())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(300), child)
+        .await
+        .expect("the SDK script finished within 5 minutes")
+        .expect("the SDK script could be started");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the SDK alone was expected to fail"
+    );
+    assert!(stderr.contains("401"), "{stderr}");
+    let s = sim.stats();
+    assert_eq!(s.tokens_issued, 1, "the SDK never fetched a new token");
+    assert_eq!(s.pages_served, 4, "pages until the revocation");
+    assert_eq!(s.unauthorized, 1, "the SDK gave up at the first 401");
+}

@@ -7,11 +7,16 @@ the placeholder, attaches its own token (refreshing it when the API revokes it) 
 429s, none of which the SDK does for itself on a POST. The SDK pages the conversation details
 query to the end; exit status 0 means it got every conversation exactly once.
 
+With ``--client-id`` (secret in the environment variable KEEL_SIM_CLIENT_SECRET) the SDK
+instead logs in itself, the usual way, and talks to the URL directly: the baseline the gateway
+is compared with.
+
 Usage: gateway_sdk.py --gateway-url http://127.0.0.1:PORT --interval START/END --expected N
-       [--page-size 100]
+       [--page-size 100] [--client-id ID]
 """
 
 import argparse
+import os
 import sys
 from urllib.parse import urlparse
 
@@ -26,12 +31,16 @@ def main():
     parser.add_argument("--interval", required=True)
     parser.add_argument("--expected", type=int, required=True)
     parser.add_argument("--page-size", type=int, default=100)
+    parser.add_argument("--client-id")
     args = parser.parse_args()
 
     url = urlparse(args.gateway_url)
     api_client = genesys.ApiClient()
     api_client.set_gateway(url.hostname, url.scheme, url.port, "", "")
-    api_client.access_token = PLACEHOLDER_TOKEN
+    if args.client_id:
+        api_client.get_client_credentials_token(args.client_id, os.environ["KEEL_SIM_CLIENT_SECRET"])
+    else:
+        api_client.access_token = PLACEHOLDER_TOKEN
     api = genesys.AnalyticsApi(api_client)
 
     ids = []
