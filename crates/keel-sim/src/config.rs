@@ -150,6 +150,9 @@ pub struct SimConfig {
     pub retry_after_format: RetryAfterFormat,
     /// Probability that an API request gets 503 (default 0).
     pub unavailable_probability: f64,
+    /// When set, every 503 (API and token endpoint) carries `Retry-After` of this many seconds
+    /// (in [`SimConfig::retry_after_format`]) and records it as a deadline (default none).
+    pub unavailable_retry_after_secs: Option<u64>,
     /// Probability that an API request's connection is closed without a response (default 0).
     pub drop_probability: f64,
     /// Added latency of every page (details query, job results, users) (default 0).
@@ -190,6 +193,7 @@ impl Default for SimConfig {
             rate_limit_burst: None,
             retry_after_format: RetryAfterFormat::Seconds,
             unavailable_probability: 0.0,
+            unavailable_retry_after_secs: None,
             drop_probability: 0.0,
             page_latency: Duration::ZERO,
             faults: BTreeMap::new(),

@@ -52,12 +52,12 @@ pub(crate) async fn token(state: &State, req: Request<Incoming>, context_id: &st
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         + 1;
     let c = &state.config;
-    if n <= c.token_outage_requests || Instant::now() < state.origin + c.token_outage_for {
+    if n <= c.token_outage_requests
+        || Instant::now() < crate::state::later(state.origin, c.token_outage_for)
+    {
         Counters::bump(&stats.token_unavailable);
-        return counted_error(
+        return reply::unavailable(
             state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service.unavailable",
             "The token service is temporarily unavailable.",
             context_id,
         );

@@ -101,6 +101,8 @@ setters! {
     retry_after_format: RetryAfterFormat => |c, v| c.retry_after_format = v;
     /// Probability of a 503 per API request.
     unavailable_probability: f64 => |c, v| c.unavailable_probability = v;
+    /// Every 503 carries `Retry-After` of this many seconds.
+    unavailable_retry_after_secs: u64 => |c, v| c.unavailable_retry_after_secs = Some(v);
     /// Probability of a dropped connection per API request.
     drop_probability: f64 => |c, v| c.drop_probability = v;
     /// Latency added to every page.

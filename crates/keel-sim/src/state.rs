@@ -15,6 +15,12 @@ use crate::ratelimit::RateLimiter;
 use crate::stats::Counters;
 use crate::tokens::TokenStore;
 
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
 /// The conversations a selector picks, in ascending start order.
 #[derive(Debug, Clone)]
 pub(crate) enum Selection {
@@ -134,7 +140,7 @@ impl State {
 
     /// Records that clients were told to wait `wait` from `now`.
     pub(crate) fn set_retry_deadline(&self, now: Instant, wait: Duration) {
-        let at = (now + wait)
+        let at = later(now, wait)
             .saturating_duration_since(self.origin)
             .as_micros() as u64;
         self.retry_deadline_us.fetch_max(at, Relaxed);

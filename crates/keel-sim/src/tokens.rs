@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::data::hash::{h3, mix};
+use crate::state::later;
 
 #[derive(Debug)]
 struct Entry {
@@ -65,8 +66,8 @@ impl TokenStore {
             n
         );
         let entry = Entry {
-            expires_at: now + self.lifetime,
-            revoke_at: self.revoke_after.map(|d| now + d),
+            expires_at: later(now, self.lifetime),
+            revoke_at: self.revoke_after.map(|d| later(now, d)),
             uses: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
         };

@@ -455,3 +455,62 @@ async fn scripted_delay_slows_only_its_request() {
     );
     assert!(d2 >= Duration::from_secs(30), "{d2:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn unavailable_can_carry_retry_after_and_sets_the_deadline() {
+    let sim = Simulator::builder()
+        .unavailable_retry_after_secs(4)
+        .fault(1, Fault::Unavailable)
+        .token_outage_requests(1)
+        .start()
+        .await
+        .unwrap();
+    let c = TestClient::new(&sim);
+    let creds = Some((sim.client_id(), sim.client_secret()));
+    let outage = c.token_with(creds, "grant_type=client_credentials").await;
+    assert_eq!(outage.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(outage.header("retry-after"), Some("4"));
+    tokio::time::advance(Duration::from_secs(4)).await;
+    let token = c.token(&sim).await;
+    let r = c.query(&token, &page(ALL, 1, 1)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.header("retry-after"), Some("4"));
+    assert_eq!(
+        c.query(&token, &page(ALL, 1, 1)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(sim.stats().early_requests, 1);
+    tokio::time::advance(Duration::from_secs(4)).await;
+    assert_eq!(
+        c.query(&token, &page(ALL, 1, 1)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(sim.stats().early_requests, 1);
+}
+
+#[tokio::test]
+async fn absurd_durations_do_not_panic_the_server() {
+    let sim = Simulator::builder()
+        .token_lifetime(Duration::MAX)
+        .revoke_after(Duration::MAX)
+        .token_outage_for(Duration::ZERO)
+        .retry_after_format(RetryAfterFormat::HttpDate)
+        .fault(
+            1,
+            Fault::TooManyRequests {
+                retry_after_secs: u64::MAX,
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let c = TestClient::new(&sim);
+    let token = c.token(&sim).await;
+    let r = c.query(&token, &page(ALL, 1, 1)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(httpdate::parse_http_date(r.header("retry-after").unwrap()).is_ok());
+    assert_eq!(
+        c.query(&token, &page(ALL, 1, 1)).await.status,
+        StatusCode::OK
+    );
+}

@@ -70,6 +70,9 @@ struct Args {
     /// Probability of 503 per API request.
     #[arg(long, default_value_t = 0.0)]
     p503: f64,
+    /// Every 503 carries Retry-After of this many seconds.
+    #[arg(long)]
+    retry_after_503: Option<u64>,
     /// Probability of a dropped connection per API request.
     #[arg(long, default_value_t = 0.0)]
     p_drop: f64,
@@ -137,6 +140,9 @@ async fn main() -> ExitCode {
     }
     if let Some(n) = a.revoke_after_requests {
         b = b.revoke_after_requests(n);
+    }
+    if let Some(secs) = a.retry_after_503 {
+        b = b.unavailable_retry_after_secs(secs);
     }
     if let Some(r) = a.rate_limit {
         b = b.rate_limit_per_sec(r);

@@ -56,11 +56,30 @@ pub(crate) fn counted_error(
     error(status, code, message, context_id)
 }
 
+/// Longest `Retry-After` served (keeps HTTP-dates within what `httpdate` formats).
+const MAX_RETRY_AFTER_SECS: u64 = 10 * 365 * 86_400;
+
+/// Sets `Retry-After: secs` (in the configured format) and records the deadline.
+pub(crate) fn set_retry_after(state: &State, headers: &mut http::HeaderMap, secs: u64) {
+    let secs = secs.min(MAX_RETRY_AFTER_SECS);
+    state.set_retry_deadline(tokio::time::Instant::now(), Duration::from_secs(secs));
+    let value = match state.config.retry_after_format {
+        RetryAfterFormat::Seconds => secs.to_string(),
+        RetryAfterFormat::HttpDate => {
+            let since_epoch = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                + Duration::from_secs(secs);
+            let whole = since_epoch.as_secs() + u64::from(since_epoch.subsec_nanos() > 0);
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(whole))
+        }
+    };
+    headers.insert(RETRY_AFTER, HeaderValue::from_str(&value).expect("ascii"));
+}
+
 /// A 429 telling the client to wait `secs` seconds, in the configured format; records the
 /// deadline.
 pub(crate) fn too_many_requests(state: &State, secs: u64, context_id: &str) -> Resp {
-    let now = tokio::time::Instant::now();
-    state.set_retry_deadline(now, Duration::from_secs(secs));
     let mut r = counted_error(
         state,
         StatusCode::TOO_MANY_REQUESTS,
@@ -68,22 +87,26 @@ pub(crate) fn too_many_requests(state: &State, secs: u64, context_id: &str) -> R
         &format!("Rate limit exceeded the maximum. Retry the request in [{secs}] seconds"),
         context_id,
     );
-    let value = match state.config.retry_after_format {
-        RetryAfterFormat::Seconds => secs.to_string(),
-        RetryAfterFormat::HttpDate => {
-            let at = SystemTime::now() + Duration::from_secs(secs);
-            let whole = at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0)))
-                .unwrap_or_default();
-            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + whole)
-        }
-    };
     let h = r.headers_mut();
-    h.insert(RETRY_AFTER, HeaderValue::from_str(&value).expect("ascii"));
+    set_retry_after(state, h, secs);
     // NOTE: without a configured limiter, advertise Genesys's usual 300 requests per window.
     let allowed = state.limiter.as_ref().map_or(300, |l| l.burst);
-    rate_headers(h, allowed, allowed, secs);
+    rate_headers(h, allowed, allowed, secs.min(MAX_RETRY_AFTER_SECS));
+    r
+}
+
+/// A 503, with `Retry-After` when [`crate::SimConfig::unavailable_retry_after_secs`] is set.
+pub(crate) fn unavailable(state: &State, message: &str, context_id: &str) -> Resp {
+    let mut r = counted_error(
+        state,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service.unavailable",
+        message,
+        context_id,
+    );
+    if let Some(secs) = state.config.unavailable_retry_after_secs {
+        set_retry_after(state, r.headers_mut(), secs);
+    }
     r
 }
 

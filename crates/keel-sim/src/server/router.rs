@@ -190,13 +190,7 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
 }
 
 fn unavailable(state: &State, context_id: &str) -> Resp {
-    counted_error(
-        state,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "service.unavailable",
-        "Service temporarily unavailable.",
-        context_id,
-    )
+    reply::unavailable(state, "Service temporarily unavailable.", context_id)
 }
 
 fn unauthorized(state: &State, context_id: &str) -> Resp {
