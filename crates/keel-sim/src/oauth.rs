@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::server::reply::{self, counted_error, Resp};
+use crate::server::reply::{self, Resp};
 use crate::state::State;
 use crate::stats::Counters;
 
