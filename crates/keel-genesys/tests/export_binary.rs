@@ -307,3 +307,28 @@ async fn without_out_the_records_go_to_stdout_and_nothing_else_does() {
         stderr(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_can_come_from_a_file() {
+    let sim = sim(300)
+        .credentials("file-client", "file-secret")
+        .start()
+        .await
+        .unwrap();
+    let (dir, out) = out_file("c.ndjson");
+    let creds = dir.path().join("genesys.env");
+    std::fs::write(
+        &creds,
+        "# keel\nGENESYS_CLIENT_ID=file-client\nGENESYS_CLIENT_SECRET='file-secret'\n",
+    )
+    .unwrap();
+    let mut cmd = binary(&sim);
+    cmd.env_remove("GENESYS_CLIENT_ID")
+        .env_remove("GENESYS_CLIENT_SECRET");
+    cmd.args(base_flags(&sim, &out))
+        .arg("--credentials-file")
+        .arg(&creds);
+    let o = run_binary(cmd).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+}

@@ -328,3 +328,50 @@ async fn prefetch_speedup_benchmark() {
         results[1].1
     );
 }
+
+/// A run stopped by a page the client cannot read (exit 4) leaves a checkpoint from which
+/// `--resume` completes the export exactly, in either API mode.
+async fn stopped_then_resumed(mode: &str, fault_at: u64) {
+    let sim = sim(1_200)
+        .job_delay(Duration::from_millis(20))
+        .fault(fault_at, Fault::MalformedJson)
+        .start()
+        .await
+        .unwrap();
+    let (_dir, out) = out_file("c.ndjson");
+    let flags = [
+        "--mode",
+        mode,
+        "--page-size",
+        "100",
+        "--prefetch",
+        "1",
+        "--resume",
+    ];
+    let e = run_export(&sim, &out, &flags).await.unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{}", e.report());
+    assert!(
+        e.report().to_string().contains("run again with --resume"),
+        "{}",
+        e.report()
+    );
+    assert!(checkpoint_path(&out).exists());
+    let summary = run_export(&sim, &out, &flags).await.unwrap();
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+    assert!(
+        summary.resumed_conversations > 0 && summary.conversations == 1_200,
+        "{summary:?}"
+    );
+    assert!(!checkpoint_path(&out).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_mode_stopped_by_a_malformed_page_resumes_exactly() {
+    stopped_then_resumed("query", 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_mode_stopped_by_a_malformed_page_resumes_exactly() {
+    // Requests: 1 submit, 2 status, then result pages; the 4th result page is malformed.
+    stopped_then_resumed("jobs", 6).await;
+}
