@@ -13,21 +13,51 @@
 //! *without* `--resume` refuses to start (exit 2) when that file exists, rather than overwrite
 //! a partial export someone may want to finish: pass `--resume` to continue it, or delete the
 //! checkpoint to start over. A checkpoint of a different export (other interval flags, format,
-//! mode, page size, media type or API) is refused too, naming what differs.
+//! mode, page size, media type or API) is refused too, naming what differs. A resume reuses the
+//! query the first run resolved, so `--since 24h` means the same interval on both runs.
+//!
+//! # Results that change while paging
+//! When a part's `totalHits` moves between pages, the library stops rather than risk a
+//! skipped or repeated record, with a restart point; the run records it in the checkpoint and
+//! continues from it (up to three times). When the part was begun by an earlier run, the ids
+//! already written are read back from the output to build that restart point.
+//!
+//! # Memory
+//! Pages are streamed: at most the prefetched pages of the parts in flight are held, plus the
+//! library's per-part id set (at most 100,000 ids per part), whatever the export's size.
+//!
+//! # `--sim`
+//! Starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
+//! tokens revoked every 20 requests, a rate limit, scripted 429/503/502 and a dropped
+//! connection, 1% random 503s), says so on stderr, and runs the same code path against it.
 //!
 //! # Exit codes
 //! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way); 3
 //! credentials rejected; 4 API error after retries; 5 output I/O.
 //!
 //! # Example
+//! The export of the README, in-process, against the embedded simulator:
 //! ```
 //! use clap::Parser;
-//! use keel_genesys::export::{Args, ExportError, EXIT_USAGE};
+//! use keel_genesys::export::{self, Args, EXIT_USAGE};
 //!
-//! let args = Args::try_parse_from(["genesys-export", "--page-size", "50", "--format", "csv"]).unwrap();
-//! assert_eq!(args.page_size, 50);
-//! let e = ExportError::Usage("example".into());
-//! assert_eq!(e.exit_code(), EXIT_USAGE);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let out = dir.path().join("conversations.ndjson");
+//! let args = Args::try_parse_from([
+//!     "genesys-export", "--sim", "--sim-conversations", "300", "--sim-no-faults",
+//!     "--progress", "quiet", "--out", out.to_str().unwrap(),
+//! ])
+//! .unwrap();
+//! let summary = export::run(args).await.unwrap();
+//! assert_eq!(summary.conversations, 300);
+//! assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
+//!
+//! // Usage errors are typed and carry their exit code.
+//! let e = Args::try_parse_from(["genesys-export", "--page-size", "101"]).unwrap_err();
+//! assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+//! # }
 //! ```
 
 mod checkpoint;
