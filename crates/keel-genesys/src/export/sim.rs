@@ -17,10 +17,10 @@ pub(crate) struct EmbeddedSim {
 }
 
 impl EmbeddedSim {
-    /// Starts a simulator holding `--sim-conversations` conversations over the 23 hours before
-    /// the current hour (inside the default `--since 24h`), with, unless `--sim-no-faults`: tokens revoked
-    /// after 20 requests, a rate limit, scripted 429s (both `Retry-After` forms), 503s and a
-    /// dropped connection, and 1% random 503s.
+    /// Starts a simulator holding `--sim-conversations` conversations over the 23 hours
+    /// before the current hour (inside the default `--since 24h`), with, unless
+    /// `--sim-no-faults`: tokens revoked after 20 requests, a rate limit, a scripted 429
+    /// (`Retry-After` in seconds), a 503, a 502 and a dropped connection, and 1% random 503s.
     pub(crate) async fn start(args: &Args) -> Result<Self, ExportError> {
         // NOTE: the data is anchored to the start of the current UTC hour, so a `--resume`
         // within the hour meets the same data; later, the fingerprint (see `label`) differs and
