@@ -95,8 +95,10 @@ async fn missing_credentials_exit_2_saying_which() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_run_then_resumed_exports_every_record_exactly_once() {
+    // 80 pages, two in flight, 40 ms each: the run lasts at least 1.6 s, and is killed once
+    // the checkpoint shows 10 pages.
     let sim = sim(4_000)
-        .page_latency(Duration::from_millis(20))
+        .page_latency(Duration::from_millis(40))
         .revoke_after_requests(15)
         .start()
         .await
@@ -105,7 +107,7 @@ async fn killed_mid_run_then_resumed_exports_every_record_exactly_once() {
     let checkpoint = checkpoint_path(&out);
     let mut cmd = binary(&sim);
     cmd.args(base_flags(&sim, &out))
-        .args(["--page-size", "50", "--resume"]);
+        .args(["--page-size", "50", "--prefetch", "2", "--resume"]);
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
 
