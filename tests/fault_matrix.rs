@@ -246,15 +246,12 @@ struct Outcome {
     elapsed: Duration,
     /// Why the row failed, if it did.
     failure: Option<String>,
-    /// The known gap of a mid-part resume after a result-set change, if the row hit it.
-    known_gap: Option<String>,
 }
 
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let result = match (&self.failure, &self.stopped) {
             (Some(_), _) => "FAIL".to_owned(),
-            (None, _) if self.known_gap.is_some() => "KNOWN GAP (see below)".to_owned(),
             (None, None) => "exact".to_owned(),
             (None, Some((code, _))) => {
                 format!("stop(exit {code})+{}resume=exact", self.resumes)
@@ -272,14 +269,6 @@ impl fmt::Display for Outcome {
         )?;
         if let Some((_, msg)) = &self.stopped {
             write!(f, "\n{:>60}{}", "", msg.replace('\n', " / "))?;
-        }
-        if let Some(gap) = &self.known_gap {
-            write!(
-                f,
-                "\n{:>60}KNOWN GAP on resume: {}",
-                "",
-                gap.replace('\n', " / ")
-            )?;
         }
         if let Some(failure) = &self.failure {
             write!(f, "\n{:>60}FAILURE: {failure}", "")?;
@@ -413,7 +402,6 @@ async fn run_row(row: Row) -> Outcome {
         fault_counts: String::new(),
         elapsed: Duration::ZERO,
         failure: None,
-        known_gap: None,
     };
     let secret = sim.client_secret().to_owned();
     let mut result = export::run_with_credentials(args(&sim, &out), credentials(&sim)).await;
@@ -432,12 +420,6 @@ async fn run_row(row: Row) -> Outcome {
                     outcome.failure = Some(why);
                     break;
                 }
-                if outcome.resumes > 0 && message.contains("result set changed") {
-                    // NOTE: the known gap pinned by tests/fault_resume_after_change.rs: a part
-                    // resumed mid-way whose totalHits then changes cannot be restarted exactly.
-                    outcome.known_gap = Some(message);
-                    break;
-                }
                 if outcome.resumes >= 3 {
                     outcome.failure = Some(format!("still failing after 3 resumes: {message}"));
                     break;
@@ -447,7 +429,7 @@ async fn run_row(row: Row) -> Outcome {
             }
         }
     }
-    if outcome.failure.is_none() && outcome.known_gap.is_none() {
+    if outcome.failure.is_none() {
         let written = std::fs::read(&out).unwrap_or_default();
         let truth = ground_truth(&sim);
         outcome.conversations = written.iter().filter(|b| **b == b'\n').count();
@@ -535,12 +517,11 @@ fn print_table(outcomes: &[Outcome], wall: Duration) {
     }
     let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     let failed = count(&|o| o.failure.is_some());
-    let gaps = count(&|o| o.failure.is_none() && o.known_gap.is_some());
-    let exact = count(&|o| o.failure.is_none() && o.known_gap.is_none() && o.stopped.is_none());
-    let resumed = count(&|o| o.failure.is_none() && o.known_gap.is_none() && o.stopped.is_some());
+    let exact = count(&|o| o.failure.is_none() && o.stopped.is_none());
+    let resumed = count(&|o| o.failure.is_none() && o.stopped.is_some());
     println!(
         "\n{} rows in {:.1} s: {exact} exact on the first run, {resumed} stopped and completed \
-         exactly on resume, {gaps} hit the known mid-part-resume gap, {failed} failed\n",
+         exactly on resume, {failed} failed\n",
         outcomes.len(),
         wall.as_secs_f64(),
     );
