@@ -334,3 +334,58 @@ async fn credentials_can_come_from_a_file() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_between_pages_with_a_matching_checkpoint_then_resume_completes() {
+    let sim = sim(3_000)
+        .page_latency(Duration::from_millis(40))
+        .start()
+        .await
+        .unwrap();
+    let (_dir, out) = out_file("c.ndjson");
+    let checkpoint = checkpoint_path(&out);
+    let mut cmd = binary(&sim);
+    cmd.args(base_flags(&sim, &out))
+        .args(["--page-size", "50", "--prefetch", "2", "--resume"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read(&checkpoint)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["pages"].as_u64().unwrap() >= 5)
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the export finished before it could be interrupted"
+        );
+        assert!(Instant::now() < deadline, "no progress recorded");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("interrupted; run again with --resume"),
+        "{}",
+        stderr(&o)
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().len(),
+        recorded["output_len"].as_u64().unwrap(),
+        "an interrupted run leaves whole pages, all checkpointed"
+    );
+
+    let mut cmd = binary(&sim);
+    cmd.args(base_flags(&sim, &out))
+        .args(["--page-size", "50", "--prefetch", "2", "--resume"]);
+    let o = run_binary(cmd).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+}

@@ -33,11 +33,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(export::run(args)) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
+    let resumable = args.resume;
+    // NOTE: the run only yields between pages (a page is written and checkpointed without an
+    // await), so dropping it on Ctrl-C leaves whole pages and a matching checkpoint.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = export::run(args) => Some(outcome),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match outcome {
+        Some(Ok(_)) => ExitCode::SUCCESS,
+        Some(Err(e)) => {
             eprintln!("{}", e.report());
             ExitCode::from(e.exit_code())
+        }
+        None => {
+            let hint = if resumable {
+                "; run again with --resume to continue"
+            } else {
+                ""
+            };
+            eprintln!("error: interrupted{hint}");
+            ExitCode::from(130)
         }
     }
 }

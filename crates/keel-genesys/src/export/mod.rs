@@ -33,7 +33,8 @@
 //!
 //! # Exit codes
 //! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way); 3
-//! credentials rejected; 4 API error after retries; 5 output I/O.
+//! credentials rejected; 4 API error after retries; 5 output I/O; 130 interrupted by Ctrl-C
+//! (the binary stops between pages: the output holds whole pages, the checkpoint matches).
 //!
 //! # Example
 //! The export of the README, in-process, against the embedded simulator:
