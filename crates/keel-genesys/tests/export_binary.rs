@@ -350,11 +350,13 @@ async fn ctrl_c_stops_between_pages_with_a_matching_checkpoint_then_resume_compl
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read(&checkpoint)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["pages"].as_u64().unwrap() >= 5)
-    {
+    let progressed = |path: &std::path::Path| {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["pages"].as_u64().unwrap() >= 5)
+    };
+    while !progressed(&checkpoint) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the export finished before it could be interrupted"
