@@ -59,6 +59,36 @@ pub fn is_transport_error(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// Whether an error means an attempt ran out of time: tower's and tokio's timeout errors,
+/// or an `io::ErrorKind::TimedOut` anywhere in the [`source`](Error::source) chain.
+///
+/// The server may still have been working on such a request, so it is retried only where
+/// transport failures are (per policy or per request with [`RetrySafe`]): repeating it must
+/// be harmless.
+///
+/// ```
+/// use keel_layers::backoff::is_timeout_error;
+///
+/// let elapsed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+/// assert!(is_timeout_error(elapsed.as_ref()));
+/// assert!(!is_timeout_error(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
+/// ```
+pub fn is_timeout_error(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<tower::timeout::error::Elapsed>() || err.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        next = err.source();
+    }
+    false
+}
+
 fn is_transport_kind(kind: io::ErrorKind) -> bool {
     matches!(
         kind,
@@ -101,5 +131,18 @@ mod tests {
         }
         let plain: tower::BoxError = "nope".into();
         assert!(!is_transport_error(plain.as_ref()));
+    }
+
+    #[test]
+    fn finds_timeouts_through_the_source_chain() {
+        let wrapped = Wrapper(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(is_timeout_error(&wrapped));
+        let elapsed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert!(is_timeout_error(elapsed.as_ref()));
+        let plain: tower::BoxError = "nope".into();
+        assert!(!is_timeout_error(plain.as_ref()));
+        assert!(!is_timeout_error(&Wrapper(io::Error::from(
+            io::ErrorKind::ConnectionReset
+        ))));
     }
 }

@@ -7,9 +7,9 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::headers::{server_delay, DelaySource};
-use super::is_transport_error;
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
+use super::{is_timeout_error, is_transport_error};
 
 /// A retryable outcome: which counter it goes to and what the server asked for.
 #[derive(Clone, Copy, Debug)]
@@ -51,14 +51,15 @@ impl BackoffPolicy {
         Some(Retryable { kind, hint })
     }
 
-    /// Whether an error is a transport failure this request may be retried after.
+    /// Whether an error is a transport failure or a timed-out attempt this request may be
+    /// retried after (both only where repeating the request was allowed).
     pub(super) fn inspect_error(
         &self,
         error: &(dyn Error + 'static),
         retry_safe: bool,
     ) -> Option<Retryable> {
         let enabled = self.retry_transport || retry_safe;
-        (enabled && is_transport_error(error)).then_some(Retryable {
+        (enabled && (is_transport_error(error) || is_timeout_error(error))).then_some(Retryable {
             kind: RetryKind::Other,
             hint: None,
         })

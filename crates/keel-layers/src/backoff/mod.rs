@@ -26,7 +26,8 @@
 //!
 //! 429 and 503 are retried for every request (the server did not process it). 502, 504
 //! and transport failures (connection refused, reset, closed before a response, see
-//! [`is_transport_error`]) may happen after the server acted, so they are opt-in: for the
+//! [`is_transport_error`]; and attempts cut by a timeout layer inside this one, see
+//! [`is_timeout_error`]) may happen after the server acted, so they are opt-in: for the
 //! whole policy, or per request with the [`RetrySafe`] extension (e.g. a read-only `POST`).
 //!
 //! Bodies replay through [`crate::replay`]: a backup is cloned with
@@ -125,7 +126,7 @@ mod service;
 mod stats;
 mod tower_policy;
 
-pub use classify::{is_transport_error, RetrySafe};
+pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
 pub use future::ResponseFuture;
 pub use headers::{
     parse_ratelimit_reset, parse_retry_after, server_delay, DelaySource, ININ_RATELIMIT_RESET,

@@ -137,8 +137,8 @@ impl BackoffPolicy {
         self
     }
 
-    /// Retry transport failures (connection refused, reset, closed before a response) for
-    /// every request (default off; per request, see [`RetrySafe`](super::RetrySafe)).
+    /// Retry transport failures (connection refused, reset, closed before a response) and
+    /// timed-out attempts (a timeout layer inside this one) for every request (default off; per request, see [`RetrySafe`](super::RetrySafe)).
     pub fn retry_transport_errors(mut self, enabled: bool) -> Self {
         self.retry_transport = enabled;
         self

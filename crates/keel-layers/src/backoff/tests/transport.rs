@@ -115,3 +115,33 @@ async fn hyper_connection_closed_before_response_is_a_transport_error() {
     let boxed: BoxError = Box::new(err);
     assert!(is_transport_error(boxed.as_ref()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn timed_out_attempts_are_retried_only_when_opted_in() {
+    let slow_once = || {
+        Mock::new(|n, _| match n {
+            0 => Err(Box::new(tower::timeout::error::Elapsed::new())),
+            _ => reply(200, &[], "ok"),
+        })
+    };
+    let mock = slow_once();
+    let err = Backoff::new(mock.clone(), BackoffPolicy::new())
+        .oneshot(get())
+        .await
+        .unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err:?}");
+    assert_eq!(mock.arrivals().len(), 1);
+
+    let mock = slow_once();
+    let mut marked = get();
+    marked.extensions_mut().insert(RetrySafe);
+    let policy = BackoffPolicy::new();
+    let stats = policy.stats();
+    let response = Backoff::new(mock.clone(), policy)
+        .oneshot(marked)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(mock.arrivals().len(), 2);
+    assert_eq!(stats.other_retries(), 1);
+}
