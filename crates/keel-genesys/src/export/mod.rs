@@ -28,8 +28,9 @@
 //!
 //! # `--sim`
 //! Starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
-//! tokens revoked every 20 requests, a rate limit, scripted 429/503/502 and a dropped
-//! connection, 1% random 503s), says so on stderr, and runs the same code path against it.
+//! 30-second tokens revoked early every 20 requests, a rate limit, scripted 429/503/502 and a
+//! dropped connection, 1% random 503s), says so on stderr, and runs the same code path against
+//! it.
 //!
 //! # Exit codes
 //! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way); 3

@@ -19,8 +19,9 @@ pub(crate) struct EmbeddedSim {
 impl EmbeddedSim {
     /// Starts a simulator holding `--sim-conversations` conversations over the 23 hours
     /// before the current hour (inside the default `--since 24h`), with, unless
-    /// `--sim-no-faults`: tokens revoked after 20 requests, a rate limit, a scripted 429
-    /// (`Retry-After` in seconds), a 503, a 502 and a dropped connection, and 1% random 503s.
+    /// `--sim-no-faults`: 30-second tokens revoked after 20 requests, a rate limit, a
+    /// scripted 429 (`Retry-After` in seconds), a 503, a 502 and a dropped connection, and 1%
+    /// random 503s.
     pub(crate) async fn start(args: &Args) -> Result<Self, ExportError> {
         // NOTE: the data is anchored to the start of the current UTC hour, so a `--resume`
         // within the hour meets the same data; later, the fingerprint (see `label`) differs and
@@ -39,6 +40,7 @@ impl EmbeddedSim {
         let faults = if args.sim_no_faults {
             "none".to_owned()
         } else {
+            config.token_lifetime = Duration::from_secs(30);
             config.revoke_after_requests = Some(20);
             config.rate_limit_per_sec = Some(300);
             config.unavailable_probability = 0.01;
@@ -53,7 +55,7 @@ impl EmbeddedSim {
                 (17, keel_sim::Fault::Drop),
                 (23, keel_sim::Fault::Status(502)),
             ]);
-            "tokens revoked every 20 requests, rate limit 300/s, 429 (Retry-After) on request 5, \
+            "30 s tokens, revoked early every 20 requests, rate limit 300/s, 429 (Retry-After) on request 5, \
              503 on request 11, dropped connection on request 17, 502 on request 23, 1% random 503s"
                 .to_owned()
         };
