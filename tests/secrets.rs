@@ -432,3 +432,67 @@ fn the_client_secret_is_held_in_a_redacting_zeroizing_type() {
     );
     assert_clean("ClientCredentials' Debug", &format!("{grant:?} {grant:#?}"));
 }
+
+/// The `genesys-export` binary next to this test's own executable (built by
+/// `cargo build -p keel-genesys` or any workspace test run), if there.
+fn export_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("genesys-export");
+    bin.exists().then_some(bin)
+}
+
+/// The binary itself at `RUST_LOG=trace`, NDJSON to stdout: nothing secret on stdout or
+/// stderr, through faults and a rejected credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
+    let Some(bin) = export_binary() else {
+        eprintln!(
+            "SKIPPED: genesys-export is not built; run `cargo build -p keel-genesys --bin genesys-export` first"
+        );
+        return;
+    };
+    let sim = faulty_sim(RetryAfterFormat::HttpDate).await;
+    let base = sim.base_url();
+    let run = |secret: &'static str| {
+        let mut cmd = tokio::process::Command::new(&bin);
+        cmd.args([
+            "--api-url",
+            &base,
+            "--login-url",
+            &base,
+            "--interval",
+            INTERVAL,
+            "--page-size",
+            "20",
+            "--progress",
+            "log",
+        ])
+        .env("GENESYS_CLIENT_ID", CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", secret)
+        .env("RUST_LOG", "trace")
+        .kill_on_drop(true);
+        async move { cmd.output().await.unwrap() }
+    };
+    // The malformed page (request 14) stops it with exit 4; everything before is on stdout.
+    let faulty = run(SECRET).await;
+    let stdout = String::from_utf8_lossy(&faulty.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&faulty.stderr).into_owned();
+    assert_eq!(faulty.status.code(), Some(4), "{stderr}");
+    assert!(
+        stdout.lines().count() >= 20,
+        "pages were exported before the stop"
+    );
+    assert!(stderr.contains("TRACE"), "RUST_LOG=trace took effect");
+    assert!(sim.stats().revoked_token >= 1 && sim.stats().rate_limited >= 2);
+    assert_clean("the binary's stdout", &stdout);
+    assert_clean("the binary's stderr", &stderr);
+
+    let rejected = run(WRONG_SECRET).await;
+    let stderr = String::from_utf8_lossy(&rejected.stderr).into_owned();
+    assert_eq!(rejected.status.code(), Some(3), "{stderr}");
+    assert_clean("the binary's stderr (rejected)", &stderr);
+    assert_clean(
+        "the binary's stdout (rejected)",
+        &String::from_utf8_lossy(&rejected.stdout),
+    );
+}
