@@ -106,6 +106,8 @@ pub(crate) fn open(
     })
 }
 
+/// The query `args` ask for: `--interval` or the last `--since` (24 h by default), paged by
+/// `--page-size`, filtered by `--media-type`.
 pub(crate) fn build_query(args: &Args) -> Result<ConversationQuery, ExportError> {
     let interval = match (args.interval, args.since) {
         (Some(i), _) => i,
