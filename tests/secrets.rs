@@ -473,7 +473,7 @@ async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
         .kill_on_drop(true);
         async move { cmd.output().await.unwrap() }
     };
-    // The malformed page (request 14) stops it with exit 4; everything before is on stdout.
+    // The malformed page (request 13) stops it with exit 4; everything before is on stdout.
     let faulty = run(SECRET).await;
     let stdout = String::from_utf8_lossy(&faulty.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&faulty.stderr).into_owned();
