@@ -23,7 +23,7 @@ use serde_json::json;
 use tower::BoxError;
 
 /// What an export run wrote.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Exported {
     /// Conversations written by this run.
     pub(crate) conversations: u64,
@@ -60,17 +60,14 @@ pub(crate) async fn export(
         file.set_len(0)?;
     }
 
-    let mut exported = Exported {
-        conversations: 0,
-        pages: 0,
-    };
+    let mut exported = Exported::default();
     while let Some(page) = export.try_next().await? {
-        let mut lines = Vec::new();
-        for conversation in &page.conversations {
-            lines.extend_from_slice(conversation.get().as_bytes());
-            lines.push(b'\n');
-        }
-        file.write_all(&lines)?;
+        let lines: String = page
+            .conversations
+            .iter()
+            .map(|c| format!("{}\n", c.get()))
+            .collect();
+        file.write_all(lines.as_bytes())?;
         file.sync_data()?;
         let saved = json!({ "checkpoint": page.checkpoint, "bytes": file.metadata()?.len() });
         let tmp = checkpoint_path.with_extension("checkpoint.tmp");
@@ -114,12 +111,7 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let exported = export(env, creds, args.interval, &args.out).await?;
-    println!(
-        "{} conversations in {} pages written to {}",
-        exported.conversations,
-        exported.pages,
-        args.out.display()
-    );
+    println!("{exported:?} written to {}", args.out.display());
     if let Some(sim) = sim {
         sim.shutdown().await;
     }
