@@ -77,3 +77,6 @@ pub use upstream::{Upstream, UpstreamError};
 /// The response body of a [`Gateway`]: the upstream's body streamed through, or the
 /// gateway's own error body.
 pub type GatewayBody = http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, tower::BoxError>;
+
+#[cfg(test)]
+mod tests;
