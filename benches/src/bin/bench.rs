@@ -55,7 +55,7 @@ enum Cmd {
     SingleFlight,
     /// 4. export pages/s against keel-sim at 0, 50, 200 ms per page: prefetch vs page by page.
     Export,
-    /// 5. peak RSS of an export of 10k vs 200k conversations (child processes).
+    /// 5. peak RSS of an export of 10k, 50k and 200k conversations (child processes).
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
@@ -246,7 +246,7 @@ fn run_memory(cli: &Cli) -> Result<(), BoxError> {
     let sizes: &[u64] = if cli.quick {
         &[10_000, 50_000]
     } else {
-        &[10_000, 200_000]
+        &[10_000, 50_000, 200_000]
     };
     println!(
         "## 5. Peak memory\n\nAn export to stdout = `/dev/null` (embedded sim, faults off, no page \
