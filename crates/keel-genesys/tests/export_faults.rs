@@ -56,6 +56,24 @@ async fn token_revoked_server_side_is_refreshed_and_the_request_replayed() {
     assert!(summary.token_fetches >= 5, "{summary:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_revoked_faster_than_the_requests_in_flight_are_still_replayed_to_success() {
+    // Each token serves 4 requests while 4 are in flight (prefetch 4): a replay can meet
+    // the next revocation, so one replay per request is not enough.
+    let sim = sim(6_000).revoke_after_requests(4).start().await.unwrap();
+    let (_dir, out) = out_file("c.ndjson");
+    let summary = run_export(&sim, &out, &["--page-size", "50"])
+        .await
+        .unwrap();
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+    let stats = sim.stats();
+    assert!(stats.revoked_token >= 10, "{stats:?}");
+    assert!(
+        summary.replays_401 >= stats.unauthorized,
+        "{summary:?} {stats:?}"
+    );
+}
+
 /// A 429 on the first request (nothing else in flight: every later request must wait for
 /// its deadline) and one mid-run (up to `prefetch - 1` requests already on the wire may
 /// arrive before its deadline; none sent after it may).

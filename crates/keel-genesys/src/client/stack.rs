@@ -124,7 +124,10 @@ where
         .unwrap_or_default()
         .retry_transport_errors(true);
     let backoff = BackoffLayer::new(policy);
-    let refresh = RefreshOn401Layer::new(tokens.clone());
+    // NOTE: more than one replay: with several pages in flight, a replay's fresh token can
+    // itself be revoked before the replay lands (each 401 invalidates only the token it names,
+    // so this costs one refresh per revoked token, not one per request).
+    let refresh = RefreshOn401Layer::new(tokens.clone()).max_replays(REPLAYS_ON_401);
     let stats = StatsHandles {
         tokens: tokens.clone(),
         refresh: refresh.stats(),
@@ -154,6 +157,9 @@ where
         }),
     })
 }
+
+/// How many times one request is replayed after 401s, each with a newer token.
+const REPLAYS_ON_401: u32 = 3;
 
 /// A client whose requests go to `http` instead of the network (tests of the paging logic).
 #[cfg(test)]
