@@ -13,7 +13,7 @@ use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
 use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
-use keel_bench::{allocs, export, memory, overhead, single_flight};
+use keel_bench::{allocs, export, instructions, memory, overhead, single_flight};
 use keel_genesys::export::Args as ExportArgs;
 use keel_sim::Simulator;
 use tower::BoxError;
@@ -59,6 +59,8 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
+    /// Instructions per request under callgrind (needs valgrind; part of `all` when found).
+    Instructions,
     /// N sequential requests through one client, nothing else: for profilers (`valgrind
     /// --tool=callgrind`), where the difference of two request counts gives instructions per
     /// request.
@@ -95,6 +97,9 @@ fn main() -> Result<(), BoxError> {
     let all = matches!(cli.command, Cmd::All);
     if all || matches!(cli.command, Cmd::Overhead) {
         run_overhead(&cli)?;
+    }
+    if all || matches!(cli.command, Cmd::Instructions) {
+        run_instructions(&cli)?;
     }
     if all || matches!(cli.command, Cmd::Allocs) {
         run_allocs(&cli)?;
@@ -258,6 +263,27 @@ fn run_memory(cli: &Cli) -> Result<(), BoxError> {
         .map(|&n| memory::measure(n))
         .collect::<Result<Vec<_>, _>>()?;
     println!("{}", memory::table(&rows));
+    Ok(())
+}
+
+fn run_instructions(cli: &Cli) -> Result<(), BoxError> {
+    let (low, high) = if cli.quick {
+        (200, 600)
+    } else {
+        (1_000, 3_000)
+    };
+    println!(
+        "## 1b. Instructions per request\n\n`valgrind --tool=callgrind bench one <client> N` for \
+         N = {low} and {high}; (Ir({high}) − Ir({low})) / {}: client and server threads, user \
+         space only, the same from run to run.\n",
+        high - low
+    );
+    if !instructions::valgrind_available() {
+        println!("Skipped: valgrind is not installed.\n");
+        return Ok(());
+    }
+    let rows = instructions::measure(&["bare", "keel", "reqwest"], low, high)?;
+    println!("{}", instructions::table(&rows));
     Ok(())
 }
 
