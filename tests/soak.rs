@@ -4,9 +4,11 @@
 //! Every request must succeed, and resident memory and open file descriptors must stay flat
 //! between an early mark and the end.
 //!
-//! The suite runs 10,000 requests (mark at 2,000). The full 100,000 (mark at 10,000) is
-//! ignored by default; run it in release:
-//! `cargo test --release -p keel --test soak -- --ignored --nocapture`.
+//! The suite runs 10,000 requests (mark at 2,000; ~15 s in debug). The full 100,000 (mark at
+//! 10,000) is ignored by default:
+//! `cargo test -p keel --test soak -- --ignored --nocapture` (401 s in debug on 2 busy cores:
+//! RSS 13.0 MiB after 10,000 and 13.4 MiB after 100,000; 89 then 99 fds, 12 before and after;
+//! `--release` is faster).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -246,7 +248,7 @@ async fn ten_thousand_faulty_requests_keep_memory_and_fds_flat() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "100,000 requests: run in release with --ignored"]
+#[ignore = "100,000 requests (~7 minutes in debug): run with --ignored"]
 async fn a_hundred_thousand_faulty_requests_keep_memory_and_fds_flat() {
     let r = soak(100_000, 10_000).await;
     check(&r, 100_000, 10_000);
