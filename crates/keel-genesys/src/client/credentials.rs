@@ -43,7 +43,9 @@ impl Credentials {
     /// [`Error::Config`] naming the variable that is missing or empty.
     pub fn from_lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, Error> {
         let mut get = |name: &str| {
+            // NOTE: the looked-up string is wiped once trimmed; only the trimmed copy lives on.
             lookup(name)
+                .map(zeroize::Zeroizing::new)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| Error::config(format!("{name} is not set")))

@@ -16,8 +16,9 @@ use crate::client::{Credentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
 pub fn load(file: Option<&Path>) -> Result<Credentials, ExportError> {
     match file {
         Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ExportError::CredentialsFile {
+            let text = std::fs::read_to_string(path)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|source| ExportError::CredentialsFile {
                     path: path.to_owned(),
                     source,
                 })?;
@@ -36,6 +37,7 @@ fn from_lookup(
 ) -> Result<Credentials, ExportError> {
     let get = |key: &str| {
         lookup(key)
+            .map(zeroize::Zeroizing::new)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ExportError::MissingCredentials {
