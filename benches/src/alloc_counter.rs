@@ -9,11 +9,15 @@
 //! # Example
 //!
 //! ```
-//! use keel_bench::alloc_counter::thread_allocations;
+//! use keel_bench::alloc_counter::{thread_allocations, CountingAlloc};
 //!
+//! // In a binary: `#[global_allocator] static ALLOC: CountingAlloc = CountingAlloc;`
 //! let before = thread_allocations();
-//! let after = thread_allocations();
-//! assert!(after.allocs >= before.allocs);
+//! let work = vec![1u8; 64];
+//! let used = thread_allocations().since(before);
+//! // With `CountingAlloc` installed, `used.allocs` is 1 here (this doc test runs without it).
+//! # drop(work);
+//! # let _ = (used, CountingAlloc);
 //! ```
 #![allow(unsafe_code)]
 

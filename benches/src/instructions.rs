@@ -58,15 +58,16 @@ pub fn collected(client: &str, requests: u64) -> Result<u64, BoxError> {
     if !out.status.success() {
         return Err(format!("callgrind run of {client} failed: {}", out.status).into());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    parse_collected(&String::from_utf8_lossy(&out.stderr))
+        .ok_or_else(|| format!("no instruction count in callgrind's output for {client}").into())
+}
+
+/// The instruction count of callgrind's `==PID== Collected : N` line.
+pub fn parse_collected(stderr: &str) -> Option<u64> {
     stderr
         .lines()
-        .find_map(|l| {
-            l.split_once("Collected :")
-                .map(|(_, n)| n.trim().to_owned())
-        })
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("no instruction count in callgrind's output for {client}").into())
+        .find_map(|l| l.split_once("Collected :"))
+        .and_then(|(_, n)| n.trim().parse().ok())
 }
 
 /// Instructions per request of each client, from runs of `low` and `high` requests.
@@ -111,4 +112,33 @@ pub fn table(rows: &[InstructionRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_collected_line_of_callgrind() {
+        let stderr = "==12== Callgrind, a call-graph generating cache profiler\n\
+                      ==12== Events    : Ir\n==12== Collected : 38597374\n==12== \n";
+        assert_eq!(parse_collected(stderr), Some(38_597_374));
+        assert_eq!(parse_collected("==12== Events : Ir\n"), None);
+    }
+
+    #[test]
+    fn per_request_is_relative_to_the_first_row() {
+        let rows = [
+            InstructionRow {
+                client: "bare",
+                per_request: 100.0,
+            },
+            InstructionRow {
+                client: "keel",
+                per_request: 125.0,
+            },
+        ];
+        let t = table(&rows);
+        assert!(t.contains("| keel | 125 | 1.250 | +25 |"), "{t}");
+    }
 }

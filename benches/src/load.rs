@@ -205,6 +205,43 @@ pub fn median(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
+    #[derive(Clone)]
+    struct Failing;
+
+    impl Target for Failing {
+        async fn call(&mut self) -> Result<(), BoxError> {
+            tokio::task::yield_now().await;
+            Err("refused".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_requests_count_as_errors_not_requests() {
+        let round = drive(&Failing, 3, Duration::from_millis(20)).await;
+        assert_eq!(round.requests, 0);
+        assert!(round.errors > 0);
+        assert!(round.latency.is_empty());
+    }
+
+    #[tokio::test]
+    async fn warm_up_reports_the_first_failure() {
+        assert!(warm_up(&Failing, 2, 1).await.is_err());
+    }
+
+    #[test]
+    fn cpu_time_grows_while_this_process_computes() {
+        let before = CpuTime::of_process();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_add(i));
+        }
+        let used = CpuTime::of_process().since(before);
+        assert!(
+            used.run > Duration::from_millis(1),
+            "{used:?} after a busy loop ({x})"
+        );
+    }
+
     #[test]
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);

@@ -83,11 +83,7 @@ pub fn peak_rss(cmd: &mut Command) -> Result<ChildRun, BoxError> {
     };
     let elapsed = started.elapsed();
     let stderr = reader.join().unwrap_or_default();
-    let peak_reported = stderr
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("peak memory:"))
-        .and_then(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
-        .map(|mib| (mib * 1024.0 * 1024.0) as u64);
+    let peak_reported = reported_peak(&stderr);
     Ok(ChildRun {
         status,
         peak_polled: peak,
@@ -95,6 +91,15 @@ pub fn peak_rss(cmd: &mut Command) -> Result<ChildRun, BoxError> {
         elapsed,
         stderr,
     })
+}
+
+/// The `peak memory: X MiB` line of an export's summary, in bytes.
+pub fn reported_peak(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peak memory:"))
+        .and_then(|v| v.trim().trim_end_matches("MiB").trim().parse::<f64>().ok())
+        .map(|mib| (mib * 1024.0 * 1024.0) as u64)
 }
 
 /// One export size and its peak memory.
@@ -173,4 +178,38 @@ pub fn table(rows: &[MemoryRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_peak_memory_of_the_export_summary() {
+        let stderr = "genesys-export: 10 conversations, 1 pages to <stdout> in 0.01 s\n  \
+                      token fetches: 1, 401 replays: 0, 429 waits: 0, other retries: 0\n  \
+                      peak memory: 14.5 MiB\n";
+        assert_eq!(reported_peak(stderr), Some((14.5 * 1024.0 * 1024.0) as u64));
+        assert_eq!(reported_peak("no summary"), None);
+    }
+
+    #[test]
+    fn peak_rss_samples_the_childs_vmhwm_until_it_exits() {
+        // dd touches a 64 MiB buffer; whatever the sampling catches of it, a running process
+        // has more than 1 MiB resident, and a wrong path or parse would read nothing.
+        let mut cmd = Command::new("dd");
+        cmd.args(["if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+        let run = peak_rss(&mut cmd).unwrap();
+        assert!(run.status.success());
+        assert!(
+            run.peak_polled > 1024 * 1024,
+            "sampled {} bytes",
+            run.peak_polled
+        );
+        assert!(
+            run.stderr.contains("records in"),
+            "dd's stderr is captured: {}",
+            run.stderr
+        );
+    }
 }
