@@ -145,7 +145,10 @@ mod tests {
 
     #[test]
     fn the_part_limit_keeps_the_last_page_within_the_api_limit() {
-        let policy = SplitPolicy::default();
+        let policy = SplitPolicy {
+            max_results: MAX_RESULTS,
+            ..SplitPolicy::default()
+        };
         assert_eq!(effective_max_results(policy, 100), 100_000);
         assert_eq!(effective_max_results(policy, 30), 99_990);
         assert_eq!(effective_max_results(policy, 7), 99_995);

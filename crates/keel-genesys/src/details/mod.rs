@@ -48,7 +48,8 @@
 //! The details query cannot page past 100,000 results, and small intervals page faster. The
 //! query interval is therefore cut into parts ([`SplitPolicy`]): first into pieces of at most
 //! `max_part` (a day by default), then any part whose first page reports more than
-//! `max_results` hits is halved, recursively, until each part fits. Parts are half-open and
+//! `max_results` hits ([`PART_RESULTS`], 20,000, by default, which also bounds the ids an
+//! export keeps for the part in progress) is halved, recursively, until each part fits. Parts are half-open and
 //! conversations belong to the part holding their `conversationStart`, so the parts add up to
 //! exactly the whole. Up to `max_parallel_parts` parts are fetched at once; pages are still
 //! yielded strictly in interval order, part after part, ascending by `conversationStart`.
@@ -72,7 +73,7 @@ mod split;
 
 pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};
 pub use export::{DetailsExport, DetailsPage};
-pub use split::{plan_parts, SplitPolicy, MAX_RESULTS};
+pub use split::{plan_parts, SplitPolicy, MAX_RESULTS, PART_RESULTS};
 
 pub(crate) use fetch::task_failed;
 

@@ -12,16 +12,24 @@ pub const MAX_RESULTS: u64 = 100_000;
 pub struct SplitPolicy {
     /// Longest part planned up front (`None`: one part for the whole interval). Default: a day.
     pub max_part: Option<Duration>,
-    /// A part whose first page reports more hits than this is halved. Default and maximum:
-    /// [`MAX_RESULTS`].
+    /// A part whose first page reports more hits than this is halved. Default
+    /// [`PART_RESULTS`]; at most [`MAX_RESULTS`].
     pub max_results: u64,
 }
+
+/// The default most hits of one part.
+///
+/// Below the API's [`MAX_RESULTS`] on purpose: an export keeps the ids of the part in
+/// progress (to skip them if the part must be paged again after its results moved), so the
+/// part size, not the export size, bounds that memory; and small parts avoid the deep page
+/// numbers the API answers slowest.
+pub const PART_RESULTS: u64 = 20_000;
 
 impl Default for SplitPolicy {
     fn default() -> Self {
         Self {
             max_part: Some(Duration::from_secs(86_400)),
-            max_results: MAX_RESULTS,
+            max_results: PART_RESULTS,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Output {
     path: PathBuf,
     len: u64,
     durable: bool,
+    /// A regular file, which fsync applies to.
+    regular: bool,
 }
 
 #[derive(Debug)]
@@ -31,11 +33,14 @@ impl Output {
     /// [`ExportError::Output`] when the file cannot be created.
     pub fn create(path: &Path, durable: bool) -> Result<Self, ExportError> {
         let file = File::create(path).map_err(|e| ExportError::output("create", path, e))?;
+        // NOTE: only regular files can be fsynced; a device such as /dev/null refuses it.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
         Ok(Output {
             sink: Sink::File(BufWriter::with_capacity(BUFFER, file)),
             path: path.into(),
             len: 0,
             durable,
+            regular,
         })
     }
 
@@ -76,6 +81,7 @@ impl Output {
             path: path.into(),
             len,
             durable: true,
+            regular: true,
         })
     }
 
@@ -86,6 +92,7 @@ impl Output {
             path: PathBuf::from("<stdout>"),
             len: 0,
             durable: false,
+            regular: false,
         }
     }
 
@@ -124,7 +131,7 @@ impl Output {
             Sink::File(w) => {
                 w.write_all(bytes).map_err(err("write"))?;
                 w.flush().map_err(err("write"))?;
-                if self.durable {
+                if self.durable && self.regular {
                     w.get_ref().sync_data().map_err(err("sync"))?;
                 }
             }
@@ -147,6 +154,9 @@ impl Output {
             Sink::File(w) => {
                 w.flush()
                     .map_err(|e| ExportError::output("write", &path, e))?;
+                if !self.regular {
+                    return Ok(());
+                }
                 w.get_ref()
                     .sync_all()
                     .map_err(|e| ExportError::output("sync", &path, e))
@@ -172,6 +182,13 @@ mod tests {
         assert_eq!(out.len(), 16);
         // NOTE: visible in the file before finish: each page is flushed.
         assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+        out.finish().unwrap();
+    }
+
+    #[test]
+    fn a_device_such_as_dev_null_is_written_without_fsync() {
+        let mut out = Output::create(Path::new("/dev/null"), true).unwrap();
+        out.append_page(b"{\"a\":1}\n").unwrap();
         out.finish().unwrap();
     }
 
