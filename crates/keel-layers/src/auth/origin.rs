@@ -76,11 +76,29 @@ impl Origin {
 
     /// Whether a request to `uri` goes to this origin. A relative URI (no authority) counts as
     /// this origin: it is resolved against the configured base further down the stack.
+    ///
+    /// Compares in place, without allocating: this runs on every request.
     pub fn matches(&self, uri: &Uri) -> bool {
         if uri.authority().is_none() {
             return true;
         }
-        matches!(Origin::of(uri), Some(Ok(o)) if o == *self)
+        let https = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            _ => return false,
+        };
+        if https != self.https {
+            return false;
+        }
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        port == self.port
+            && host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(&self.host)
     }
 }
 
@@ -121,6 +139,32 @@ mod tests {
         assert!(!origin.matches(&"http://api.example.com/".parse().unwrap()));
         assert!(!origin.matches(&"https://api.example.com.evil.test/".parse().unwrap()));
         assert!(!origin.matches(&"https://evil.test/".parse().unwrap()));
+    }
+
+    #[test]
+    fn host_case_and_default_ports_are_equivalent_both_ways() {
+        let origin = Origin::parse("https://api.example.com:443").unwrap();
+        assert!(origin.matches(&"HTTPS://Api.Example.COM/x".parse().unwrap()));
+        assert!(origin.matches(&"https://API.EXAMPLE.COM:443".parse().unwrap()));
+        assert!(!origin.matches(&"https://api.example.com:80/".parse().unwrap()));
+        assert!(!origin.matches(&"https://api.example.co/".parse().unwrap()));
+        assert!(!origin.matches(&"https://api.example.comm/".parse().unwrap()));
+
+        let local = Origin::parse("http://LocalHost").unwrap();
+        assert!(local.matches(&"http://localhost:80/".parse().unwrap()));
+        assert!(!local.matches(&"http://localhost:8080/".parse().unwrap()));
+        assert!(!local.matches(&"https://localhost/".parse().unwrap()));
+
+        let v6 = Origin::parse("http://[::1]:9").unwrap();
+        assert!(v6.matches(&"http://[::1]:9/x".parse().unwrap()));
+        assert!(!v6.matches(&"http://[::1]/x".parse().unwrap()));
+        assert!(!v6.matches(&"http://[::2]:9/x".parse().unwrap()));
+    }
+
+    #[test]
+    fn authority_without_a_scheme_is_not_this_origin() {
+        let origin = Origin::parse("https://api.example.com").unwrap();
+        assert!(!origin.matches(&"api.example.com:443".parse().unwrap()));
     }
 
     #[test]
