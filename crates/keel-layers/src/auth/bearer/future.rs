@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Service};
 
@@ -82,8 +82,12 @@ where
                 }
                 StateProj::Called { future } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
-                    if let Some(sent) = *this.sent {
-                        response.extensions_mut().insert(sent);
+                    // NOTE: only a 401 carries the id: `RefreshOn401` reads it only then, and
+                    // an extension costs an allocation on every response.
+                    if response.status() == StatusCode::UNAUTHORIZED {
+                        if let Some(sent) = *this.sent {
+                            response.extensions_mut().insert(sent);
+                        }
                     }
                     return Poll::Ready(Ok(response));
                 }

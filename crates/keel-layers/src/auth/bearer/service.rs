@@ -16,8 +16,9 @@ use crate::auth::{Origin, TokenCache};
 ///   layer owns that header for its origin.
 /// - A request for any other origin is passed on unchanged: no token is attached, and
 ///   nothing the caller set is removed.
-/// - The [`TokenId`](crate::auth::TokenId) of the token sent is put into the response
-///   extensions, for [`RefreshOn401`](crate::auth::RefreshOn401).
+/// - The [`TokenId`](crate::auth::TokenId) of the token sent is put into the extensions of a
+///   `401 Unauthorized` response, for [`RefreshOn401`](crate::auth::RefreshOn401); other
+///   responses are returned untouched.
 ///
 /// Place redirect-following *outside* this layer, so a redirect is a new request that is
 /// checked against the origin again.

@@ -33,9 +33,33 @@ async fn token_for_a_foreign_origin_is_not_attached() {
             "{uri}"
         );
         assert!(req.headers()[AUTHORIZATION].is_sensitive());
-        respond.send_response(empty(StatusCode::OK));
+        respond.send_response(empty(StatusCode::UNAUTHORIZED));
         let response = call.await.unwrap().unwrap();
-        assert!(response.extensions().get::<TokenId>().is_some());
+        assert!(response.extensions().get::<TokenId>().is_some(), "{uri}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_id_is_attached_to_401_responses_only() {
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source);
+    let (svc, mut handle) = bearer_stack::<Full<Bytes>>(&tokens);
+    for (status, expect_id) in [
+        (StatusCode::OK, false),
+        (StatusCode::FORBIDDEN, false),
+        (StatusCode::TOO_MANY_REQUESTS, false),
+        (StatusCode::UNAUTHORIZED, true),
+    ] {
+        let call = tokio::spawn(svc.clone().oneshot(get("https://api.example.com/x")));
+        let (req, respond) = handle.next_request().await.unwrap();
+        assert_eq!(auth_header(&req).as_deref(), Some("Bearer token-1"));
+        respond.send_response(empty(status));
+        let response = call.await.unwrap().unwrap();
+        let sent = response.extensions().get::<TokenId>().copied();
+        assert_eq!(sent.is_some(), expect_id, "{status}");
+        if let Some(sent) = sent {
+            assert_eq!(Some(sent), tokens.cached().map(|t| t.id()));
+        }
     }
 }
 
