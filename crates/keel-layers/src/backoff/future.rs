@@ -24,9 +24,8 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Request<B>>,
         service: S,
-        request: Option<Request<B>>,
         backup: Option<Request<B>>,
         sleep: Option<Pin<Box<Sleep>>>,
         drain: Option<Drain>,
@@ -40,14 +39,16 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    // NOTE: the request of the next attempt lives in the variants before that attempt, not
+    // beside `state`: it then shares the space of the (large) inner future.
+    enum State<F, R> {
         // Waiting for the shared gate or token bucket before an attempt.
-        Pacing,
+        Pacing { request: Option<R> },
         // Waiting for the inner service to be ready.
-        Ready,
+        Ready { request: Option<R> },
         Called { #[pin] future: F },
         // Waiting out a delay while the last response's body drains.
-        Waiting,
+        Waiting { request: Option<R> },
     }
 }
 
@@ -66,7 +67,6 @@ where
         ResponseFuture {
             state: State::Called { future },
             service,
-            request: None,
             backup,
             sleep: None,
             drain: None,
@@ -88,9 +88,10 @@ where
         started: Instant,
     ) -> Self {
         ResponseFuture {
-            state: State::Pacing,
+            state: State::Pacing {
+                request: Some(request),
+            },
             service,
-            request: Some(request),
             backup,
             sleep: Some(Box::pin(sleep_until(until))),
             drain: None,
@@ -109,10 +110,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            State::Pacing => "pacing",
-            State::Ready => "ready",
+            State::Pacing { .. } => "pacing",
+            State::Ready { .. } => "ready",
             State::Called { .. } => "called",
-            State::Waiting => "waiting",
+            State::Waiting { .. } => "waiting",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -134,7 +135,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Pacing => {
+                StateProj::Pacing { request } => {
                     if let Some(sleep) = this.sleep.as_mut() {
                         ready!(sleep.as_mut().poll(cx));
                     }
@@ -144,7 +145,8 @@ where
                             if let Some(since) = this.paced_since.take() {
                                 this.policy.stats.record_paced(now - since);
                             }
-                            this.state.set(State::Ready);
+                            let request = request.take();
+                            this.state.set(State::Ready { request });
                         }
                         Err(until) => {
                             this.paced_since.get_or_insert(now);
@@ -155,12 +157,12 @@ where
                         }
                     }
                 }
-                StateProj::Ready => {
+                StateProj::Ready { request } => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     // NOTE: `request` is always set when entering `Pacing` or `Ready`.
-                    let request = this.request.take().expect("request set before an attempt");
+                    let request = request.take().expect("request set before an attempt");
                     let future = this.service.call(request);
                     this.state.set(State::Called { future });
                 }
@@ -216,14 +218,15 @@ where
                             planned
                         }
                     };
-                    *this.request = Some(next);
                     match this.sleep.as_mut() {
                         Some(sleep) => sleep.as_mut().reset(now + delay),
                         None => *this.sleep = Some(Box::pin(sleep_until(now + delay))),
                     }
-                    this.state.set(State::Waiting);
+                    this.state.set(State::Waiting {
+                        request: Some(next),
+                    });
                 }
-                StateProj::Waiting => {
+                StateProj::Waiting { request } => {
                     if let Some(drain) = this.drain.as_mut() {
                         if drain.as_mut().poll(cx).is_ready() {
                             *this.drain = None;
@@ -234,7 +237,8 @@ where
                     }
                     // NOTE: whatever is left of the old body is dropped before the replay.
                     *this.drain = None;
-                    this.state.set(State::Pacing);
+                    let request = request.take();
+                    this.state.set(State::Pacing { request });
                 }
             }
         }

@@ -17,7 +17,6 @@ pin_project! {
     {
         #[pin]
         state: State<S, B>,
-        sent: Option<TokenId>,
     }
 }
 
@@ -27,15 +26,23 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
+        // NOTE: boxed, so the fast path (a cached token) pays for a future of the inner
+        // service's size only; this box is allocated only when a token must be fetched.
         Token {
-            fetch: FetchFuture,
-            pending: Option<(S, Request<B>)>,
+            pending: Box<Pending<S, B>>,
         },
         Called {
             #[pin]
             future: S::Future,
+            sent: Option<TokenId>,
         },
     }
+}
+
+/// The slow path: a token fetch, then the ready inner service and the request to send.
+struct Pending<S, B> {
+    fetch: FetchFuture,
+    call: Option<(S, Request<B>)>,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -44,18 +51,18 @@ where
 {
     pub(super) fn called(future: S::Future, sent: Option<TokenId>) -> Self {
         ResponseFuture {
-            state: State::Called { future },
-            sent,
+            state: State::Called { future, sent },
         }
     }
 
     pub(super) fn fetching(fetch: FetchFuture, ready: S, req: Request<B>) -> Self {
         ResponseFuture {
             state: State::Token {
-                fetch,
-                pending: Some((ready, req)),
+                pending: Box::new(Pending {
+                    fetch,
+                    call: Some((ready, req)),
+                }),
             },
-            sent: None,
         }
     }
 }
@@ -71,21 +78,24 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Token { fetch, pending } => {
-                    let token = ready!(fetch.as_mut().poll(cx))?;
-                    let (mut service, mut req) = pending.take().expect("polled after completion");
+                StateProj::Token { pending } => {
+                    let token = ready!(pending.fetch.as_mut().poll(cx))?;
+                    let (mut service, mut req) =
+                        pending.call.take().expect("polled after completion");
                     req.headers_mut()
                         .insert(AUTHORIZATION, token.header_value().clone());
-                    *this.sent = Some(token.id());
                     let future = service.call(req);
-                    this.state.set(State::Called { future });
+                    this.state.set(State::Called {
+                        future,
+                        sent: Some(token.id()),
+                    });
                 }
-                StateProj::Called { future } => {
+                StateProj::Called { future, sent } => {
                     let mut response = ready!(future.poll(cx)).map_err(Into::into)?;
                     // NOTE: only a 401 carries the id: `RefreshOn401` reads it only then, and
                     // an extension costs an allocation on every response.
                     if response.status() == StatusCode::UNAUTHORIZED {
-                        if let Some(sent) = *this.sent {
+                        if let Some(sent) = *sent {
                             response.extensions_mut().insert(sent);
                         }
                     }
@@ -101,8 +111,13 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (state, sent) = match &self.state {
+            State::Token { .. } => ("fetching a token", None),
+            State::Called { sent, .. } => ("called", *sent),
+        };
         f.debug_struct("ResponseFuture")
-            .field("sent", &self.sent)
+            .field("state", &state)
+            .field("sent", &sent)
             .finish_non_exhaustive()
     }
 }

@@ -17,10 +17,9 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, Request<B>>,
         service: S,
         backup: Option<Request<B>>,
-        replay: Option<Request<B>>,
         replays_left: u32,
         tokens: TokenCache,
         stats: RefreshStats,
@@ -29,9 +28,11 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, R> {
         Called { #[pin] future: F },
-        WaitingForReady,
+        // NOTE: the replay lives in this variant, not beside `state`: it then shares the
+        // space of the (large) inner future instead of adding to it.
+        WaitingForReady { replay: Option<R> },
     }
 }
 
@@ -51,7 +52,6 @@ where
             state: State::Called { future },
             service,
             backup,
-            replay: None,
             replays_left,
             tokens,
             stats,
@@ -96,12 +96,13 @@ where
                     }
                     this.stats.record_replay();
                     tracing::debug!(token = ?rejected, "401: replaying the request with a fresh token");
-                    *this.replay = Some(replay);
-                    this.state.set(State::WaitingForReady);
+                    this.state.set(State::WaitingForReady {
+                        replay: Some(replay),
+                    });
                 }
-                StateProj::WaitingForReady => {
+                StateProj::WaitingForReady { replay } => {
                     ready!(this.service.poll_ready(cx))?;
-                    let request = this.replay.take().expect("a replay is pending");
+                    let request = replay.take().expect("a replay is pending");
                     let future = this.service.call(request);
                     this.state.set(State::Called { future });
                 }
