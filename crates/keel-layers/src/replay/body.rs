@@ -1,6 +1,6 @@
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::{Buf, Bytes};
@@ -26,9 +26,13 @@ use super::TryCloneBody;
 /// # Clone
 ///
 /// `ReplayBody` is deliberately not `Clone`; clones come from `try_clone_body`. All clones
-/// share one state behind an `Arc`, which holds the original body and the kept chunks.
+/// share one state behind an `Arc`, which holds the original body and the kept chunks. A
+/// body that is already at its end when wrapped (such as `Empty`, or the body of a `GET`)
+/// needs no shared state: it is dropped at once, and the `ReplayBody` and its clones are
+/// empty bodies that allocate nothing.
 pub struct ReplayBody<B> {
-    shared: Arc<Shared<B>>,
+    /// `None` when the original was empty and ended when wrapped.
+    shared: Option<Arc<Shared<B>>>,
     /// Index of the next kept chunk this body yields.
     pos: usize,
     /// Data bytes this body has yielded so far, for `size_hint`.
@@ -58,9 +62,9 @@ pub enum ReplayError {
 
 struct Shared<B> {
     state: Mutex<State<B>>,
-    wakers: Arc<WakerList>,
-    /// Wakes everything in `wakers`; the context the original is polled with.
-    fanout: Waker,
+    /// Made on the first poll of the original, so a body that is never sent costs one
+    /// allocation (this `Shared`), not two.
+    fanout: OnceLock<Fanout>,
     cap: usize,
     next_id: AtomicU64,
     hint: SizeHint,
@@ -78,6 +82,23 @@ struct State<B> {
     failed: bool,
     /// Set once the cap was exceeded: only the body with this id may go on reading.
     capped_reader: Option<u64>,
+}
+
+/// The waker the original is polled with, and the bodies it wakes.
+struct Fanout {
+    wakers: Arc<WakerList>,
+    /// Wakes everything in `wakers`.
+    waker: Waker,
+}
+
+impl Fanout {
+    fn new() -> Self {
+        let wakers = Arc::<WakerList>::default();
+        Fanout {
+            waker: Waker::from(Arc::clone(&wakers)),
+            wakers,
+        }
+    }
 }
 
 /// Wakes every body that waits on the shared original, whichever of them polled it last.
@@ -105,6 +126,15 @@ impl<B: Body> ReplayBody<B> {
     /// A body whose `size_hint` already says it is longer than `cap` is never replayable.
     pub fn new(body: B, cap: usize) -> Self {
         let hint = body.size_hint();
+        if hint.exact() == Some(0) && body.is_end_stream() {
+            return ReplayBody {
+                shared: None,
+                pos: 0,
+                yielded: 0,
+                trailers_sent: false,
+                id: 0,
+            };
+        }
         let too_big = hint.lower() > cap as u64;
         let state = State {
             original: Some(Box::pin(body)),
@@ -115,16 +145,14 @@ impl<B: Body> ReplayBody<B> {
             failed: false,
             capped_reader: too_big.then_some(0),
         };
-        let wakers = Arc::<WakerList>::default();
         ReplayBody {
-            shared: Arc::new(Shared {
+            shared: Some(Arc::new(Shared {
                 state: Mutex::new(state),
-                fanout: Waker::from(Arc::clone(&wakers)),
-                wakers,
+                fanout: OnceLock::new(),
                 cap,
                 next_id: AtomicU64::new(1),
                 hint,
-            }),
+            })),
             pos: 0,
             yielded: 0,
             trailers_sent: false,
@@ -134,7 +162,9 @@ impl<B: Body> ReplayBody<B> {
 
     /// Whether this body can still be replayed (the original has not outgrown the cap).
     pub fn is_replayable(&self) -> bool {
-        lock(&self.shared.state).capped_reader.is_none()
+        self.shared
+            .as_ref()
+            .is_none_or(|shared| lock(&shared.state).capped_reader.is_none())
     }
 }
 
@@ -148,11 +178,14 @@ where
             return None;
         }
         Some(ReplayBody {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
             pos: 0,
             yielded: 0,
             trailers_sent: false,
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: self
+                .shared
+                .as_ref()
+                .map_or(0, |shared| shared.next_id.fetch_add(1, Ordering::Relaxed)),
         })
     }
 }
@@ -170,7 +203,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
         let this = self.get_mut();
-        let shared = Arc::clone(&this.shared);
+        let Some(shared) = this.shared.clone() else {
+            return Poll::Ready(None);
+        };
         let state = lock(&shared.state);
         if let Some(reader) = state.capped_reader {
             if reader != this.id {
@@ -189,11 +224,14 @@ where
             return Poll::Ready(this.take_trailers(&state).map(Ok));
         }
         drop(state);
-        this.poll_original(cx)
+        this.poll_original(&shared, cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        let state = lock(&self.shared.state);
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let state = lock(&shared.state);
         if state.capped_reader.is_some_and(|r| r != self.id) || state.failed {
             return false;
         }
@@ -208,7 +246,10 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let hint = &self.shared.hint;
+        let Some(shared) = &self.shared else {
+            return SizeHint::with_exact(0);
+        };
+        let hint = &shared.hint;
         let mut out = SizeHint::new();
         out.set_lower(hint.lower().saturating_sub(self.yielded));
         if let Some(upper) = hint.upper() {
@@ -233,11 +274,12 @@ where
 
     fn poll_original(
         &mut self,
+        shared: &Shared<B>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
-        let shared = Arc::clone(&self.shared);
+        let fanout = shared.fanout.get_or_init(Fanout::new);
         {
-            let mut wakers = lock(&shared.wakers.0);
+            let mut wakers = lock(&fanout.wakers.0);
             if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
                 wakers.push(cx.waker().clone());
             }
@@ -248,7 +290,7 @@ where
             // `ended` or `failed`, both checked by the caller under the same lock.
             return Poll::Ready(None);
         };
-        let mut fanout = Context::from_waker(&shared.fanout);
+        let mut fanout = Context::from_waker(&fanout.waker);
         let frame = match original.as_mut().poll_frame(&mut fanout) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => frame,
@@ -302,9 +344,17 @@ where
 
 impl<B> std::fmt::Debug for ReplayBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = lock(&self.shared.state);
+        let Some(shared) = &self.shared else {
+            return f
+                .debug_struct("ReplayBody")
+                .field("kept_bytes", &0)
+                .field("replayable", &true)
+                .field("position", &self.pos)
+                .finish_non_exhaustive();
+        };
+        let state = lock(&shared.state);
         f.debug_struct("ReplayBody")
-            .field("cap", &self.shared.cap)
+            .field("cap", &shared.cap)
             .field("kept_bytes", &state.kept_len)
             .field("replayable", &state.capped_reader.is_none())
             .field("position", &self.pos)

@@ -187,6 +187,84 @@ async fn size_hint_and_end_of_stream_follow_the_original() {
     assert!(empty.try_clone_body().unwrap().is_end_stream());
 }
 
+/// A body with no data (`size_hint` exactly 0), optionally a trailers frame, that records
+/// when it is dropped.
+struct ZeroLength {
+    trailers: Option<HeaderMap>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Body for ZeroLength {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Chunk>> {
+        std::task::Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(0)
+    }
+}
+
+impl Drop for ZeroLength {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn body_that_ended_before_it_was_wrapped_is_released_and_replays_empty() {
+    let dropped = std::sync::Arc::default();
+    let body = ReplayBody::new(
+        ZeroLength {
+            trailers: None,
+            dropped: std::sync::Arc::clone(&dropped),
+        },
+        64,
+    );
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "an ended original is not kept"
+    );
+    assert!(body.is_replayable());
+    let backup = body.try_clone_body().unwrap();
+    for body in [body, backup] {
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers(), None);
+        assert!(collected.to_bytes().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn zero_length_body_with_trailers_still_replays_them() {
+    let dropped = std::sync::Arc::default();
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let first = ReplayBody::new(
+        ZeroLength {
+            trailers: Some(trailers.clone()),
+            dropped: std::sync::Arc::clone(&dropped),
+        },
+        64,
+    );
+    assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(!first.is_end_stream());
+    let backup = first.try_clone_body().unwrap();
+    assert_eq!(first.collect().await.unwrap().trailers(), Some(&trailers));
+    assert_eq!(backup.collect().await.unwrap().trailers(), Some(&trailers));
+}
+
 #[tokio::test]
 async fn layer_wraps_request_bodies() {
     use tower::{service_fn, Layer, ServiceExt};
