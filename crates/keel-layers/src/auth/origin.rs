@@ -7,12 +7,24 @@ use http::uri::{Scheme, Uri};
 ///
 /// Host names compare case-insensitively and a missing port means the scheme's default, so
 /// `https://API.example.com` and `https://api.example.com:443/x` are the same origin.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Origin {
     https: bool,
     host: String,
     port: u16,
+    /// The authority as it was written (`host[:port]`), for the common case of requests
+    /// built from the same base URI: equal to it (ignoring case) means the same host and
+    /// port, without parsing either.
+    authority: String,
 }
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.https == other.https && self.port == other.port && self.host == other.host
+    }
+}
+
+impl Eq for Origin {}
 
 /// Why a URI cannot be a bearer-token [`Origin`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +73,7 @@ impl Origin {
     /// The origin of `uri`: `None` for a relative URI.
     fn of(uri: &Uri) -> Option<Result<Self, OriginError>> {
         let host = uri.host()?;
+        let authority = uri.authority()?.as_str().to_owned();
         let https = match uri.scheme() {
             Some(s) if *s == Scheme::HTTPS => true,
             Some(s) if *s == Scheme::HTTP => false,
@@ -71,7 +84,12 @@ impl Origin {
             .trim_end_matches(']')
             .to_ascii_lowercase();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        Some(Ok(Origin { https, host, port }))
+        Some(Ok(Origin {
+            https,
+            host,
+            port,
+            authority,
+        }))
     }
 
     /// Whether a request to `uri` goes to this origin. A relative URI (no authority) counts as
@@ -79,9 +97,9 @@ impl Origin {
     ///
     /// Compares in place, without allocating: this runs on every request.
     pub fn matches(&self, uri: &Uri) -> bool {
-        if uri.authority().is_none() {
+        let Some(authority) = uri.authority() else {
             return true;
-        }
+        };
         let https = match uri.scheme() {
             Some(s) if *s == Scheme::HTTPS => true,
             Some(s) if *s == Scheme::HTTP => false,
@@ -89,6 +107,9 @@ impl Origin {
         };
         if https != self.https {
             return false;
+        }
+        if authority.as_str().eq_ignore_ascii_case(&self.authority) {
+            return true;
         }
         let Some(host) = uri.host() else {
             return false;
@@ -159,6 +180,24 @@ mod tests {
         assert!(v6.matches(&"http://[::1]:9/x".parse().unwrap()));
         assert!(!v6.matches(&"http://[::1]/x".parse().unwrap()));
         assert!(!v6.matches(&"http://[::2]:9/x".parse().unwrap()));
+    }
+
+    #[test]
+    fn same_authority_text_and_equivalent_spellings_both_match() {
+        let origin = Origin::parse("https://api.example.com:443").unwrap();
+        // Written the same way (the fast path) ...
+        assert!(origin.matches(&"https://api.example.com:443/x".parse().unwrap()));
+        assert!(origin.matches(&"https://API.example.com:443/x".parse().unwrap()));
+        // ... or differently (the fallback).
+        assert!(origin.matches(&"https://api.example.com/x".parse().unwrap()));
+        assert!(origin.matches(&"https://user@api.example.com/x".parse().unwrap()));
+        assert!(!origin.matches(&"http://api.example.com:443/x".parse().unwrap()));
+        assert!(!origin.matches(&"https://api.example.com@evil.test/".parse().unwrap()));
+        assert_eq!(origin, Origin::parse("https://API.EXAMPLE.COM").unwrap());
+        assert_ne!(
+            origin,
+            Origin::parse("https://api.example.com:8443").unwrap()
+        );
     }
 
     #[test]
