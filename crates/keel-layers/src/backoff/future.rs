@@ -24,9 +24,12 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future, Request<B>>,
+        state: State<S::Future>,
         service: S,
-        backup: Option<Request<B>>,
+        // Before an attempt, the request to send; while one is in flight, a copy of it for
+        // a retry (`None` when retries are off or the body cannot be replayed). One slot for
+        // both keeps the future small: it is moved by value through every layer above.
+        request: Option<Request<B>>,
         sleep: Option<Pin<Box<Sleep>>>,
         drain: Option<Drain>,
         paced_since: Option<Instant>,
@@ -39,16 +42,14 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
-    // NOTE: the request of the next attempt lives in the variants before that attempt, not
-    // beside `state`: it then shares the space of the (large) inner future.
-    enum State<F, R> {
+    enum State<F> {
         // Waiting for the shared gate or token bucket before an attempt.
-        Pacing { request: Option<R> },
+        Pacing,
         // Waiting for the inner service to be ready.
-        Ready { request: Option<R> },
+        Ready,
         Called { #[pin] future: F },
         // Waiting out a delay while the last response's body drains.
-        Waiting { request: Option<R> },
+        Waiting,
     }
 }
 
@@ -67,7 +68,7 @@ where
         ResponseFuture {
             state: State::Called { future },
             service,
-            backup,
+            request: backup,
             sleep: None,
             drain: None,
             paced_since: None,
@@ -82,17 +83,14 @@ where
         service: S,
         request: Request<B>,
         until: Instant,
-        backup: Option<Request<B>>,
         policy: Arc<BackoffPolicy>,
         retry_safe: bool,
         started: Instant,
     ) -> Self {
         ResponseFuture {
-            state: State::Pacing {
-                request: Some(request),
-            },
+            state: State::Pacing,
             service,
-            backup,
+            request: Some(request),
             sleep: Some(Box::pin(sleep_until(until))),
             drain: None,
             paced_since: Some(started),
@@ -110,10 +108,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            State::Pacing { .. } => "pacing",
-            State::Ready { .. } => "ready",
+            State::Pacing => "pacing",
+            State::Ready => "ready",
             State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
+            State::Waiting => "waiting",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -135,7 +133,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Pacing { request } => {
+                StateProj::Pacing => {
                     if let Some(sleep) = this.sleep.as_mut() {
                         ready!(sleep.as_mut().poll(cx));
                     }
@@ -145,8 +143,7 @@ where
                             if let Some(since) = this.paced_since.take() {
                                 this.policy.stats.record_paced(now - since);
                             }
-                            let request = request.take();
-                            this.state.set(State::Ready { request });
+                            this.state.set(State::Ready);
                         }
                         Err(until) => {
                             this.paced_since.get_or_insert(now);
@@ -157,12 +154,15 @@ where
                         }
                     }
                 }
-                StateProj::Ready { request } => {
+                StateProj::Ready => {
                     if let Err(e) = ready!(this.service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     // NOTE: `request` is always set when entering `Pacing` or `Ready`.
-                    let request = request.take().expect("request set before an attempt");
+                    let request = this.request.take().expect("request set before an attempt");
+                    if this.policy.max_attempts > 1 {
+                        *this.request = try_clone_request(&request);
+                    }
                     let future = this.service.call(request);
                     this.state.set(State::Called { future });
                 }
@@ -171,7 +171,7 @@ where
                     *this.attempts += 1;
                     let now = Instant::now();
                     let policy = &**this.policy;
-                    let backup = &*this.backup;
+                    let backup = &*this.request;
                     let replay = || backup.as_ref().and_then(try_clone_request);
                     let (delay, next) = match result {
                         Ok(response) => {
@@ -222,11 +222,10 @@ where
                         Some(sleep) => sleep.as_mut().reset(now + delay),
                         None => *this.sleep = Some(Box::pin(sleep_until(now + delay))),
                     }
-                    this.state.set(State::Waiting {
-                        request: Some(next),
-                    });
+                    *this.request = Some(next);
+                    this.state.set(State::Waiting);
                 }
-                StateProj::Waiting { request } => {
+                StateProj::Waiting => {
                     if let Some(drain) = this.drain.as_mut() {
                         if drain.as_mut().poll(cx).is_ready() {
                             *this.drain = None;
@@ -237,8 +236,7 @@ where
                     }
                     // NOTE: whatever is left of the old body is dropped before the replay.
                     *this.drain = None;
-                    let request = request.take();
-                    this.state.set(State::Pacing { request });
+                    this.state.set(State::Pacing);
                 }
             }
         }

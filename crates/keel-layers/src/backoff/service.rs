@@ -80,22 +80,21 @@ where
         let policy = &self.policy;
         policy.budget.deposit();
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
-        let backup = if policy.max_attempts > 1 {
-            try_clone_request(&req)
-        } else {
-            None
-        };
         let clone = self.inner.clone();
         match policy.pacer.try_acquire(now) {
             Ok(()) => {
+                let backup = if policy.max_attempts > 1 {
+                    try_clone_request(&req)
+                } else {
+                    None
+                };
                 // NOTE: the ready service goes to the future, the fresh clone stays here.
                 let mut ready = std::mem::replace(&mut self.inner, clone);
                 let future = ready.call(req);
                 ResponseFuture::called(future, ready, backup, policy.clone(), retry_safe, now)
             }
-            Err(until) => {
-                ResponseFuture::paced(clone, req, until, backup, policy.clone(), retry_safe, now)
-            }
+            // NOTE: the backup is taken when the request is sent, after the wait.
+            Err(until) => ResponseFuture::paced(clone, req, until, policy.clone(), retry_safe, now),
         }
     }
 }
