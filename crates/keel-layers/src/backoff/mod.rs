@@ -31,8 +31,8 @@
 //! whole policy, or per request with the [`RetrySafe`] extension (e.g. a read-only `POST`).
 //!
 //! Bodies replay through [`crate::replay`]: a backup is cloned with
-//! [`try_clone_request`](crate::replay::try_clone_request) before the first attempt and
-//! cloned again for each retry. If the body cannot be replayed (a `ReplayBody` that
+//! [`try_clone_request`](crate::replay::try_clone_request) before each attempt, and a retry
+//! sends a clone of it, made after the attempt. If the body cannot be replayed (a `ReplayBody` that
 //! outgrew its cap), the response goes back as it is, with a `tracing` warning; an empty or
 //! partial body is never sent in its place. The retryable response's body is drained (up
 //! to [`drain_limit`](BackoffPolicy::drain_limit)) during the wait and dropped before the
