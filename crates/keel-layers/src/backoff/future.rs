@@ -25,7 +25,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        service: S,
+        // The service for the next attempt; `None` when the first attempt was sent without a
+        // backup, so no retry can follow and no clone of the service was needed.
+        service: Option<S>,
         // Before an attempt, the request to send; while one is in flight, a copy of it for
         // a retry (`None` when retries are off or the body cannot be replayed). One slot for
         // both keeps the future small: it is moved by value through every layer above.
@@ -59,7 +61,7 @@ where
 {
     pub(super) fn called(
         future: S::Future,
-        service: S,
+        service: Option<S>,
         backup: Option<Request<B>>,
         policy: Arc<BackoffPolicy>,
         retry_safe: bool,
@@ -89,7 +91,7 @@ where
     ) -> Self {
         ResponseFuture {
             state: State::Pacing,
-            service,
+            service: Some(service),
             request: Some(request),
             sleep: Some(Box::pin(sleep_until(until))),
             drain: None,
@@ -155,7 +157,9 @@ where
                     }
                 }
                 StateProj::Ready => {
-                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                    // NOTE: `service` is set whenever `request` is: see `called` and `paced`.
+                    let service = this.service.as_mut().expect("a service before an attempt");
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     // NOTE: `request` is always set when entering `Pacing` or `Ready`.
@@ -163,7 +167,7 @@ where
                     if this.policy.max_attempts > 1 {
                         *this.request = try_clone_request(&request);
                     }
-                    let future = this.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
                 StateProj::Called { future } => {

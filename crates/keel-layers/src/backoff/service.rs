@@ -80,7 +80,6 @@ where
         let policy = &self.policy;
         policy.budget.deposit();
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
-        let clone = self.inner.clone();
         match policy.pacer.try_acquire(now) {
             Ok(()) => {
                 let backup = if policy.max_attempts > 1 {
@@ -88,13 +87,23 @@ where
                 } else {
                     None
                 };
-                // NOTE: the ready service goes to the future, the fresh clone stays here.
-                let mut ready = std::mem::replace(&mut self.inner, clone);
-                let future = ready.call(req);
-                ResponseFuture::called(future, ready, backup, policy.clone(), retry_safe, now)
+                // NOTE: without a backup no retry can follow: the ready service is called in
+                // place and nothing is cloned. Otherwise the ready service goes to the future
+                // (for the retries) and a fresh clone stays here.
+                let (future, service) = if backup.is_some() {
+                    let clone = self.inner.clone();
+                    let mut ready = std::mem::replace(&mut self.inner, clone);
+                    (ready.call(req), Some(ready))
+                } else {
+                    (self.inner.call(req), None)
+                };
+                ResponseFuture::called(future, service, backup, policy.clone(), retry_safe, now)
             }
             // NOTE: the backup is taken when the request is sent, after the wait.
-            Err(until) => ResponseFuture::paced(clone, req, until, policy.clone(), retry_safe, now),
+            Err(until) => {
+                let clone = self.inner.clone();
+                ResponseFuture::paced(clone, req, until, policy.clone(), retry_safe, now)
+            }
         }
     }
 }

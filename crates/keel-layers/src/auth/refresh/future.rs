@@ -18,7 +18,8 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, Request<B>>,
-        service: S,
+        // `None` when there is no backup: no replay can follow, so no clone was made.
+        service: Option<S>,
         backup: Option<Request<B>>,
         replays_left: u32,
         tokens: TokenCache,
@@ -42,7 +43,7 @@ where
 {
     pub(super) fn new(
         future: S::Future,
-        service: S,
+        service: Option<S>,
         backup: Option<Request<B>>,
         replays_left: u32,
         tokens: TokenCache,
@@ -101,9 +102,11 @@ where
                     });
                 }
                 StateProj::WaitingForReady { replay } => {
-                    ready!(this.service.poll_ready(cx))?;
+                    // NOTE: a replay comes from `backup`, which is kept only with a service.
+                    let service = this.service.as_mut().expect("a service with a backup");
+                    ready!(service.poll_ready(cx))?;
                     let request = replay.take().expect("a replay is pending");
-                    let future = this.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Called { future });
                 }
             }

@@ -141,9 +141,12 @@ where
             None
         };
         let future = self.inner.call(req);
+        // NOTE: the clone (not yet ready; the future polls it before a replay) is needed only
+        // if a replay can follow.
+        let service = backup.as_ref().map(|_| self.inner.clone());
         ResponseFuture::new(
             future,
-            self.inner.clone(),
+            service,
             backup,
             self.max_replays,
             self.tokens.clone(),

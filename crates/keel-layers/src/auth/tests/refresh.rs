@@ -114,3 +114,63 @@ async fn other_statuses_and_tokenless_401s_are_not_replayed() {
     assert_eq!(stats.replays(), 0);
     assert_eq!(tokens.stats().invalidations, 0);
 }
+
+/// A service that counts how often it is cloned.
+struct CountClones<S> {
+    inner: S,
+    clones: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: Clone> Clone for CountClones<S> {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        CountClones {
+            inner: self.inner.clone(),
+            clones: Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for CountClones<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_service_is_cloned_only_when_a_replay_is_possible() {
+    let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ok = tower::service_fn(|_: Request<Full<Bytes>>| async {
+        Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
+    });
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source);
+    let inner = CountClones {
+        inner: ok,
+        clones: Arc::clone(&clones),
+    };
+    let mut off = RefreshOn401::new(inner.clone(), tokens.clone()).max_replays(0);
+    let mut on = RefreshOn401::new(inner, tokens);
+    clones.store(0, Ordering::SeqCst);
+
+    for _ in 0..3 {
+        let response = (&mut off).oneshot(get(API)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), 0, "replays off: no clone");
+    for _ in 0..3 {
+        (&mut on).oneshot(get(API)).await.unwrap();
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), 3, "one clone per request");
+}

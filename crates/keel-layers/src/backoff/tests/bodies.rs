@@ -172,3 +172,77 @@ async fn drain_stops_at_the_limit() {
     Backoff::new(svc, policy).oneshot(get()).await.unwrap();
     assert_eq!(read.load(Ordering::SeqCst), 5 * 1024);
 }
+
+/// A service that counts how often it is cloned.
+struct CountClones<S> {
+    inner: S,
+    clones: Arc<AtomicUsize>,
+}
+
+impl<S: Clone> Clone for CountClones<S> {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        CountClones {
+            inner: self.inner.clone(),
+            clones: Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl<S: Service<R>, R> Service<R> for CountClones<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn inner_service_is_cloned_only_for_requests_that_can_be_retried() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let inner = CountClones {
+        inner: Mock::new(|_, _| reply(200, &[], "ok")),
+        clones: Arc::clone(&clones),
+    };
+    let mut no_retries = Backoff::new(inner.clone(), BackoffPolicy::new().max_attempts(1));
+    let mut retrying = Backoff::new(inner, BackoffPolicy::new());
+    clones.store(0, Ordering::SeqCst);
+
+    for _ in 0..3 {
+        let response = (&mut no_retries).oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), 0, "retries off: no clone");
+
+    // A body that cannot be replayed: no retry can follow either.
+    let body = CappedBody {
+        data: Bytes::from_static(b"big query"),
+        over_cap: Arc::new(AtomicBool::new(true)),
+    };
+    let req = Request::post("http://api.test/q").body(body).unwrap();
+    let mut capped = Backoff::new(
+        CountClones {
+            inner: Mock::new(|_, _| reply(200, &[], "ok")),
+            clones: Arc::clone(&clones),
+        },
+        BackoffPolicy::new(),
+    );
+    (&mut capped).oneshot(req).await.unwrap();
+    assert_eq!(clones.load(Ordering::SeqCst), 0, "no backup: no clone");
+
+    for _ in 0..3 {
+        let response = (&mut retrying).oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        clones.load(Ordering::SeqCst),
+        3,
+        "one clone per request that could be retried"
+    );
+}
