@@ -109,7 +109,9 @@ pub enum Error {
         source: BoxError,
     },
 
-    /// A response body was malformed or too large; the page it belongs to was not yielded.
+    /// A response body was malformed (on every attempt: see
+    /// [`ClientBuilder::decode_retries`](crate::ClientBuilder::decode_retries)) or too large;
+    /// the page it belongs to was not yielded.
     #[error("malformed response from {endpoint}: {reason}")]
     Decode {
         /// The endpoint path.

@@ -347,12 +347,13 @@ async fn prefetch_speedup_benchmark() {
     );
 }
 
-/// A run stopped by a page the client cannot read (exit 4) leaves a checkpoint from which
-/// `--resume` completes the export exactly, in either API mode.
-async fn stopped_then_resumed(mode: &str, fault_at: u64) {
+/// A run stopped by a page the client cannot read on any attempt (exit 4) leaves a checkpoint
+/// from which `--resume` completes the export exactly, in either API mode. The requests from
+/// `fault_at` on, `faults` of them, are all malformed.
+async fn stopped_then_resumed(mode: &str, fault_at: u64, faults: u64) {
     let sim = sim(1_200)
         .job_delay(Duration::from_millis(20))
-        .fault(fault_at, Fault::MalformedJson)
+        .faults((fault_at..fault_at + faults).map(|n| (n, Fault::MalformedJson)))
         .start()
         .await
         .unwrap();
@@ -374,6 +375,11 @@ async fn stopped_then_resumed(mode: &str, fault_at: u64) {
         e.report()
     );
     assert!(checkpoint_path(&out).exists());
+    assert!(
+        sim.stats().malformed >= DECODE_ATTEMPTS,
+        "{:?}",
+        sim.stats()
+    );
     let summary = run_export(&sim, &out, &flags).await.unwrap();
     assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
     assert!(
@@ -383,13 +389,36 @@ async fn stopped_then_resumed(mode: &str, fault_at: u64) {
     assert!(!checkpoint_path(&out).exists());
 }
 
+/// Attempts at a page with the default decode retries: the first and 2 more.
+const DECODE_ATTEMPTS: u64 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_malformed_once_is_fetched_again_and_the_export_is_exact() {
+    for mode in ["query", "jobs"] {
+        let sim = sim(1_200)
+            .job_delay(Duration::from_millis(20))
+            .fault(5, Fault::MalformedJson)
+            .start()
+            .await
+            .unwrap();
+        let (_dir, out) = out_file("c.ndjson");
+        let flags = ["--mode", mode, "--page-size", "100", "--prefetch", "1"];
+        let summary = run_export(&sim, &out, &flags).await.unwrap();
+        assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+        assert_eq!(sim.stats().malformed, 1, "{mode}");
+        assert_eq!(summary.decode_retries, 1, "{mode}: {summary:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_mode_stopped_by_a_malformed_page_resumes_exactly() {
-    stopped_then_resumed("query", 5).await;
+    // One part (the data spans one day), one page at a time: page 5 is requests 5 to 7.
+    stopped_then_resumed("query", 5, DECODE_ATTEMPTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_mode_stopped_by_a_malformed_page_resumes_exactly() {
-    // Requests: 1 submit, 2 status, then result pages; the 4th result page is malformed.
-    stopped_then_resumed("jobs", 6).await;
+    // Requests: 1 submit, 2 status, then result pages, one at a time; the 4th result page is
+    // malformed on every attempt.
+    stopped_then_resumed("jobs", 6, DECODE_ATTEMPTS).await;
 }

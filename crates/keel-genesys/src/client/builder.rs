@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub(crate) job_poll_initial: Duration,
     pub(crate) job_poll_max: Duration,
     pub(crate) job_timeout: Duration,
+    pub(crate) decode_retries: u32,
 }
 
 impl Default for Settings {
@@ -40,6 +41,7 @@ impl Default for Settings {
             job_poll_initial: Duration::from_secs(1),
             job_poll_max: Duration::from_secs(30),
             job_timeout: Duration::from_secs(6 * 3600),
+            decode_retries: 2,
         }
     }
 }
@@ -104,6 +106,22 @@ impl ClientBuilder {
     /// Largest response body read, per page (default 64 MiB); a larger one is a decode error.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.settings.max_body_bytes = bytes;
+        self
+    }
+
+    /// How many more times a page is fetched when its 2xx body cannot be decoded (default 2;
+    /// 0 turns it off).
+    ///
+    /// A proxy that cuts a body short behind a consistent `Content-Length`, or an upstream
+    /// glitch, yields invalid JSON or a conversation without a `conversationId` once; every
+    /// request the client sends is a read-only query, so sending it again is safe. Retries
+    /// wait 250 ms, then twice as long each time, and are counted in
+    /// [`ClientStats::decode_retries`](super::ClientStats::decode_retries). When they are
+    /// spent the page is an [`Error::Decode`]. This covers details query pages, job status
+    /// polls and job result pages (not the job submission, which would start a second job);
+    /// a body over [`max_body_bytes`](Self::max_body_bytes) is not fetched again.
+    pub fn decode_retries(mut self, retries: u32) -> Self {
+        self.settings.decode_retries = retries;
         self
     }
 

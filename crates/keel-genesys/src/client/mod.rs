@@ -8,6 +8,9 @@
 //! timeout and gzip decompression, over a hyper-util client with rustls (ring, bundled web
 //! PKI roots; plain http only to loopback).
 //!
+//! Above the stack, a page answered 2xx whose body does not decode is fetched again a few
+//! times before it is an error ([`ClientBuilder::decode_retries`]).
+//!
 //! # Example
 //!
 //! ```
@@ -80,8 +83,8 @@ impl Client {
         &self.inner.env
     }
 
-    /// Counters of the layers so far: token fetches and failures, 401 replays, 429 waits and
-    /// other retries.
+    /// Counters of the layers so far: token fetches and failures, 401 replays, 429 waits,
+    /// other retries and pages fetched again after an undecodable body.
     pub fn stats(&self) -> ClientStats {
         self.inner.stats.snapshot()
     }

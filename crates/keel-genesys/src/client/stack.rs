@@ -5,6 +5,7 @@
 //! Reading the body inside the stack means a connection dropped mid-body is a transport error
 //! the backoff layer retries, and the timeout covers the whole attempt.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -43,9 +44,24 @@ pub(crate) struct StatsHandles {
     tokens: TokenCache,
     refresh: RefreshStats,
     backoff: BackoffStats,
+    decode_retries: Arc<AtomicU64>,
 }
 
 impl StatsHandles {
+    fn new(tokens: TokenCache, refresh: RefreshStats, backoff: BackoffStats) -> Self {
+        Self {
+            tokens,
+            refresh,
+            backoff,
+            decode_retries: Arc::default(),
+        }
+    }
+
+    /// Counts one request sent again after an undecodable 2xx body.
+    pub(crate) fn count_decode_retry(&self) {
+        self.decode_retries.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> ClientStats {
         let t = self.tokens.stats();
         ClientStats {
@@ -57,6 +73,7 @@ impl StatsHandles {
                 .backoff
                 .unavailable_retries()
                 .saturating_add(self.backoff.other_retries()),
+            decode_retries: self.decode_retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -128,11 +145,7 @@ where
     // itself be revoked before the replay lands (each 401 invalidates only the token it names,
     // so this costs one refresh per revoked token, not one per request).
     let refresh = RefreshOn401Layer::new(tokens.clone()).max_replays(REPLAYS_ON_401);
-    let stats = StatsHandles {
-        tokens: tokens.clone(),
-        refresh: refresh.stats(),
-        backoff: backoff.stats(),
-    };
+    let stats = StatsHandles::new(tokens.clone(), refresh.stats(), backoff.stats());
 
     let limit = settings.max_body_bytes;
     let svc = ServiceBuilder::new()
@@ -168,11 +181,11 @@ pub(crate) fn with_service(b: ClientBuilder, http: HttpService) -> Client {
     let tokens = TokenCache::new(token_source_fn(|| async {
         Err(TokenError::InvalidResponse("no tokens in this test".into()))
     }));
-    let stats = StatsHandles {
-        refresh: RefreshOn401Layer::new(tokens.clone()).stats(),
-        backoff: BackoffLayer::new(Default::default()).stats(),
-        tokens,
-    };
+    let stats = StatsHandles::new(
+        tokens.clone(),
+        RefreshOn401Layer::new(tokens.clone()).stats(),
+        BackoffLayer::new(Default::default()).stats(),
+    );
     Client {
         inner: Arc::new(Inner {
             env: b.env,

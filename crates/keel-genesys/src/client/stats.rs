@@ -15,4 +15,9 @@ pub struct ClientStats {
     pub waits_429: u64,
     /// Other retries: 503, 502/504, transport errors.
     pub other_retries: u64,
+    /// Read-only requests sent again because their 2xx body could not be decoded (invalid
+    /// JSON, a conversation without an id); see [`ClientBuilder::decode_retries`].
+    ///
+    /// [`ClientBuilder::decode_retries`]: super::ClientBuilder::decode_retries
+    pub decode_retries: u64,
 }

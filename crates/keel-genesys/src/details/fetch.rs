@@ -114,11 +114,20 @@ pub(super) async fn fetch_page(
     }
     let body = serde_json::to_vec(&ctx.query.for_page(interval, ctx.page_size, page_number))
         .map_err(|e| Error::config(format!("query does not serialize: {e}")))?;
-    let bytes = ctx
-        .client
-        .send(Method::POST, DETAILS_PATH, Some(body))
-        .await?;
-    let resp: DetailsResponse = serde_json::from_slice(&bytes)
+    ctx.client
+        .fetch_decoded(Method::POST, DETAILS_PATH, Some(body), |bytes| {
+            decode_page(bytes, interval, page)
+        })
+        .await
+}
+
+/// Decodes a details page and checks every conversation has an id.
+fn decode_page(
+    bytes: &[u8],
+    interval: Interval,
+    page: u64,
+) -> Result<Fetched<Conversation>, Error> {
+    let resp: DetailsResponse = serde_json::from_slice(bytes)
         .map_err(|e| Error::decode(DETAILS_PATH, format!("page {page} of {interval}: {e}")))?;
     let raws = resp.conversations.unwrap_or_default();
     let mut items = Vec::with_capacity(raws.len());

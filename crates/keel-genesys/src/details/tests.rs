@@ -384,8 +384,23 @@ async fn throttling_unavailability_and_dropped_connections_are_ridden_out() {
     assert!(stats.other_retries >= 2, "{stats:?}");
 }
 
+/// A details export of 500 conversations in pages of 50, one page at a time from one part,
+/// so scripted faults land on known pages.
+fn one_part_one_page_at_a_time(sim: &SimHandle) -> Client {
+    let policy = SplitPolicy {
+        max_part: None,
+        ..SplitPolicy::default()
+    };
+    builder(sim)
+        .page_size(50)
+        .prefetch(1)
+        .split_policy(policy)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
-async fn a_malformed_page_ends_the_stream_after_the_pages_before_it() {
+async fn a_page_malformed_once_is_fetched_again_and_the_export_is_exact() {
     let sim = Simulator::builder()
         .conversations(500)
         .seed(9)
@@ -393,16 +408,29 @@ async fn a_malformed_page_ends_the_stream_after_the_pages_before_it() {
         .start()
         .await
         .unwrap();
-    let policy = SplitPolicy {
-        max_part: None,
-        ..SplitPolicy::default()
-    };
-    let client = builder(&sim)
-        .page_size(50)
-        .prefetch(1)
-        .split_policy(policy)
-        .build()
+    let client = one_part_one_page_at_a_time(&sim);
+    let q = query(WEEK);
+    let pages: Vec<DetailsPage> = client
+        .conversation_details(q.clone())
+        .try_collect()
+        .await
         .unwrap();
+    assert_eq!(records(&pages), truth(&sim, &q));
+    assert_eq!(sim.stats().malformed, 1);
+    assert_eq!(client.stats().decode_retries, 1, "{:?}", client.stats());
+}
+
+#[tokio::test]
+async fn a_page_malformed_on_every_attempt_ends_the_stream_after_the_pages_before_it() {
+    // Page 3 is request 3; it and its two retries (requests 4 and 5) are all malformed.
+    let sim = Simulator::builder()
+        .conversations(500)
+        .seed(9)
+        .faults((3..=5).map(|n| (n, Fault::MalformedJson)))
+        .start()
+        .await
+        .unwrap();
+    let client = one_part_one_page_at_a_time(&sim);
     let q = query(WEEK);
     let mut export = client.conversation_details(q.clone());
     let mut pages = Vec::new();
@@ -421,6 +449,38 @@ async fn a_malformed_page_ends_the_stream_after_the_pages_before_it() {
         export.try_next().await.unwrap().is_none(),
         "the stream ends after the error"
     );
+    assert_eq!(sim.stats().malformed, 3);
+    assert_eq!(client.stats().decode_retries, 2);
+}
+
+#[tokio::test]
+async fn jobs_mode_fetches_a_malformed_status_or_result_page_again() {
+    // Requests: 1 submit, then status polls and result pages; every other one is malformed.
+    let sim = Simulator::builder()
+        .conversations(300)
+        .seed(10)
+        .faults([2, 4, 6].map(|n| (n, Fault::MalformedJson)))
+        .start()
+        .await
+        .unwrap();
+    let client = builder(&sim)
+        .page_size(100)
+        .job_polling(
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+            Duration::from_secs(30),
+        )
+        .build()
+        .unwrap();
+    let q = query(WEEK);
+    let pages: Vec<DetailsPage> = client
+        .conversation_details_job(q.clone())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(records(&pages), truth(&sim, &q));
+    assert_eq!(sim.stats().malformed, 3);
+    assert_eq!(client.stats().decode_retries, 3);
 }
 
 #[tokio::test]

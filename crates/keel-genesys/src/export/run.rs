@@ -112,6 +112,7 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         replays_401: stats.replays_401,
         waits_429: stats.waits_429,
         other_retries: stats.other_retries,
+        decode_retries: stats.decode_retries,
         elapsed: started.elapsed(),
         output: args
             .out

@@ -20,6 +20,8 @@ pub struct Summary {
     pub waits_429: u64,
     /// Other retries (503, dropped connections, …).
     pub other_retries: u64,
+    /// Pages (or job polls) fetched again because their body could not be decoded.
+    pub decode_retries: u64,
     /// Wall time of this run.
     pub elapsed: Duration,
     /// Where the records went.
@@ -47,8 +49,13 @@ impl fmt::Display for Summary {
         }
         write!(
             f,
-            "\n  token fetches: {}, 401 replays: {}, 429 waits: {}, other retries: {}",
-            self.token_fetches, self.replays_401, self.waits_429, self.other_retries
+            "\n  token fetches: {}, 401 replays: {}, 429 waits: {}, other retries: {}, \
+             decode retries: {}",
+            self.token_fetches,
+            self.replays_401,
+            self.waits_429,
+            self.other_retries,
+            self.decode_retries
         )?;
         if let Some(bytes) = self.peak_memory {
             write!(
@@ -94,6 +101,7 @@ mod tests {
             replays_401: 1,
             waits_429: 4,
             other_retries: 2,
+            decode_retries: 1,
             elapsed: Duration::from_millis(2_346),
             output: "out.ndjson".into(),
             peak_memory: Some(12 * 1024 * 1024),
@@ -101,7 +109,7 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "genesys-export: 5000 conversations, 50 pages to out.ndjson in 2.35 s\n  \
-             token fetches: 3, 401 replays: 1, 429 waits: 4, other retries: 2\n  peak memory: 12.0 MiB"
+             token fetches: 3, 401 replays: 1, 429 waits: 4, other retries: 2, decode retries: 1\n  peak memory: 12.0 MiB"
         );
     }
 

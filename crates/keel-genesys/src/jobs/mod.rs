@@ -109,9 +109,12 @@ async fn wait_fulfilled(client: &Client, job_id: &str) -> Result<(), Error> {
     let mut delay = settings.job_poll_initial;
     let path = format!("{JOBS_PATH}/{}", encode_segment(job_id));
     loop {
-        let bytes = client.send(Method::GET, &path, None).await?;
-        let status: JobStatus = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::decode(JOBS_PATH, format!("job status: {e}")))?;
+        let status: JobStatus = client
+            .fetch_decoded(Method::GET, &path, None, |bytes| {
+                serde_json::from_slice(bytes)
+                    .map_err(|e| Error::decode(JOBS_PATH, format!("job status: {e}")))
+            })
+            .await?;
         match status.state {
             JobState::Fulfilled => return Ok(()),
             JobState::Failed | JobState::Cancelled | JobState::Expired => {
@@ -188,11 +191,12 @@ async fn fetch_results(
     }
     let qs = serde_urlencoded::to_string(&params)
         .map_err(|e| Error::config(format!("results query: {e}")))?;
-    let bytes = client
-        .send(Method::GET, &format!("{path}?{qs}"), None)
+    let page: JobResultsResponse = client
+        .fetch_decoded(Method::GET, &format!("{path}?{qs}"), None, |bytes| {
+            serde_json::from_slice(bytes)
+                .map_err(|e| Error::decode(JOBS_PATH, format!("job results page: {e}")))
+        })
         .await?;
-    let page: JobResultsResponse = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::decode(JOBS_PATH, format!("job results page: {e}")))?;
     Ok(Fetched::new(page.conversations.unwrap_or_default()).with_next(page.cursor))
 }
 
