@@ -28,8 +28,9 @@ struct TokenInner {
 
 /// The identity of one [`Token`], cheap to copy and to compare, carrying no secret.
 ///
-/// [`Bearer`](super::Bearer) puts the `TokenId` it sent into the response extensions, so
-/// that [`RefreshOn401`](super::RefreshOn401) can invalidate exactly the rejected token.
+/// [`Bearer`](super::Bearer) puts the `TokenId` it sent into the extensions of a `401`
+/// response, so that [`RefreshOn401`](super::RefreshOn401) can invalidate exactly the
+/// rejected token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenId(u64);
 
