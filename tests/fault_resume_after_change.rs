@@ -23,13 +23,14 @@ async fn a_csv_run_resumed_mid_part_after_the_results_changed_completes_exactly(
 }
 
 async fn resume_after_change(format: &str) {
-    // One part of 12 pages, fetched one by one; page 4 is malformed, and once 4 pages were
-    // served 10 late conversations appear in this part.
+    // One part of 12 pages, fetched one by one; page 4 is malformed on every attempt (the
+    // first and its 2 decode retries), and once 4 pages were served 10 late conversations
+    // appear in this part.
     let sim = Simulator::builder()
         .conversations(120)
         .data_span(Duration::from_secs(86_400))
         .late_conversations(10, 4)
-        .fault(4, Fault::MalformedJson)
+        .faults((4..=6).map(|n| (n, Fault::MalformedJson)))
         .start()
         .await
         .unwrap();

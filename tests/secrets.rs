@@ -144,6 +144,9 @@ fn args(sim: &SimHandle, out: &Path) -> Args {
         INTERVAL,
         "--page-size",
         "20",
+        // NOTE: one page at a time, so the 3 malformed answers are the attempts at one page.
+        "--prefetch",
+        "1",
         "--request-timeout",
         "5s",
         "--progress",
@@ -181,7 +184,10 @@ async fn faulty_sim(format: RetryAfterFormat) -> SimHandle {
             (7, Fault::Unavailable),
             (9, Fault::Drop),
             (11, Fault::TruncatedBody),
+            // Malformed on every attempt (the first and its 2 decode retries): stops the run.
             (13, Fault::MalformedJson),
+            (14, Fault::MalformedJson),
+            (15, Fault::MalformedJson),
         ])
         .start()
         .await
@@ -200,7 +206,7 @@ async fn a_faulty_export_at_trace_leaks_no_secret_or_token_anywhere() {
         let creds = || Credentials::new(CLIENT_ID, SecretString::from(SECRET));
         seen.push_str(&format!("{:?}\n", creds()));
 
-        // The malformed page stops the first run; the second resumes to the end.
+        // The page malformed on every attempt stops the first run; the second resumes to the end.
         let first = export::run_with_credentials(args(&sim, &out), creds()).await;
         let err = first.expect_err("a malformed page stops the export");
         seen.push_str(&format!("{}\n{err:?}\n", err.report()));
@@ -228,7 +234,7 @@ async fn a_faulty_export_at_trace_leaks_no_secret_or_token_anywhere() {
             "{s:?}"
         );
         assert!(
-            s.dropped >= 1 && s.truncated >= 1 && s.malformed >= 1,
+            s.dropped >= 1 && s.truncated >= 1 && s.malformed >= 3,
             "{s:?}"
         );
         assert!(s.token_unavailable >= 1, "{s:?}");
@@ -464,6 +470,8 @@ async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
             INTERVAL,
             "--page-size",
             "20",
+            "--prefetch",
+            "1",
             "--progress",
             "log",
         ])
@@ -473,7 +481,8 @@ async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
         .kill_on_drop(true);
         async move { cmd.output().await.unwrap() }
     };
-    // The malformed page (request 13) stops it with exit 4; everything before is on stdout.
+    // The page malformed on every attempt (requests 13 to 15) stops it with exit 4; everything
+    // before is on stdout.
     let faulty = run(SECRET).await;
     let stdout = String::from_utf8_lossy(&faulty.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&faulty.stderr).into_owned();
