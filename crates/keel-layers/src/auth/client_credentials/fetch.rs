@@ -1,5 +1,5 @@
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use super::response::{parse_token, rejected};
 use super::Config;
 use crate::auth::origin::is_loopback_host;
 use crate::auth::{Token, TokenError};
+use crate::backoff::parse_retry_after;
 
 pub(super) async fn fetch_with_retries<S, ResB>(
     service: S,
@@ -94,8 +95,7 @@ where
     let retry_after = response
         .headers()
         .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
     let body = Limited::new(response.into_body(), config.body_limit)
         .collect()
         .await;
@@ -115,7 +115,10 @@ where
     };
     match status {
         s if s.is_success() => parse_token(&body, sent_at).map_err(|e| (e, None)),
-        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => Err((rejected(status, &body), None)),
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED => Err((
+            rejected(status, &body, config.client_secret.expose_secret()),
+            None,
+        )),
         s => Err((TokenError::Status(s), retry_after)),
     }
 }
@@ -151,15 +154,4 @@ fn basic_auth(config: &Config) -> HeaderValue {
         .expect("base64 is always a valid header value");
     header.set_sensitive(true);
     header
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
 }

@@ -84,15 +84,24 @@ struct OAuthError {
     error_description: Option<String>,
 }
 
-pub(super) fn rejected(status: StatusCode, body: &[u8]) -> TokenError {
+/// The error for a 400/401 answer. The server's own words are kept (cut short), except the
+/// client secret: a token endpoint that echoes the request must not put it in a message.
+pub(super) fn rejected(status: StatusCode, body: &[u8], secret: &str) -> TokenError {
     let parsed: OAuthError = serde_json::from_slice(body).unwrap_or_default();
+    let clean = |s: &str| {
+        if secret.is_empty() {
+            truncate(s)
+        } else {
+            truncate(&s.replace(secret, "[redacted]"))
+        }
+    };
     TokenError::Rejected {
         status,
         error: parsed
             .error
             .as_deref()
-            .map_or_else(|| "unknown".into(), truncate),
-        description: parsed.error_description.as_deref().map(truncate),
+            .map_or_else(|| "unknown".into(), clean),
+        description: parsed.error_description.as_deref().map(clean),
     }
 }
 

@@ -77,6 +77,24 @@ async fn bad_request_without_json_is_rejected_as_unknown() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rejection_that_echoes_the_secret_does_not_carry_it_into_the_error() {
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(json(
+        StatusCode::BAD_REQUEST,
+        format!(r#"{{"error":"bad {SECRET}","error_description":"secret {SECRET} is wrong"}}"#),
+    ));
+    let err = fetch.await.unwrap().unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(
+        matches!(&err, TokenError::Rejected { description: Some(d), .. } if d == "secret [redacted] is wrong"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn token_endpoint_down_for_ten_seconds_is_ridden_out() {
     let (source, mut handle) = client_credentials();
     let started = Instant::now();
