@@ -62,7 +62,7 @@ impl Progress {
                 pb.set_position(conversations);
                 pb.set_message(format!("{pages} pages"));
             }
-            Kind::Log if pages % self.every == 0 => {
+            Kind::Log if pages.is_multiple_of(self.every) => {
                 eprintln!(
                     "{}",
                     log_line(

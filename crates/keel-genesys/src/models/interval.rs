@@ -31,7 +31,7 @@ impl Interval {
     /// (the API's precision is the millisecond).
     pub fn new(start: OffsetDateTime, end: OffsetDateTime) -> Result<Self, Error> {
         for t in [start, end] {
-            if t.nanosecond() % 1_000_000 != 0 {
+            if !t.nanosecond().is_multiple_of(1_000_000) {
                 return Err(Error::config(format!(
                     "interval instant {} has sub-millisecond precision",
                     format_instant(t)
