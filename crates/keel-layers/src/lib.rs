@@ -12,3 +12,4 @@
 pub mod auth;
 pub mod backoff;
 pub mod replay;
+mod spare;

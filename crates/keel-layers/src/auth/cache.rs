@@ -135,6 +135,12 @@ impl TokenCache {
     /// Returns the cached token if it is still valid, without waiting. Inside the refresh
     /// window this starts a background refresh (when called on a tokio runtime).
     pub fn cached(&self) -> Option<Token> {
+        self.with_cached(Token::clone)
+    }
+
+    /// [`cached`](Self::cached) without the `Token` clone: `read` gets the token while the
+    /// read lock is held (it must not call into this cache).
+    pub(crate) fn with_cached<T>(&self, read: impl FnOnce(&Token) -> T) -> Option<T> {
         let now = Instant::now();
         let current = self
             .inner
@@ -143,13 +149,13 @@ impl TokenCache {
             .unwrap_or_else(PoisonError::into_inner);
         let token = current.as_ref()?;
         match self.freshness(token, now) {
-            Freshness::Fresh => Some(token.clone()),
+            Freshness::Fresh => Some(read(token)),
             Freshness::Expired => None,
             Freshness::Due => {
-                let token = token.clone();
+                let value = read(token);
                 drop(current);
                 self.refresh_in_background(now);
-                Some(token)
+                Some(value)
             }
         }
     }

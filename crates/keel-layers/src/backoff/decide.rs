@@ -28,24 +28,26 @@ pub(super) enum Attempt<'a> {
 impl BackoffPolicy {
     /// Feeds a response to the shared pacing state (adaptive rate, 429 gate) and says
     /// whether it is worth retrying.
+    ///
+    /// The clock is read only when the pacing state needs it (a 429, adaptive pacing): a
+    /// successful response without adaptive pacing costs a status comparison.
     pub(super) fn inspect_response(
         &self,
         status: StatusCode,
         headers: &HeaderMap,
         retry_safe: bool,
-        now: Instant,
     ) -> Option<Retryable> {
         if status == StatusCode::TOO_MANY_REQUESTS {
-            self.pacer.on_throttled(now);
-        } else if !status.is_server_error() {
-            self.pacer.on_success(now);
+            self.pacer.on_throttled(Instant::now());
+        } else if !status.is_server_error() && self.pacer.is_adaptive() {
+            self.pacer.on_success(Instant::now());
         }
         let kind = self.classify(status, retry_safe)?;
         let hint = server_delay(headers, SystemTime::now());
         if let (RetryKind::Throttled, true, Some((delay, _))) = (kind, self.gate, hint) {
             // NOTE: a reset beyond max_delay is not worth holding every request for.
             if delay <= self.max_delay {
-                self.pacer.block_until(now + delay);
+                self.pacer.block_until(Instant::now() + delay);
             }
         }
         Some(Retryable { kind, hint })

@@ -12,7 +12,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{BoxError, Service};
 
 use super::decide::Attempt;
-use super::policy::BackoffPolicy;
+use super::service::Shared;
 use crate::replay::{try_clone_request, TryCloneBody};
 
 type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -25,9 +25,9 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // The service for the next attempt; `None` when the first attempt was sent without a
-        // backup, so no retry can follow and no clone of the service was needed.
-        service: Option<S>,
+        // The service for the next attempt, cloned from the shared spare when one is due
+        // (boxed: rarely needed, and the future is moved by value through every layer above).
+        service: Option<Box<S>>,
         // Before an attempt, the request to send; while one is in flight, a copy of it for
         // a retry (`None` when retries are off or the body cannot be replayed). One slot for
         // both keeps the future small: it is moved by value through every layer above.
@@ -35,7 +35,7 @@ pin_project! {
         sleep: Option<Pin<Box<Sleep>>>,
         drain: Option<Drain>,
         paced_since: Option<Instant>,
-        policy: Arc<BackoffPolicy>,
+        shared: Arc<Shared<S>>,
         attempts: u32,
         started: Instant,
         retry_safe: bool,
@@ -61,20 +61,19 @@ where
 {
     pub(super) fn called(
         future: S::Future,
-        service: Option<S>,
         backup: Option<Request<B>>,
-        policy: Arc<BackoffPolicy>,
+        shared: Arc<Shared<S>>,
         retry_safe: bool,
         started: Instant,
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
-            service,
+            service: None,
             request: backup,
             sleep: None,
             drain: None,
             paced_since: None,
-            policy,
+            shared,
             attempts: 0,
             started,
             retry_safe,
@@ -82,21 +81,20 @@ where
     }
 
     pub(super) fn paced(
-        service: S,
         request: Request<B>,
         until: Instant,
-        policy: Arc<BackoffPolicy>,
+        shared: Arc<Shared<S>>,
         retry_safe: bool,
         started: Instant,
     ) -> Self {
         ResponseFuture {
             state: State::Pacing,
-            service: Some(service),
+            service: None,
             request: Some(request),
             sleep: Some(Box::pin(sleep_until(until))),
             drain: None,
             paced_since: Some(started),
-            policy,
+            shared,
             attempts: 0,
             started,
             retry_safe,
@@ -124,7 +122,7 @@ where
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     B: TryCloneBody,
     ResB: http_body::Body + Send + 'static,
@@ -133,6 +131,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let policy = &this.shared.policy;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Pacing => {
@@ -140,10 +139,10 @@ where
                         ready!(sleep.as_mut().poll(cx));
                     }
                     let now = Instant::now();
-                    match this.policy.pacer.try_acquire(now) {
+                    match policy.pacer.try_acquire(now) {
                         Ok(()) => {
                             if let Some(since) = this.paced_since.take() {
-                                this.policy.stats.record_paced(now - since);
+                                policy.stats.record_paced(now - since);
                             }
                             this.state.set(State::Ready);
                         }
@@ -157,14 +156,19 @@ where
                     }
                 }
                 StateProj::Ready => {
-                    // NOTE: `service` is set whenever `request` is: see `called` and `paced`.
-                    let service = this.service.as_mut().expect("a service before an attempt");
+                    if this.service.is_none() {
+                        // NOTE: the spare is kept before a future can reach this state: see
+                        // `Backoff::call`.
+                        let spare = this.shared.spare.clone_service();
+                        *this.service = Some(Box::new(spare.expect("a spare before a retry")));
+                    }
+                    let service = this.service.as_mut().expect("set above");
                     if let Err(e) = ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     // NOTE: `request` is always set when entering `Pacing` or `Ready`.
                     let request = this.request.take().expect("request set before an attempt");
-                    if this.policy.max_attempts > 1 {
+                    if policy.max_attempts > 1 {
                         *this.request = try_clone_request(&request);
                     }
                     let future = service.call(request);
@@ -173,8 +177,6 @@ where
                 StateProj::Called { future } => {
                     let result = ready!(future.poll(cx));
                     *this.attempts += 1;
-                    let now = Instant::now();
-                    let policy = &**this.policy;
                     let backup = &*this.request;
                     let replay = || backup.as_ref().and_then(try_clone_request);
                     let (delay, next) = match result {
@@ -184,7 +186,6 @@ where
                                 status,
                                 response.headers(),
                                 *this.retry_safe,
-                                now,
                             ) else {
                                 return Poll::Ready(Ok(response));
                             };
@@ -222,6 +223,7 @@ where
                             planned
                         }
                     };
+                    let now = Instant::now();
                     match this.sleep.as_mut() {
                         Some(sleep) => sleep.as_mut().reset(now + delay),
                         None => *this.sleep = Some(Box::pin(sleep_until(now + delay))),

@@ -1,5 +1,6 @@
 //! The pacing state shared by every clone: the 429 reset gate and an optional token bucket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -113,6 +114,13 @@ impl Pacing {
 #[derive(Debug)]
 pub(super) struct Pacer {
     state: Mutex<PacerState>,
+    /// Whether there is a token bucket (fixed for the pacer's life).
+    has_bucket: bool,
+    /// Whether the bucket's rate is adaptive (fixed for the pacer's life).
+    adaptive: bool,
+    /// Set while `blocked_until` may be set (written under the lock): without a bucket, an
+    /// attempt checks this flag instead of taking the lock.
+    blocked: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -152,6 +160,9 @@ impl Pacer {
             ceiling: None,
         });
         Pacer {
+            has_bucket: bucket.is_some(),
+            adaptive: bucket.as_ref().is_some_and(|b| b.adaptive.is_some()),
+            blocked: AtomicBool::new(false),
             state: Mutex::new(PacerState {
                 blocked_until: None,
                 bucket,
@@ -164,14 +175,26 @@ impl Pacer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the bucket's rate is learned from responses ([`on_success`](Self::on_success)
+    /// and [`on_throttled`](Self::on_throttled) do nothing otherwise).
+    pub(super) fn is_adaptive(&self) -> bool {
+        self.adaptive
+    }
+
     /// Lets one attempt go now (taking a token), or says when to ask again.
     pub(super) fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
+        // NOTE: an attempt racing with a 429's `block_until` may go out as if it had come
+        // just before the 429; with no gate set and no bucket there is nothing to lock.
+        if !self.has_bucket && !self.blocked.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut state = self.lock();
         if let Some(until) = state.blocked_until {
             if until > now {
                 return Err(until);
             }
             state.blocked_until = None;
+            self.blocked.store(false, Ordering::Release);
         }
         let Some(bucket) = &mut state.bucket else {
             return Ok(());
@@ -189,10 +212,14 @@ impl Pacer {
     pub(super) fn block_until(&self, until: Instant) {
         let mut state = self.lock();
         state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
+        self.blocked.store(true, Ordering::Release);
     }
 
     /// A 429 came back: lower the adaptive rate and empty the bucket.
     pub(super) fn on_throttled(&self, now: Instant) {
+        if !self.adaptive {
+            return;
+        }
         let mut state = self.lock();
         let Some(bucket) = &mut state.bucket else {
             return;
@@ -215,6 +242,9 @@ impl Pacer {
 
     /// A response that was not a 429: let the adaptive rate creep up.
     pub(super) fn on_success(&self, now: Instant) {
+        if !self.adaptive {
+            return;
+        }
         let mut state = self.lock();
         let Some(bucket) = &mut state.bucket else {
             return;

@@ -8,6 +8,7 @@ use tower::{BoxError, Service};
 use super::future::ResponseFuture;
 use super::{BackoffLayer, BackoffPolicy, BackoffStats, RetrySafe};
 use crate::replay::{try_clone_request, TryCloneBody};
+use crate::spare::Spare;
 
 /// Middleware that retries 429 and 503 responses (and, opted in, 502, 504 and transport
 /// failures) after the wait the server asks for, pacing every clone through one shared gate.
@@ -17,11 +18,23 @@ use crate::replay::{try_clone_request, TryCloneBody};
 ///
 /// # Clone
 ///
-/// Clones share the policy's budget, pacing gate and stats through one `Arc`.
+/// Clones share the policy's budget, pacing gate and stats through one `Arc`, and with them
+/// the one clone of the inner service that retries are sent through: it is made on the first
+/// request that could be retried, and each retry clones it again. A request that is not
+/// retried clones nothing; the first attempt is sent through this service's own `inner`.
 #[derive(Clone, Debug)]
 pub struct Backoff<S> {
     inner: S,
-    policy: Arc<BackoffPolicy>,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every clone of one [`Backoff`] and their response futures share: the policy (whose
+/// budget, gate and stats are shared further, see [`BackoffPolicy`]) and the spare service
+/// retries are sent through.
+#[derive(Debug)]
+pub(super) struct Shared<S> {
+    pub(super) policy: BackoffPolicy,
+    pub(super) spare: Spare<S>,
 }
 
 impl<S> Backoff<S> {
@@ -31,7 +44,14 @@ impl<S> Backoff<S> {
     }
 
     pub(super) fn from_shared(inner: S, policy: Arc<BackoffPolicy>) -> Self {
-        Backoff { inner, policy }
+        let policy = Arc::unwrap_or_clone(policy);
+        Backoff {
+            inner,
+            shared: Arc::new(Shared {
+                policy,
+                spare: Spare::new(),
+            }),
+        }
     }
 
     /// A [`BackoffLayer`] with `policy`.
@@ -41,7 +61,7 @@ impl<S> Backoff<S> {
 
     /// The counters shared by every clone.
     pub fn stats(&self) -> BackoffStats {
-        self.policy.stats()
+        self.shared.policy.stats()
     }
 
     /// The inner service.
@@ -77,7 +97,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let now = Instant::now();
-        let policy = &self.policy;
+        let shared = &self.shared;
+        let policy = &shared.policy;
         policy.budget.deposit();
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
         match policy.pacer.try_acquire(now) {
@@ -87,22 +108,18 @@ where
                 } else {
                     None
                 };
-                // NOTE: without a backup no retry can follow: the ready service is called in
-                // place and nothing is cloned. Otherwise the ready service goes to the future
-                // (for the retries) and a fresh clone stays here.
-                let (future, service) = if backup.is_some() {
-                    let clone = self.inner.clone();
-                    let mut ready = std::mem::replace(&mut self.inner, clone);
-                    (ready.call(req), Some(ready))
-                } else {
-                    (self.inner.call(req), None)
-                };
-                ResponseFuture::called(future, service, backup, policy.clone(), retry_safe, now)
+                // NOTE: without a backup no retry can follow, and no spare is needed.
+                if backup.is_some() {
+                    shared.spare.keep(&self.inner);
+                }
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, backup, Arc::clone(shared), retry_safe, now)
             }
-            // NOTE: the backup is taken when the request is sent, after the wait.
+            // NOTE: the first attempt goes through the spare after the wait; the backup is
+            // taken when the request is sent.
             Err(until) => {
-                let clone = self.inner.clone();
-                ResponseFuture::paced(clone, req, until, policy.clone(), retry_safe, now)
+                shared.spare.keep(&self.inner);
+                ResponseFuture::paced(req, until, Arc::clone(shared), retry_safe, now)
             }
         }
     }

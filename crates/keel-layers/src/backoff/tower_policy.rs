@@ -102,8 +102,7 @@ where
         let (retryable, attempt) = match result {
             Ok(response) => {
                 let status = response.status();
-                let retryable =
-                    policy.inspect_response(status, response.headers(), retry_safe, now)?;
+                let retryable = policy.inspect_response(status, response.headers(), retry_safe)?;
                 (retryable, Attempt::Status(status))
             }
             Err(error) => {

@@ -87,10 +87,12 @@ where
             tracing::trace!(origin = %self.origin, "request for another origin; no token attached");
             return ResponseFuture::called(self.inner.call(req), None);
         }
-        if let Some(token) = self.tokens.cached() {
-            req.headers_mut()
-                .insert(AUTHORIZATION, token.header_value().clone());
-            return ResponseFuture::called(self.inner.call(req), Some(token.id()));
+        let cached = self
+            .tokens
+            .with_cached(|token| (token.header_value().clone(), token.id()));
+        if let Some((value, id)) = cached {
+            req.headers_mut().insert(AUTHORIZATION, value);
+            return ResponseFuture::called(self.inner.call(req), Some(id));
         }
         // NOTE: the ready service goes into the future; a clone (not yet ready) stays behind.
         let clone = self.inner.clone();

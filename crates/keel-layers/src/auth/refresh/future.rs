@@ -1,13 +1,14 @@
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::RefreshStats;
-use crate::auth::{TokenCache, TokenId};
+use super::service::Shared;
+use crate::auth::TokenId;
 use crate::replay::{try_clone_request, TryCloneBody};
 
 pin_project! {
@@ -17,23 +18,21 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future, Request<B>>,
-        // `None` when there is no backup: no replay can follow, so no clone was made.
-        service: Option<S>,
+        state: State<S::Future, Request<B>, S>,
         backup: Option<Request<B>>,
         replays_left: u32,
-        tokens: TokenCache,
-        stats: RefreshStats,
+        shared: Arc<Shared<S>>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, R> {
+    enum State<F, R, S> {
         Called { #[pin] future: F },
         // NOTE: the replay lives in this variant, not beside `state`: it then shares the
-        // space of the (large) inner future instead of adding to it.
-        WaitingForReady { replay: Option<R> },
+        // space of the (large) inner future instead of adding to it. The service, cloned
+        // from the shared spare for this replay, is boxed for the same reason.
+        WaitingForReady { replay: Option<R>, service: Box<S> },
     }
 }
 
@@ -43,26 +42,22 @@ where
 {
     pub(super) fn new(
         future: S::Future,
-        service: Option<S>,
         backup: Option<Request<B>>,
         replays_left: u32,
-        tokens: TokenCache,
-        stats: RefreshStats,
+        shared: Arc<Shared<S>>,
     ) -> Self {
         ResponseFuture {
             state: State::Called { future },
-            service,
             backup,
             replays_left,
-            tokens,
-            stats,
+            shared,
         }
     }
 }
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
-    S: Service<Request<B>, Response = Response<ResB>>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     B: TryCloneBody,
 {
     type Output = Result<Response<ResB>, S::Error>;
@@ -85,25 +80,27 @@ where
                     // NOTE: asked again after the attempt: a body may have found out while it
                     // was sent that it outgrew its replay cap.
                     let Some(replay) = this.backup.as_ref().and_then(try_clone_request) else {
-                        this.stats.record_not_replayable();
+                        this.shared.stats.record_not_replayable();
                         tracing::debug!("401 returned as is: the request body cannot be replayed");
                         return Poll::Ready(Ok(response));
                     };
+                    // NOTE: the spare is kept whenever a backup is: see `RefreshOn401::call`.
+                    let service = this.shared.spare.clone_service();
+                    let service = Box::new(service.expect("a spare with a backup"));
                     drop(response);
-                    this.tokens.invalidate(rejected);
+                    this.shared.tokens.invalidate(rejected);
                     *this.replays_left -= 1;
                     if *this.replays_left == 0 {
                         *this.backup = None;
                     }
-                    this.stats.record_replay();
+                    this.shared.stats.record_replay();
                     tracing::debug!(token = ?rejected, "401: replaying the request with a fresh token");
                     this.state.set(State::WaitingForReady {
                         replay: Some(replay),
+                        service,
                     });
                 }
-                StateProj::WaitingForReady { replay } => {
-                    // NOTE: a replay comes from `backup`, which is kept only with a service.
-                    let service = this.service.as_mut().expect("a service with a backup");
+                StateProj::WaitingForReady { replay, service } => {
                     ready!(service.poll_ready(cx))?;
                     let request = replay.take().expect("a replay is pending");
                     let future = service.call(request);

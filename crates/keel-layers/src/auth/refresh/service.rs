@@ -8,6 +8,7 @@ use tower::Service;
 use super::{RefreshOn401Layer, ResponseFuture};
 use crate::auth::TokenCache;
 use crate::replay::{try_clone_request, TryCloneBody};
+use crate::spare::Spare;
 
 /// Middleware that answers a 401 by invalidating the token that was sent and replaying the
 /// request with a fresh one.
@@ -25,7 +26,11 @@ use crate::replay::{try_clone_request, TryCloneBody};
 ///
 /// # Clone
 ///
-/// Clones share the [`RefreshStats`] counters (and the [`TokenCache`]).
+/// Clones share the [`RefreshStats`] counters (and the [`TokenCache`]) through one `Arc`, and
+/// with them the one clone of the inner service that replays are sent through: it is made on
+/// the first request that could be replayed, and each replay clones it again. A request that
+/// is not replayed clones nothing; the first attempt is sent through this service's own
+/// `inner`.
 ///
 /// # Differences from `tower::retry::Retry`
 ///
@@ -38,9 +43,27 @@ use crate::replay::{try_clone_request, TryCloneBody};
 #[derive(Debug, Clone)]
 pub struct RefreshOn401<S> {
     inner: S,
-    tokens: TokenCache,
     max_replays: u32,
-    stats: RefreshStats,
+    shared: Arc<Shared<S>>,
+}
+
+/// What every clone of one [`RefreshOn401`] and their response futures share.
+#[derive(Debug)]
+pub(super) struct Shared<S> {
+    pub(super) tokens: TokenCache,
+    pub(super) stats: RefreshStats,
+    /// The service replays are sent through (see [`Spare`]).
+    pub(super) spare: Spare<S>,
+}
+
+impl<S> Shared<S> {
+    fn new(tokens: TokenCache, stats: RefreshStats) -> Arc<Self> {
+        Arc::new(Shared {
+            tokens,
+            stats,
+            spare: Spare::new(),
+        })
+    }
 }
 
 /// Counters of [`RefreshOn401`], shared by all clones of one layer or service.
@@ -78,9 +101,8 @@ impl<S> RefreshOn401<S> {
     pub fn new(inner: S, tokens: TokenCache) -> Self {
         RefreshOn401 {
             inner,
-            tokens,
             max_replays: 1,
-            stats: RefreshStats::default(),
+            shared: Shared::new(tokens, RefreshStats::default()),
         }
     }
 
@@ -96,13 +118,13 @@ impl<S> RefreshOn401<S> {
     }
 
     pub(super) fn with_stats(mut self, stats: RefreshStats) -> Self {
-        self.stats = stats;
+        self.shared = Shared::new(self.shared.tokens.clone(), stats);
         self
     }
 
     /// The counters, shared with every clone.
     pub fn stats(&self) -> RefreshStats {
-        self.stats.clone()
+        self.shared.stats.clone()
     }
 
     /// Gets a reference to the inner service.
@@ -140,17 +162,11 @@ where
         } else {
             None
         };
+        // NOTE: without a backup no replay can follow, and no spare is needed.
+        if backup.is_some() {
+            self.shared.spare.keep(&self.inner);
+        }
         let future = self.inner.call(req);
-        // NOTE: the clone (not yet ready; the future polls it before a replay) is needed only
-        // if a replay can follow.
-        let service = backup.as_ref().map(|_| self.inner.clone());
-        ResponseFuture::new(
-            future,
-            service,
-            backup,
-            self.max_replays,
-            self.tokens.clone(),
-            self.stats.clone(),
-        )
+        ResponseFuture::new(future, backup, self.max_replays, Arc::clone(&self.shared))
     }
 }

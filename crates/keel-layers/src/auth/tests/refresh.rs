@@ -149,28 +149,59 @@ impl<S: tower::Service<R>, R> tower::Service<R> for CountClones<S> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn inner_service_is_cloned_only_when_a_replay_is_possible() {
+async fn inner_service_is_cloned_once_per_service_and_once_per_replay() {
     let clones = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let ok = tower::service_fn(|_: Request<Full<Bytes>>| async {
-        Ok::<_, BoxError>(Response::new(Full::new(Bytes::new())))
-    });
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = {
+        let calls = Arc::clone(&calls);
+        tower::service_fn(move |_: Request<Full<Bytes>>| {
+            // The fifth call (the third through `on`) is rejected, the rest accepted.
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let status = if n == 4 { 401 } else { 200 };
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap();
+                Ok::<_, BoxError>(response)
+            }
+        })
+    };
     let (source, _) = counting_source(Duration::ZERO, None);
     let tokens = TokenCache::new(source);
+    tokens.token().await.unwrap();
     let inner = CountClones {
-        inner: ok,
+        inner,
         clones: Arc::clone(&clones),
     };
     let mut off = RefreshOn401::new(inner.clone(), tokens.clone()).max_replays(0);
-    let mut on = RefreshOn401::new(inner, tokens);
+    let mut on = tower::ServiceBuilder::new()
+        .layer(RefreshOn401Layer::new(tokens.clone()))
+        .layer(BearerLayer::new(tokens, Origin::parse(API).unwrap()))
+        .service(inner);
     clones.store(0, Ordering::SeqCst);
 
-    for _ in 0..3 {
+    for _ in 0..2 {
         let response = (&mut off).oneshot(get(API)).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
     assert_eq!(clones.load(Ordering::SeqCst), 0, "replays off: no clone");
-    for _ in 0..3 {
-        (&mut on).oneshot(get(API)).await.unwrap();
+    // Requests that could be replayed but are not: one spare for the service, not one clone
+    // per request.
+    for _ in 0..2 {
+        let response = (&mut on).oneshot(get(API)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
     }
-    assert_eq!(clones.load(Ordering::SeqCst), 3, "one clone per request");
+    assert_eq!(clones.load(Ordering::SeqCst), 1, "one spare per service");
+    // The third request is rejected and replayed through a clone of the spare.
+    let response = (&mut on).oneshot(get(API)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(on.stats().replays(), 1);
+    // One for the replay, and one by `Bearer` to fetch the new token (its own slow path).
+    assert_eq!(clones.load(Ordering::SeqCst), 3, "one clone per replay");
+    // A clone of the service shares its spare; a replay clones the spare once.
+    let mut clone = on.clone();
+    clones.store(0, Ordering::SeqCst);
+    for _ in 0..3 {
+        (&mut clone).oneshot(get(API)).await.unwrap();
+    }
+    assert_eq!(clones.load(Ordering::SeqCst), 0, "clones share the spare");
 }

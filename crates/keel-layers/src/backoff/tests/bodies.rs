@@ -204,7 +204,7 @@ impl<S: Service<R>, R> Service<R> for CountClones<S> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn inner_service_is_cloned_only_for_requests_that_can_be_retried() {
+async fn inner_service_is_cloned_once_per_service_for_requests_that_can_be_retried() {
     let clones = Arc::new(AtomicUsize::new(0));
     let inner = CountClones {
         inner: Mock::new(|_, _| reply(200, &[], "ok")),
@@ -242,7 +242,28 @@ async fn inner_service_is_cloned_only_for_requests_that_can_be_retried() {
     }
     assert_eq!(
         clones.load(Ordering::SeqCst),
-        3,
-        "one clone per request that could be retried"
+        1,
+        "one spare per service, not one clone per request that could be retried"
     );
+    let mut clone = retrying.clone();
+    (&mut clone).oneshot(get()).await.unwrap();
+    assert_eq!(clones.load(Ordering::SeqCst), 2, "the clone of the service");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_retry_goes_through_a_fresh_clone_of_the_spare() {
+    let clones = Arc::new(AtomicUsize::new(0));
+    let inner = CountClones {
+        inner: Mock::new(|n, _| match n {
+            0 | 1 => reply(503, &[], ""),
+            _ => reply(200, &[], "ok"),
+        }),
+        clones: Arc::clone(&clones),
+    };
+    let mut svc = Backoff::new(inner, BackoffPolicy::new().exponential(ms(10), ms(10)));
+    let response = (&mut svc).oneshot(get()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(svc.stats().unavailable_retries(), 2);
+    // The spare, then one clone of it for the retries of this request.
+    assert_eq!(clones.load(Ordering::SeqCst), 2);
 }
