@@ -61,7 +61,7 @@ async fn token(State(up): State<Arc<Upstream>>) -> Response {
 }
 
 /// Records the request (body read in full), then answers by path:
-/// - `/api/echo`: 200 with the body, and hop-by-hop headers of its own;
+/// - `/api/echo`: 200 with the body, hop-by-hop headers and session cookies of its own;
 /// - `/api/revoking`: 401 to `token-1`, else 200 with the body;
 /// - `/api/limited`: 429 `Retry-After: 0` to the first call, else 200;
 /// - `/api/hang`: never answers.
@@ -86,6 +86,8 @@ async fn api(State(up): State<Arc<Upstream>>, req: Request) -> Response {
             .header("x-upstream-hop", "1")
             .header("keep-alive", "timeout=5")
             .header("proxy-authenticate", "Basic realm=upstream")
+            .header("set-cookie", "upstream-session=s-1; HttpOnly; Secure")
+            .header("set-cookie", "lb=node-2")
             .header("x-end-to-end", "kept"),
         "/api/revoking" if auth.as_deref() == Some("Bearer token-1") => response.status(401),
         "/api/limited" if call == 1 => response.status(429).header("retry-after", "0"),
@@ -199,7 +201,12 @@ async fn caller_credentials_and_hop_by_hop_headers_stay_on_the_caller_side() {
         "the caller's Connection header reached the API"
     );
 
-    for gone in ["x-upstream-hop", "keep-alive", "proxy-authenticate"] {
+    for gone in [
+        "x-upstream-hop",
+        "keep-alive",
+        "proxy-authenticate",
+        "set-cookie",
+    ] {
         assert!(
             !parts.headers.contains_key(gone),
             "{gone} reached the caller"

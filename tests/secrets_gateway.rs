@@ -1,6 +1,7 @@
 //! The gateway never forwards a caller's credentials: the upstream sees the gateway's own
 //! token (for its origin) or nothing, never the caller's `Authorization`, `Cookie` or
-//! `Proxy-Authorization`, whatever their case or number.
+//! `Proxy-Authorization`, whatever their case or number. Nor does a caller see the upstream's
+//! session: its `Set-Cookie` headers stay with the gateway.
 
 #![cfg(feature = "gateway")]
 
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION};
+use http::header::{AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION, SET_COOKIE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
@@ -25,7 +26,8 @@ use tower::{ServiceBuilder, ServiceExt};
 
 type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
 
-/// A loopback upstream that answers 200 and records each request's headers.
+/// A loopback upstream that answers 200 with session cookies of its own and records each
+/// request's headers.
 async fn upstream() -> (SocketAddr, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -37,7 +39,11 @@ async fn upstream() -> (SocketAddr, Seen) {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                     log.lock().unwrap().push(req.headers().clone());
-                    async { Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from("ok")))) }
+                    let response = Response::builder()
+                        .header(SET_COOKIE, "upstream-session=UPSTREAM-SESSION-1; HttpOnly")
+                        .header("Set-Cookie", "lb-affinity=UPSTREAM-NODE-2; Path=/")
+                        .body(Full::new(Bytes::from("ok")));
+                    async { Ok::<_, hyper::Error>(response.unwrap()) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -75,6 +81,15 @@ fn assert_no_caller_credentials(headers: &http::HeaderMap) {
     assert!(headers.get(PROXY_AUTHORIZATION).is_none());
 }
 
+fn assert_no_upstream_session(headers: &http::HeaderMap) {
+    let all = format!("{headers:?}");
+    assert!(
+        !all.contains("UPSTREAM-SESSION-1") && !all.contains("UPSTREAM-NODE-2"),
+        "the caller saw the upstream's cookies: {all}"
+    );
+    assert!(headers.get(SET_COOKIE).is_none());
+}
+
 #[tokio::test]
 async fn the_upstream_gets_the_gateways_token_never_the_callers() {
     let sim = Simulator::builder().conversations(1).start().await.unwrap();
@@ -98,6 +113,7 @@ async fn the_upstream_gets_the_gateways_token_never_the_callers() {
         .service(http);
     let res = gateway.oneshot(caller_request()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    assert_no_upstream_session(res.headers());
     res.into_body().collect().await.unwrap();
 
     let seen = seen.lock().unwrap();
@@ -125,6 +141,7 @@ async fn without_a_token_of_its_own_the_gateway_forwards_no_authorization() {
         .service(http);
     let res = gateway.oneshot(caller_request()).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    assert_no_upstream_session(res.headers());
     res.into_body().collect().await.unwrap();
 
     let seen = seen.lock().unwrap();

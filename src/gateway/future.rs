@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use super::headers::remove_hop_by_hop;
+use super::headers::{remove_hop_by_hop, remove_upstream_cookies};
 use super::GatewayBody;
 use crate::auth::TokenError;
 
@@ -44,6 +44,7 @@ where
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
+                remove_upstream_cookies(&mut parts.headers);
                 Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
             }
             Err(err) => failure_response(&err.into()),

@@ -1,8 +1,8 @@
-//! Hop-by-hop and credential headers, removed by the [`Gateway`](super::Gateway).
+//! Hop-by-hop, credential and session headers, removed by the [`Gateway`](super::Gateway).
 
 use http::header::{
-    HeaderName, AUTHORIZATION, CONNECTION, COOKIE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    HeaderName, AUTHORIZATION, CONNECTION, COOKIE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::HeaderMap;
 
@@ -64,6 +64,14 @@ pub(crate) fn remove_credentials(headers: &mut HeaderMap) {
     headers.remove(COOKIE);
 }
 
+/// Removes the upstream's session cookies from its response: `Set-Cookie` (and the obsolete
+/// `Set-Cookie2`). They belong to the gateway's own session with the upstream, which callers
+/// must neither see nor be able to replay.
+pub(crate) fn remove_upstream_cookies(headers: &mut HeaderMap) {
+    headers.remove(SET_COOKIE);
+    headers.remove("set-cookie2");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +130,18 @@ mod tests {
         ]);
         remove_credentials(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn every_upstream_set_cookie_is_removed() {
+        let mut h = headers(&[
+            ("set-cookie", "sid=upstream; HttpOnly"),
+            ("set-cookie", "lb=node-2; Path=/"),
+            ("set-cookie2", "old=1"),
+            ("content-type", "application/json"),
+        ]);
+        remove_upstream_cookies(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(left, ["content-type"]);
     }
 }

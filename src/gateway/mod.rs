@@ -9,11 +9,21 @@
 //!
 //! [`Gateway`] is the forwarding step, as a tower service to put in front of a keel stack
 //! over an HTTP client: it rewrites the URI and `Host` for its [`Upstream`], removes
-//! hop-by-hop headers both ways and the caller's own `Authorization` and `Cookie`, streams
-//! bodies through, and turns failures into `502`/`504` responses (its error type is
-//! [`Infallible`](std::convert::Infallible), so it mounts directly with axum's
-//! `Router::route_service`). Put a [`ReplayBodyLayer`](crate::replay::ReplayBodyLayer)
-//! under it so request bodies stream and can still be replayed, up to a cap.
+//! hop-by-hop headers both ways, streams bodies through, and turns failures into `502`/`504`
+//! responses (its error type is [`Infallible`](std::convert::Infallible), so it mounts
+//! directly with axum's `Router::route_service`). Put a
+//! [`ReplayBodyLayer`](crate::replay::ReplayBodyLayer) under it so request bodies stream and
+//! can still be replayed, up to a cap.
+//!
+//! # Headers
+//!
+//! | direction | removed |
+//! |---|---|
+//! | both ways | hop-by-hop headers ([`remove_hop_by_hop`]): `Connection` and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, every `Proxy-*` header (`Proxy-Authorization`, `Proxy-Authenticate`, `Proxy-Connection`, …) |
+//! | caller → upstream | the caller's `Authorization` and `Cookie`: the keel stack's [`Bearer`](crate::auth::Bearer) layer is the only source of credentials, and with no token for the upstream's origin the upstream gets no `Authorization` at all |
+//! | upstream → caller | `Set-Cookie` (and the obsolete `Set-Cookie2`): cookies the upstream sets belong to the gateway's own session with it, which callers must neither see nor replay |
+//!
+//! Every other header passes through unchanged; `Host` is the upstream's.
 //!
 //! See `examples/axum_gateway.rs` for a complete gateway.
 //!

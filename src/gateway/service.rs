@@ -16,7 +16,9 @@ use super::{GatewayBody, GatewayLayer, ResponseFuture, Upstream};
 ///   is the upstream's. The caller's `Authorization` and `Cookie` are removed, so the inner
 ///   [`Bearer`](crate::auth::Bearer) layer is the only source of credentials.
 /// - Hop-by-hop headers ([`remove_hop_by_hop`](super::remove_hop_by_hop)) are removed from
-///   the request and from the response.
+///   the request and from the response, and the upstream's `Set-Cookie` from the response:
+///   its cookies belong to the gateway's session with the upstream, not to the caller (see
+///   the [module docs](super#headers)).
 /// - Bodies stream both ways: nothing is buffered here (the inner
 ///   [`ReplayBody`](crate::replay::ReplayBody) keeps at most its cap for replays).
 /// - A failure of the inner service becomes a response: `504 Gateway Timeout` for a
