@@ -138,9 +138,10 @@ async fn unavailable_503s_and_dropped_connections_are_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_mode_exports_every_record_once() {
-    let sim = sim(2_500)
+    // Job results come 1,000 to a page: 12 pages, a token revoked every 4 requests.
+    let sim = sim(12_000)
         .job_delay(Duration::from_millis(50))
-        .revoke_after_requests(6)
+        .revoke_after_requests(4)
         .start()
         .await
         .unwrap();
@@ -149,12 +150,13 @@ async fn jobs_mode_exports_every_record_once() {
     assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
     let stats = sim.stats();
     assert_eq!(stats.jobs_created, 1, "{stats:?}");
-    assert!(stats.job_pages_served >= 25, "{stats:?}");
+    assert_eq!(stats.job_pages_served, 12, "{stats:?}");
+    assert!(stats.revoked_token >= 2, "{stats:?}");
     assert_eq!(
         stats.pages_served, 0,
         "jobs mode does not use the details query: {stats:?}"
     );
-    assert_eq!(summary.conversations, 2_500);
+    assert_eq!(summary.conversations, 12_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,8 +352,8 @@ async fn prefetch_speedup_benchmark() {
 /// A run stopped by a page the client cannot read on any attempt (exit 4) leaves a checkpoint
 /// from which `--resume` completes the export exactly, in either API mode. The requests from
 /// `fault_at` on, `faults` of them, are all malformed.
-async fn stopped_then_resumed(mode: &str, fault_at: u64, faults: u64) {
-    let sim = sim(1_200)
+async fn stopped_then_resumed(mode: &str, conversations: u64, fault_at: u64, faults: u64) {
+    let sim = sim(conversations)
         .job_delay(Duration::from_millis(20))
         .faults((fault_at..fault_at + faults).map(|n| (n, Fault::MalformedJson)))
         .start()
@@ -383,7 +385,7 @@ async fn stopped_then_resumed(mode: &str, fault_at: u64, faults: u64) {
     let summary = run_export(&sim, &out, &flags).await.unwrap();
     assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
     assert!(
-        summary.resumed_conversations > 0 && summary.conversations == 1_200,
+        summary.resumed_conversations > 0 && summary.conversations == conversations,
         "{summary:?}"
     );
     assert!(!checkpoint_path(&out).exists());
@@ -413,12 +415,12 @@ async fn a_page_malformed_once_is_fetched_again_and_the_export_is_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_mode_stopped_by_a_malformed_page_resumes_exactly() {
     // One part (the data spans one day), one page at a time: page 5 is requests 5 to 7.
-    stopped_then_resumed("query", 5, DECODE_ATTEMPTS).await;
+    stopped_then_resumed("query", 1_200, 5, DECODE_ATTEMPTS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_mode_stopped_by_a_malformed_page_resumes_exactly() {
-    // Requests: 1 submit, 2 status, then result pages, one at a time; the 4th result page is
-    // malformed on every attempt.
-    stopped_then_resumed("jobs", 6, DECODE_ATTEMPTS).await;
+    // Requests: 1 submit, 2 status, then result pages of 1,000, one at a time; the 3rd result
+    // page (of 5) is malformed on every attempt.
+    stopped_then_resumed("jobs", 4_500, 6, DECODE_ATTEMPTS).await;
 }

@@ -10,11 +10,15 @@ use crate::environment::Environment;
 use crate::error::Error;
 use crate::models::MAX_PAGE_SIZE;
 
+/// Largest page of async job results the API serves (`pageSize` of `…/jobs/{id}/results`).
+pub(crate) const MAX_JOB_PAGE_SIZE: u32 = 1_000;
+
 /// Settings shared by the exports of a client.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) prefetch: usize,
     pub(crate) page_size: u32,
+    pub(crate) job_page_size: u32,
     pub(crate) max_parallel_parts: usize,
     pub(crate) split: SplitPolicy,
     pub(crate) request_timeout: Duration,
@@ -32,6 +36,7 @@ impl Default for Settings {
         Self {
             prefetch: 4,
             page_size: MAX_PAGE_SIZE,
+            job_page_size: MAX_JOB_PAGE_SIZE,
             max_parallel_parts: 2,
             split: SplitPolicy::default(),
             request_timeout: Duration::from_secs(60),
@@ -131,6 +136,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Conversations per page of async job results (default and largest: 1,000).
+    ///
+    /// The jobs API pages its results by cursor with its own `pageSize`, ten times the details
+    /// query's limit; [`page_size`](Self::page_size) applies to the details query only.
+    pub fn job_page_size(mut self, size: u32) -> Self {
+        self.settings.job_page_size = size;
+        self
+    }
+
     /// First and longest wait between polls of an async job's status (default 1 s and 30 s),
     /// and how long to wait for it overall (default 6 h).
     pub fn job_polling(mut self, initial: Duration, max: Duration, timeout: Duration) -> Self {
@@ -152,6 +166,12 @@ impl ClientBuilder {
             return Err(Error::config(format!(
                 "page size {} is out of range 1..={MAX_PAGE_SIZE}",
                 self.settings.page_size
+            )));
+        }
+        let jobs = self.settings.job_page_size;
+        if jobs == 0 || jobs > MAX_JOB_PAGE_SIZE {
+            return Err(Error::config(format!(
+                "job page size {jobs} is out of range 1..={MAX_JOB_PAGE_SIZE}"
             )));
         }
         let split = self.settings.split;

@@ -464,7 +464,7 @@ async fn jobs_mode_fetches_a_malformed_status_or_result_page_again() {
         .await
         .unwrap();
     let client = builder(&sim)
-        .page_size(100)
+        .job_page_size(100)
         .job_polling(
             Duration::from_millis(5),
             Duration::from_millis(20),
@@ -520,7 +520,7 @@ async fn jobs_mode_equals_ground_truth_and_resumes_by_cursor() {
         .await
         .unwrap();
     let client = builder(&sim)
-        .page_size(100)
+        .job_page_size(100)
         .job_polling(
             Duration::from_millis(5),
             Duration::from_millis(20),
@@ -552,6 +552,48 @@ async fn jobs_mode_equals_ground_truth_and_resumes_by_cursor() {
     all.extend(records(&rest));
     assert_eq!(all, truth(&sim, &q));
     assert_eq!(sim.stats().jobs_created, 1, "resume reuses the job");
+}
+
+#[tokio::test]
+async fn job_results_come_a_thousand_to_a_page_whatever_the_query_page_size() {
+    let sim = Simulator::builder()
+        .conversations(2_500)
+        .seed(12)
+        .start()
+        .await
+        .unwrap();
+    let client = builder(&sim)
+        .page_size(25)
+        .job_polling(
+            Duration::from_millis(5),
+            Duration::from_millis(20),
+            Duration::from_secs(30),
+        )
+        .build()
+        .unwrap();
+    let q = query(WEEK);
+    let pages: Vec<DetailsPage> = client
+        .conversation_details_job(q.clone())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(records(&pages), truth(&sim, &q));
+    let sizes: Vec<usize> = pages.iter().map(|p| p.conversations.len()).collect();
+    assert_eq!(sizes, [1_000, 1_000, 500]);
+    assert_eq!(sim.stats().job_pages_served, 3);
+}
+
+#[tokio::test]
+async fn a_job_page_size_outside_1_to_1000_is_a_config_error() {
+    let sim = Simulator::builder()
+        .conversations(1)
+        .start()
+        .await
+        .unwrap();
+    for size in [0, 1_001] {
+        let err = builder(&sim).job_page_size(size).build().unwrap_err();
+        assert!(matches!(&err, Error::Config(m) if m.contains("job page size")), "{err}");
+    }
 }
 
 #[tokio::test]

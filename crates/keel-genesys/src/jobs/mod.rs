@@ -47,8 +47,6 @@ use crate::models::{
 /// The jobs endpoint.
 pub(crate) const JOBS_PATH: &str = "/api/v2/analytics/conversations/details/jobs";
 
-/// Largest results page the jobs API serves.
-const MAX_RESULTS_PAGE: u32 = 1_000;
 
 pub(crate) fn stream(
     client: Client,
@@ -72,10 +70,7 @@ async fn start(
     resume: Option<Checkpoint>,
 ) -> Result<BoxStream<'static, Result<DetailsPage, Error>>, Error> {
     query.validate()?;
-    let page_size = query
-        .paging
-        .map_or(client.inner.settings.page_size, |p| p.page_size)
-        .min(MAX_RESULTS_PAGE);
+    let page_size = client.inner.settings.job_page_size;
     let (job_id, from, pages) = match resume {
         Some(Checkpoint::Query(_)) => {
             return Err(Error::config(
