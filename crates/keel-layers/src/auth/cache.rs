@@ -53,13 +53,21 @@ type SharedFetch = Shared<FetchFuture>;
 
 struct Inner {
     source: Box<dyn TokenSource>,
-    current: RwLock<Option<Token>>,
+    current: RwLock<Option<Cached>>,
     flight: Mutex<Flight>,
     refreshing: AtomicBool,
     refresh_before_nanos: AtomicU64,
     fetches: AtomicU64,
     failures: AtomicU64,
     invalidations: AtomicU64,
+}
+
+/// The current token and when it is due for a refresh, worked out when it is stored (or the
+/// lead changes), so the fast path compares two instants instead of redoing that arithmetic.
+struct Cached {
+    token: Token,
+    /// `None` for a token that never expires.
+    due: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -101,9 +109,18 @@ impl TokenCache {
     /// for a token is at most half of its lifetime. Applies to every clone of this cache.
     pub fn refresh_before(self, lead: Duration) -> Self {
         let nanos = u64::try_from(lead.as_nanos()).unwrap_or(u64::MAX);
+        let mut current = self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         self.inner
             .refresh_before_nanos
             .store(nanos, Ordering::Relaxed);
+        if let Some(cached) = current.as_mut() {
+            cached.due = self.inner.due(&cached.token);
+        }
+        drop(current);
         self
     }
 
@@ -147,8 +164,8 @@ impl TokenCache {
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let token = current.as_ref()?;
-        match self.freshness(token, now) {
+        let Cached { token, due } = current.as_ref()?;
+        match freshness(token.expires_at(), *due, now) {
             Freshness::Fresh => Some(read(token)),
             Freshness::Expired => None,
             Freshness::Due => {
@@ -171,7 +188,7 @@ impl TokenCache {
             .current
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if current.as_ref().is_some_and(|t| t.id() == rejected) {
+        if current.as_ref().is_some_and(|c| c.token.id() == rejected) {
             *current = None;
             self.inner.invalidations.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(token = ?rejected, "access token invalidated");
@@ -190,25 +207,6 @@ impl TokenCache {
         }
     }
 
-    fn freshness(&self, token: &Token, now: Instant) -> Freshness {
-        let Some(expires_at) = token.expires_at() else {
-            return Freshness::Fresh;
-        };
-        if now >= expires_at {
-            return Freshness::Expired;
-        }
-        let configured =
-            Duration::from_nanos(self.inner.refresh_before_nanos.load(Ordering::Relaxed));
-        let half_life = expires_at.saturating_duration_since(token.issued_at()) / 2;
-        if now
-            .checked_add(configured.min(half_life))
-            .is_none_or(|due| due >= expires_at)
-        {
-            Freshness::Due
-        } else {
-            Freshness::Fresh
-        }
-    }
 
     fn refresh_in_background(&self, now: Instant) {
         if self.inner.refreshing.load(Ordering::Acquire) {
@@ -251,12 +249,38 @@ impl TokenCache {
     }
 }
 
+/// Whether a token that expires at `expires_at` and is due for a refresh at `due` is still
+/// fresh at `now`.
+fn freshness(expires_at: Option<Instant>, due: Option<Instant>, now: Instant) -> Freshness {
+    match (expires_at, due) {
+        (Some(expires_at), _) if now >= expires_at => Freshness::Expired,
+        (Some(_), Some(due)) if now >= due => Freshness::Due,
+        // NOTE: a lead too long to subtract makes any unexpired token due.
+        (Some(_), None) => Freshness::Due,
+        _ => Freshness::Fresh,
+    }
+}
+
 impl Inner {
+    /// When `token` is due for a refresh: the configured lead before its expiry, but never
+    /// more than half its lifetime. `None` for a token that never expires, or (with
+    /// `expires_at`) when that instant cannot be represented: the token is due at once.
+    fn due(&self, token: &Token) -> Option<Instant> {
+        let expires_at = token.expires_at()?;
+        let configured = Duration::from_nanos(self.refresh_before_nanos.load(Ordering::Relaxed));
+        let half_life = expires_at.saturating_duration_since(token.issued_at()) / 2;
+        expires_at.checked_sub(configured.min(half_life))
+    }
+
     fn complete(&self, generation: u64, result: &Result<Token, TokenError>) {
         match result {
             Ok(token) => {
                 tracing::debug!(token = ?token.id(), expires_at = ?token.expires_at(), "access token fetched");
-                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+                let cached = Cached {
+                    token: token.clone(),
+                    due: self.due(token),
+                };
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(cached);
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);

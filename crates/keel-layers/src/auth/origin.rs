@@ -100,15 +100,20 @@ impl Origin {
         let Some(authority) = uri.authority() else {
             return true;
         };
-        let https = match uri.scheme() {
-            Some(s) if *s == Scheme::HTTPS => true,
-            Some(s) if *s == Scheme::HTTP => false,
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
             _ => return false,
         };
         if https != self.https {
             return false;
         }
-        if authority.as_str().eq_ignore_ascii_case(&self.authority) {
+        // NOTE: byte equality first: a request built from the same base URI is written as the
+        // origin was, and comparing bytes is far cheaper than folding case byte by byte.
+        let written = authority.as_str();
+        if written == self.authority || written.eq_ignore_ascii_case(&self.authority) {
             return true;
         }
         let Some(host) = uri.host() else {
