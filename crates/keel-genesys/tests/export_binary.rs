@@ -94,6 +94,48 @@ async fn missing_credentials_exit_2_saying_which() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_export_to_a_locked_output_exits_2_naming_it_and_touches_nothing() {
+    let sim = sim(300).start().await.unwrap();
+    let (dir, out) = out_file("c.ndjson");
+    let first: &[u8] = b"{\"conversationId\":\"written-by-the-first-run\"}\n{\"conversa";
+    std::fs::write(&out, first).unwrap();
+    // The first export is running: it holds the lock.
+    let held = hold_lock(&out);
+    for extra in [&[][..], &["--resume"][..]] {
+        let mut cmd = binary(&sim);
+        cmd.args(base_flags(&sim, &out)).args(extra);
+        let o = run_binary(cmd).await;
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(
+            err.contains("another export is writing") && err.contains(&out.display().to_string()),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            first,
+            "{extra:?}: output touched"
+        );
+        assert!(!checkpoint_path(&out).exists(), "{extra:?}");
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.token_requests + stats.api_requests, 0, "{stats:?}");
+
+    // Once the first export has ended, the same command runs, and leaves only its output.
+    drop(held);
+    let mut cmd = binary(&sim);
+    cmd.args(base_flags(&sim, &out)).arg("--resume");
+    let o = run_binary(cmd).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["c.ndjson"], "no lock file or checkpoint left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_run_then_resumed_exports_every_record_exactly_once() {
     // 80 pages, two in flight, 40 ms each: the run lasts at least 1.6 s, and is killed once
     // the checkpoint shows 10 pages.

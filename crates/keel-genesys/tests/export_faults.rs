@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use keel_genesys::export::ExportError;
 use keel_sim::{Fault, RetryAfterFormat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,6 +390,54 @@ async fn stopped_then_resumed(mode: &str, conversations: u64, fault_at: u64, fau
         "{summary:?}"
     );
     assert!(!checkpoint_path(&out).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_while_another_run_holds_the_output_stops_at_once_and_touches_nothing() {
+    let sim = sim(1_200)
+        .faults((5..5 + DECODE_ATTEMPTS).map(|n| (n, Fault::MalformedJson)))
+        .start()
+        .await
+        .unwrap();
+    let (_dir, out) = out_file("c.ndjson");
+    let flags = ["--page-size", "100", "--prefetch", "1", "--resume"];
+    // An interrupted export: whole pages and a checkpoint that matches them.
+    let e = run_export(&sim, &out, &flags).await.unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{}", e.report());
+    let output = std::fs::read(&out).unwrap();
+    let checkpoint = std::fs::read(checkpoint_path(&out)).unwrap();
+    assert!(!output.is_empty());
+    let requests = |s: keel_sim::SimStats| s.token_requests + s.api_requests;
+    let before = requests(sim.stats());
+
+    // Another run is resuming it: this one must not.
+    let held = hold_lock(&out);
+    let e = run_export(&sim, &out, &flags).await.unwrap_err();
+    match &e {
+        ExportError::OutputLocked { out: o, lock } => {
+            assert_eq!((o, lock), (&out, &lock_path(&out)));
+        }
+        other => panic!("not a lock error: {other:?}"),
+    }
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains(&out.display().to_string()), "{e}");
+    assert_eq!(std::fs::read(&out).unwrap(), output, "output touched");
+    assert_eq!(
+        std::fs::read(checkpoint_path(&out)).unwrap(),
+        checkpoint,
+        "checkpoint touched"
+    );
+    assert_eq!(
+        requests(sim.stats()),
+        before,
+        "the locked run made requests"
+    );
+
+    drop(held);
+    let summary = run_export(&sim, &out, &flags).await.unwrap();
+    assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+    assert!(summary.resumed_conversations > 0, "{summary:?}");
+    assert!(!lock_path(&out).exists());
 }
 
 /// Attempts at a page with the default decode retries: the first and 2 more.

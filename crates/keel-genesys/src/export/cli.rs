@@ -17,7 +17,7 @@ use crate::models::Interval;
     name = "genesys-export",
     version,
     after_help = "Credentials: GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET in the environment, or --credentials-file.\n\
-                  Exit codes: 0 done, 2 usage, 3 credentials rejected, 4 API error after retries, 5 output I/O, 130 interrupted.\n\
+                  Exit codes: 0 done, 2 usage (or output locked by another export), 3 credentials rejected, 4 API error after retries, 5 output I/O, 130 interrupted.\n\
                   Try it without an account: genesys-export --sim --out conversations.ndjson"
 )]
 #[command(group(ArgGroup::new("source").args(["sim", "environment", "api_url"])))]
@@ -59,7 +59,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Ndjson)]
     pub format: Format,
 
-    /// Output file (default: stdout).
+    /// Output file (default: stdout). Locked through `<out>.lock` while the run lasts: a
+    /// second export to the same file stops at once (exit 2).
     #[arg(long, value_name = "PATH")]
     pub out: Option<PathBuf>,
 

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 /// Exit code of a complete export.
 pub const EXIT_OK: u8 = 0;
-/// Exit code of a usage error: bad flag or value, missing credentials, a checkpoint in the way.
+/// Exit code of a usage error: bad flag or value, missing credentials, a checkpoint in the way,
+/// an output another export is writing.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code when the login server rejects the credentials.
 pub const EXIT_CREDENTIALS: u8 = 3;
@@ -53,6 +54,16 @@ pub enum ExportError {
         path: PathBuf,
     },
 
+    /// Another export holds the lock on this output (`<out>.lock`): it is writing the output
+    /// and its checkpoint right now. Nothing was read or written.
+    #[error("another export is writing {out} (it holds {lock}): wait for it to end, or choose another --out")]
+    OutputLocked {
+        /// The output.
+        out: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+
     /// The login server rejected the client credentials.
     #[error("credentials rejected: the login server refused client id `{client_id}`")]
     CredentialsRejected {
@@ -93,7 +104,8 @@ impl ExportError {
             ExportError::Usage(_)
             | ExportError::MissingCredentials { .. }
             | ExportError::CredentialsFile { .. }
-            | ExportError::Checkpoint { .. } => EXIT_USAGE,
+            | ExportError::Checkpoint { .. }
+            | ExportError::OutputLocked { .. } => EXIT_USAGE,
             ExportError::CredentialsRejected { .. } => EXIT_CREDENTIALS,
             ExportError::Api { .. } => EXIT_API,
             ExportError::Output { .. } => EXIT_OUTPUT,
@@ -160,6 +172,14 @@ mod tests {
             ExportError::Checkpoint {
                 message: "m".into(),
                 path: "p".into()
+            }
+            .exit_code(),
+            2
+        );
+        assert_eq!(
+            ExportError::OutputLocked {
+                out: "o".into(),
+                lock: "o.lock".into()
             }
             .exit_code(),
             2

@@ -16,6 +16,14 @@
 //! mode, page size, media type or API) is refused too, naming what differs. A resume reuses the
 //! query the first run resolved, so `--since 24h` means the same interval on both runs.
 //!
+//! # One run per output
+//! A run with `--out` holds an exclusive advisory lock on `<out>.lock` (beside the output,
+//! removed when the run ends) from its start to its end, `--resume` or not. A second export to
+//! the same output stops at once with exit 2, naming the output, before it opens the output,
+//! reads the checkpoint or calls the API; the first run's file and checkpoint are untouched.
+//! A lock file left by a killed run holds no lock and is taken over. Outputs that are not
+//! regular files (stdout, `/dev/null`) take no lock.
+//!
 //! # Results that change while paging
 //! When a part's `totalHits` moves between pages, the library stops rather than risk a
 //! skipped or repeated record, with a restart point; the run records it in the checkpoint and
@@ -33,7 +41,8 @@
 //! it.
 //!
 //! # Exit codes
-//! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way); 3
+//! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way, output
+//! locked by another export); 3
 //! credentials rejected; 4 API error after retries; 5 output I/O; 130 interrupted by Ctrl-C
 //! (the binary stops between pages: the output holds whole pages, the checkpoint matches).
 //!
@@ -67,6 +76,7 @@ mod cli;
 mod credentials;
 mod error;
 mod format;
+mod lock;
 mod open;
 mod output;
 mod pages;

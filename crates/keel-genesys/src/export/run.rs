@@ -6,6 +6,7 @@ use super::checkpoint::Fingerprint;
 use super::cli::Args;
 use super::credentials;
 use super::error::ExportError;
+use super::lock::OutputLock;
 use super::open::{open, Opened};
 use super::pages::{map_error, stream_pages};
 use super::progress::Progress;
@@ -15,10 +16,12 @@ use crate::{Client, Credentials, Environment};
 
 /// Runs the export `args` describe, reading credentials from the environment or
 /// `--credentials-file` (or using the simulator's with `--sim`). Progress and the summary go
-/// to stderr; the summary is also returned.
+/// to stderr; the summary is also returned. With `--out`, the output is locked for the whole
+/// run (see [the module docs](super#one-run-per-output)).
 ///
 /// # Errors
-/// An [`ExportError`] whose [`exit_code`](ExportError::exit_code) is the process's.
+/// An [`ExportError`] whose [`exit_code`](ExportError::exit_code) is the process's;
+/// [`ExportError::OutputLocked`] at once when another export is writing the same output.
 pub async fn run(args: Args) -> Result<Summary, ExportError> {
     run_with(args, None).await
 }
@@ -36,6 +39,12 @@ pub async fn run_with_credentials(
 
 async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, ExportError> {
     let started = Instant::now();
+    // NOTE: held to the end of the run (dropped last), before anything reads or writes the
+    // output or its checkpoint.
+    let _lock = match args.out.as_deref() {
+        Some(out) => OutputLock::acquire(out)?,
+        None => None,
+    };
     let mut progress = Progress::new(args.progress, args.log_every);
 
     // NOTE: the simulator lives until the end of this function (its handle is dropped last).

@@ -144,3 +144,23 @@ pub fn checkpoint_path(out: &Path) -> PathBuf {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `<out>.lock`, the lock file of a run writing `out`.
+pub fn lock_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap().to_os_string();
+    name.push(".lock");
+    out.with_file_name(name)
+}
+
+/// Takes the output lock of `out` as a running export does; held until the file is dropped.
+pub fn hold_lock(out: &Path) -> std::fs::File {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(out))
+        .unwrap();
+    file.try_lock().expect("nothing else holds the lock");
+    file
+}
