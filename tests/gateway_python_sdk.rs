@@ -8,7 +8,6 @@
 //! case it fails.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use keel::genesys::Environment;
@@ -22,47 +21,14 @@ mod axum_gateway;
 
 const INTERVAL: &str = "2026-01-01T00:00:00.000Z/2026-01-08T00:00:00.000Z";
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("KEEL_PY_VENV").unwrap_or_else(|| "/tmp/keel-venv".into());
-    PathBuf::from(venv).join("bin").join("python")
-}
-
-/// `true` if the SDK is importable; otherwise skips loudly, or panics when it is required.
-fn sdk_available(python: &PathBuf) -> bool {
-    let importable = std::process::Command::new(python)
-        .args(["-c", "import PureCloudPlatformClientV2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if importable {
-        return true;
-    }
-    let message = format!(
-        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: Python SDK through the axum gateway NOT RUN.\n\
-         !!! {} cannot import PureCloudPlatformClientV2.\n\
-         !!! Create it: python3 -m venv /tmp/keel-venv && \
-         /tmp/keel-venv/bin/pip install PureCloudPlatformClientV2\n\
-         !!! (or point KEEL_PY_VENV at a virtualenv that has it)\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        python.display()
-    );
-    let required = std::env::var("KEEL_REQUIRE_PYTHON_SDK").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "KEEL_REQUIRE_PYTHON_SDK=1 but the SDK is missing: {message}"
-    );
-    eprintln!("{message}");
-    false
-}
+#[path = "support/python.rs"]
+mod python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_without_credentials_pages_every_record_through_the_gateway() {
-    let python = venv_python();
-    if !sdk_available(&python) {
+    let Some(python) = python::sdk_python("the Python SDK through the axum gateway") else {
         return;
-    }
+    };
     let sim = Simulator::builder()
         .conversations(1_234)
         .seed(7)
@@ -143,10 +109,9 @@ async fn python_sdk_without_credentials_pages_every_record_through_the_gateway()
 /// at the first revoked token (it refreshes only tokens of the authorization-code grant).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_alone_stops_at_the_first_revoked_token() {
-    let python = venv_python();
-    if !sdk_available(&python) {
+    let Some(python) = python::sdk_python("the Python SDK through the axum gateway") else {
         return;
-    }
+    };
     let sim = Simulator::builder()
         .conversations(1_234)
         .seed(7)

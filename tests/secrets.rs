@@ -28,50 +28,20 @@ use keel_sim::{Fault, RetryAfterFormat, SimHandle, Simulator};
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
-use tracing_subscriber::fmt::MakeWriter;
 
 const CLIENT_ID: &str = "secrets-client";
 const SECRET: &str = "Xq9-SECRET-MARKER-7f3a1c";
 const WRONG_SECRET: &str = "Wr0ng-SECRET-MARKER-b2e4";
 const INTERVAL: &str = "2026-01-01T00:00:00.000Z/2026-01-02T00:00:00.000Z";
 
-/// Everything the global subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
+#[path = "support/capture.rs"]
+mod capture;
+use capture::Capture;
 
 /// Installs (once) a TRACE subscriber for every target, writing to a buffer.
 fn logs() -> &'static Capture {
     static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture = Capture::default();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(capture.clone())
-            .with_ansi(false)
-            .init();
-        capture
-    })
-}
-
-fn captured(c: &Capture) -> String {
-    String::from_utf8_lossy(&c.0.lock().unwrap()).into_owned()
+    CAPTURE.get_or_init(Capture::install)
 }
 
 /// Where `text` holds a token of the simulator's shape (`sim-` and 40 hex digits).
@@ -265,7 +235,7 @@ async fn a_faulty_export_at_trace_leaks_no_secret_or_token_anywhere() {
         Some(token.as_str())
     );
 
-    let logs = captured(capture);
+    let logs = capture.text();
     assert!(
         logs.contains("TRACE") && logs.contains("DEBUG") && logs.contains("401"),
         "the subscriber captured the run at TRACE ({} bytes)",

@@ -4,9 +4,6 @@
 //! This is its own test binary because it installs a global subscriber: with a thread-local
 //! one, callsites first hit by tests on other threads could be cached as disabled.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -17,30 +14,12 @@ use keel_layers::auth::{
 use secrecy::SecretString;
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
-use tracing_subscriber::fmt::MakeWriter;
 
 const SECRET: &str = "s3cr3t-client-secret";
 
-/// Collects everything a `fmt` subscriber writes.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
+#[path = "../../../tests/support/capture.rs"]
+mod capture;
+use capture::Capture;
 
 fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -50,12 +29,7 @@ fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 
 #[tokio::test(start_paused = true)]
 async fn trace_logs_of_fetch_401_refresh_and_replay_hold_no_secret_or_token() {
-    let capture = Capture::default();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install();
 
     let (http, mut token_endpoint) = mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
     let source = ClientCredentials::new(
@@ -112,7 +86,7 @@ async fn trace_logs_of_fetch_401_refresh_and_replay_hold_no_secret_or_token() {
     tracing::info!(error = %rejected, debug = ?rejected, "error");
     token_server.abort();
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture really saw the whole cycle ...
     for expected in [
         "fetching access token",

@@ -6,7 +6,6 @@
 //! case it fails.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use keel_sim::Simulator;
@@ -14,47 +13,14 @@ use serde_json::json;
 
 const INTERVAL: &str = "2026-01-01T00:00:00.000Z/2026-01-08T00:00:00.000Z";
 
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("KEEL_PY_VENV").unwrap_or_else(|| "/tmp/keel-venv".into());
-    PathBuf::from(venv).join("bin").join("python")
-}
-
-/// `true` if the SDK is importable; otherwise skips loudly or panics when it is required.
-fn sdk_available(python: &PathBuf) -> bool {
-    let importable = std::process::Command::new(python)
-        .args(["-c", "import PureCloudPlatformClientV2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if importable {
-        return true;
-    }
-    let required = std::env::var("KEEL_REQUIRE_PYTHON_SDK").is_ok_and(|v| v == "1");
-    let message = format!(
-        "\n\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! SKIPPED: Genesys Python SDK fidelity check NOT RUN.\n\
-         !!! {} cannot import PureCloudPlatformClientV2.\n\
-         !!! Create it: python3 -m venv /tmp/keel-venv && \
-         /tmp/keel-venv/bin/pip install PureCloudPlatformClientV2\n\
-         !!! (or point KEEL_PY_VENV at a virtualenv that has it)\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        python.display()
-    );
-    assert!(
-        !required,
-        "KEEL_REQUIRE_PYTHON_SDK=1 but the SDK is missing: {message}"
-    );
-    eprintln!("{message}");
-    false
-}
+#[path = "../../../tests/support/python.rs"]
+mod python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_python_sdk_pages_the_details_query_to_the_end() {
-    let python = venv_python();
-    if !sdk_available(&python) {
+    let Some(python) = python::sdk_python("the Genesys Python SDK fidelity check") else {
         return;
-    }
+    };
     let sim = Simulator::builder()
         .conversations(1_234)
         .seed(99)

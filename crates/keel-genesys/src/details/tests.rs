@@ -585,14 +585,13 @@ async fn job_results_come_a_thousand_to_a_page_whatever_the_query_page_size() {
 
 #[tokio::test]
 async fn a_job_page_size_outside_1_to_1000_is_a_config_error() {
-    let sim = Simulator::builder()
-        .conversations(1)
-        .start()
-        .await
-        .unwrap();
+    let sim = Simulator::builder().conversations(1).start().await.unwrap();
     for size in [0, 1_001] {
         let err = builder(&sim).job_page_size(size).build().unwrap_err();
-        assert!(matches!(&err, Error::Config(m) if m.contains("job page size")), "{err}");
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("job page size")),
+            "{err}"
+        );
     }
 }
 

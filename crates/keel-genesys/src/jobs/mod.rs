@@ -47,7 +47,6 @@ use crate::models::{
 /// The jobs endpoint.
 pub(crate) const JOBS_PATH: &str = "/api/v2/analytics/conversations/details/jobs";
 
-
 pub(crate) fn stream(
     client: Client,
     query: ConversationQuery,
