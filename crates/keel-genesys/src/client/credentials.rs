@@ -11,6 +11,10 @@ pub const CLIENT_ID_VAR: &str = "GENESYS_CLIENT_ID";
 /// Environment variable holding the OAuth client secret.
 pub const CLIENT_SECRET_VAR: &str = "GENESYS_CLIENT_SECRET";
 
+/// The credential variable that [`Credentials::lookup`] found unset or blank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MissingVar(pub(crate) &'static str);
+
 /// An OAuth client id and its secret. `Debug` shows the id only.
 #[derive(Clone)]
 pub struct Credentials {
@@ -37,18 +41,28 @@ impl Credentials {
     }
 
     /// Credentials from any variable lookup (the environment, a parsed file, a test map).
+    /// Values are trimmed; a blank one counts as unset.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the variable that is missing or empty.
-    pub fn from_lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, Error> {
-        let mut get = |name: &str| {
-            // NOTE: the looked-up string is wiped once trimmed; only the trimmed copy lives on.
+    pub fn from_lookup(lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::lookup(lookup).map_err(|MissingVar(name)| Error::config(format!("{name} is not set")))
+    }
+
+    /// Reads `GENESYS_CLIENT_ID` then `GENESYS_CLIENT_SECRET` through `lookup`: each value
+    /// trimmed (the looked-up string is wiped, only the trimmed copy lives on), an unset or
+    /// blank one missing. The one place that reads credential variables; callers map
+    /// [`MissingVar`] to their own error.
+    pub(crate) fn lookup(
+        mut lookup: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Self, MissingVar> {
+        let mut get = |name: &'static str| {
             lookup(name)
                 .map(zeroize::Zeroizing::new)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| Error::config(format!("{name} is not set")))
+                .ok_or(MissingVar(name))
         };
         let client_id = get(CLIENT_ID_VAR)?;
         let secret = get(CLIENT_SECRET_VAR)?;
@@ -102,5 +116,22 @@ mod tests {
         vars.remove(CLIENT_ID_VAR);
         let err = Credentials::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap_err();
         assert!(err.to_string().contains(CLIENT_ID_VAR), "{err}");
+    }
+
+    #[test]
+    fn lookup_trims_values_and_names_the_first_blank_one() {
+        let vars = HashMap::from([(CLIENT_ID_VAR, " id\n"), (CLIENT_SECRET_VAR, "\tsec ")]);
+        let c = Credentials::lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!((c.client_id(), c.secret().expose_secret()), ("id", "sec"));
+        let blank = |_: &str| Some(" \t ".to_owned());
+        assert_eq!(
+            Credentials::lookup(blank).unwrap_err(),
+            MissingVar(CLIENT_ID_VAR)
+        );
+        let no_secret = |k: &str| (k == CLIENT_ID_VAR).then(|| "id".to_owned());
+        assert_eq!(
+            Credentials::lookup(no_secret).unwrap_err(),
+            MissingVar(CLIENT_SECRET_VAR)
+        );
     }
 }

@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use secrecy::SecretString;
-
 use super::error::ExportError;
-use crate::client::{Credentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
+use crate::client::{Credentials, MissingVar};
 
 /// Reads credentials from `file` (lines `GENESYS_CLIENT_ID=…`, `GENESYS_CLIENT_SECRET=…`,
 /// `#` comments, optional quotes) when given, else from the process environment.
@@ -31,22 +29,15 @@ pub fn load(file: Option<&Path>) -> Result<Credentials, ExportError> {
     }
 }
 
+/// [`Credentials::lookup`], its missing variable reported as found `where_` (` in <file>`, or
+/// nothing for the environment).
 fn from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
+    lookup: impl FnMut(&str) -> Option<String>,
     where_: &str,
 ) -> Result<Credentials, ExportError> {
-    let get = |key: &str| {
-        lookup(key)
-            .map(zeroize::Zeroizing::new)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| ExportError::MissingCredentials {
-                missing: format!("{key}{where_}"),
-            })
-    };
-    let client_id = get(CLIENT_ID_VAR)?;
-    let secret = SecretString::from(get(CLIENT_SECRET_VAR)?);
-    Ok(Credentials::new(client_id, secret))
+    Credentials::lookup(lookup).map_err(|MissingVar(name)| ExportError::MissingCredentials {
+        missing: format!("{name}{where_}"),
+    })
 }
 
 fn lookup_in_file(text: &str, key: &str) -> Option<String> {
@@ -68,6 +59,7 @@ fn lookup_in_file(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{CLIENT_ID_VAR, CLIENT_SECRET_VAR};
     use secrecy::ExposeSecret;
     use std::io::Write;
 
@@ -102,6 +94,36 @@ mod tests {
             e.to_string().contains("GENESYS_CLIENT_ID is not set"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_export_reads_values_exactly_as_the_library_does() {
+        type Vars = &'static [(&'static str, &'static str)];
+        let cases: [Vars; 5] = [
+            &[(CLIENT_ID_VAR, " id "), (CLIENT_SECRET_VAR, "\tsec\n")],
+            &[(CLIENT_ID_VAR, "id"), (CLIENT_SECRET_VAR, "   ")],
+            &[(CLIENT_ID_VAR, ""), (CLIENT_SECRET_VAR, "sec")],
+            &[(CLIENT_SECRET_VAR, "sec")],
+            &[],
+        ];
+        for vars in cases {
+            let lookup = |k: &str| {
+                vars.iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.to_string())
+            };
+            match (from_lookup(lookup, ""), Credentials::from_lookup(lookup)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.client_id(), b.client_id());
+                    assert_eq!(a.secret().expose_secret(), b.secret().expose_secret());
+                }
+                (
+                    Err(ExportError::MissingCredentials { missing }),
+                    Err(crate::Error::Config(lib)),
+                ) => assert_eq!(lib, format!("{missing} is not set")),
+                (a, b) => panic!("{vars:?}: export {a:?}, library {b:?}"),
+            }
+        }
     }
 
     #[test]
