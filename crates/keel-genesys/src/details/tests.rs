@@ -17,6 +17,15 @@ fn builder(sim: &SimHandle) -> ClientBuilder {
     Client::builder(env, creds)
 }
 
+/// A client that polls job status every few milliseconds, for the simulator's quick jobs.
+fn jobs_builder(sim: &SimHandle) -> ClientBuilder {
+    builder(sim).job_polling(
+        Duration::from_millis(5),
+        Duration::from_millis(20),
+        Duration::from_secs(30),
+    )
+}
+
 fn truth(sim: &SimHandle, query: &ConversationQuery) -> Vec<String> {
     sim.ground_truth(&serde_json::to_value(query).unwrap())
         .unwrap()
@@ -463,15 +472,7 @@ async fn jobs_mode_fetches_a_malformed_status_or_result_page_again() {
         .start()
         .await
         .unwrap();
-    let client = builder(&sim)
-        .job_page_size(100)
-        .job_polling(
-            Duration::from_millis(5),
-            Duration::from_millis(20),
-            Duration::from_secs(30),
-        )
-        .build()
-        .unwrap();
+    let client = jobs_builder(&sim).job_page_size(100).build().unwrap();
     let q = query(WEEK);
     let pages: Vec<DetailsPage> = client
         .conversation_details_job(q.clone())
@@ -519,15 +520,7 @@ async fn jobs_mode_equals_ground_truth_and_resumes_by_cursor() {
         .start()
         .await
         .unwrap();
-    let client = builder(&sim)
-        .job_page_size(100)
-        .job_polling(
-            Duration::from_millis(5),
-            Duration::from_millis(20),
-            Duration::from_secs(30),
-        )
-        .build()
-        .unwrap();
+    let client = jobs_builder(&sim).job_page_size(100).build().unwrap();
     let q = query(WEEK);
     let pages: Vec<DetailsPage> = client
         .conversation_details_job(q.clone())
@@ -562,15 +555,7 @@ async fn job_results_come_a_thousand_to_a_page_whatever_the_query_page_size() {
         .start()
         .await
         .unwrap();
-    let client = builder(&sim)
-        .page_size(25)
-        .job_polling(
-            Duration::from_millis(5),
-            Duration::from_millis(20),
-            Duration::from_secs(30),
-        )
-        .build()
-        .unwrap();
+    let client = jobs_builder(&sim).page_size(25).build().unwrap();
     let q = query(WEEK);
     let pages: Vec<DetailsPage> = client
         .conversation_details_job(q.clone())
