@@ -86,6 +86,7 @@ pub use bearer::{Bearer, BearerLayer, ResponseFuture as BearerResponseFuture};
 pub use cache::{TokenCache, TokenCacheStats};
 pub use client_credentials::ClientCredentials;
 pub use origin::{Origin, OriginError};
+pub(crate) use refresh::Refresh;
 pub use refresh::{
     RefreshOn401, RefreshOn401Layer, RefreshStats, ResponseFuture as RefreshOn401ResponseFuture,
 };

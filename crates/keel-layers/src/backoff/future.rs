@@ -37,6 +37,8 @@ pin_project! {
         paced_since: Option<Instant>,
         shared: Arc<Shared<S>>,
         attempts: u32,
+        // Replays after a 401 still allowed (0 unless the layer also refreshes).
+        replays_left: u32,
         started: Instant,
         retry_safe: bool,
     }
@@ -73,6 +75,7 @@ where
             sleep: None,
             drain: None,
             paced_since: None,
+            replays_left: shared.max_replays,
             shared,
             attempts: 0,
             started,
@@ -94,6 +97,7 @@ where
             sleep: Some(Box::pin(sleep_until(until))),
             drain: None,
             paced_since: Some(started),
+            replays_left: shared.max_replays,
             shared,
             attempts: 0,
             started,
@@ -168,7 +172,7 @@ where
                     }
                     // NOTE: `request` is always set when entering `Pacing` or `Ready`.
                     let request = this.request.take().expect("request set before an attempt");
-                    if policy.max_attempts > 1 {
+                    if policy.max_attempts > 1 || *this.replays_left > 0 {
                         *this.request = try_clone_request(&request);
                     }
                     let future = service.call(request);
@@ -187,7 +191,26 @@ where
                                 response.headers(),
                                 *this.retry_safe,
                             ) else {
-                                return Poll::Ready(Ok(response));
+                                let refresh = match &this.shared.refresh {
+                                    Some(refresh) if *this.replays_left > 0 => refresh,
+                                    _ => return Poll::Ready(Ok(response)),
+                                };
+                                let Some((rejected, replay)) =
+                                    refresh.replay_for(&response, this.request.as_ref())
+                                else {
+                                    return Poll::Ready(Ok(response));
+                                };
+                                drop(response);
+                                refresh.replaying(rejected);
+                                *this.replays_left -= 1;
+                                // NOTE: from here on, as a new call of this layer: what the
+                                // stacked `RefreshOn401` above it would make.
+                                policy.budget.deposit();
+                                *this.attempts = 0;
+                                *this.started = Instant::now();
+                                *this.request = Some(replay);
+                                this.state.set(State::Pacing);
+                                continue;
                             };
                             let attempt = Attempt::Status(status);
                             let Some(planned) = policy.plan(

@@ -38,6 +38,11 @@
 //! to [`drain_limit`](BackoffPolicy::drain_limit)) during the wait and dropped before the
 //! replay, so the connection can be reused.
 //!
+//! Stacked under [`RefreshOn401Layer`](crate::auth::RefreshOn401Layer), the two retry loops
+//! can be one: [`BackoffLayer::refresh_on_401`] makes this layer also replay after a 401 as
+//! that layer would, with one request backup and one spare service for both kinds of retry
+//! (cheaper for every request, retried or not; same behaviour and counters).
+//!
 //! Each retry emits a `tracing` event at `INFO` with `status`, `attempt`, `delay_ms` and
 //! `source` (`retry-after`, `ratelimit-reset` or `schedule`); [`BackoffStats`] counts 429
 //! waits, 503 retries, other retries and the time spent waiting.

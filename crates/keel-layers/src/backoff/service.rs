@@ -7,6 +7,7 @@ use tower::{BoxError, Service};
 
 use super::future::ResponseFuture;
 use super::{BackoffLayer, BackoffPolicy, BackoffStats, RetrySafe};
+use crate::auth::Refresh;
 use crate::replay::{try_clone_request, TryCloneBody};
 use crate::spare::Spare;
 
@@ -35,21 +36,35 @@ pub struct Backoff<S> {
 pub(super) struct Shared<S> {
     pub(super) policy: BackoffPolicy,
     pub(super) spare: Spare<S>,
+    /// Refresh-on-401 done in the same loop (see [`BackoffLayer::refresh_on_401`]).
+    pub(super) refresh: Option<Refresh>,
+    /// Replays after a 401 per request (0 without `refresh`).
+    pub(super) max_replays: u32,
 }
 
 impl<S> Backoff<S> {
     /// Wraps `inner` with `policy`.
     pub fn new(inner: S, policy: BackoffPolicy) -> Self {
-        Self::from_shared(inner, Arc::new(policy))
+        Self::from_shared(inner, Arc::new(policy), None)
     }
 
-    pub(super) fn from_shared(inner: S, policy: Arc<BackoffPolicy>) -> Self {
+    pub(super) fn from_shared(
+        inner: S,
+        policy: Arc<BackoffPolicy>,
+        refresh: Option<(Refresh, u32)>,
+    ) -> Self {
         let policy = Arc::unwrap_or_clone(policy);
+        let (refresh, max_replays) = match refresh {
+            Some((refresh, replays)) => (Some(refresh), replays),
+            None => (None, 0),
+        };
         Backoff {
             inner,
             shared: Arc::new(Shared {
                 policy,
                 spare: Spare::new(),
+                refresh,
+                max_replays,
             }),
         }
     }
@@ -103,7 +118,7 @@ where
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
         match policy.pacer.try_acquire(now) {
             Ok(()) => {
-                let backup = if policy.max_attempts > 1 {
+                let backup = if policy.max_attempts > 1 || shared.max_replays > 0 {
                     try_clone_request(&req)
                 } else {
                     None

@@ -3,13 +3,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::service::Shared;
-use crate::auth::TokenId;
-use crate::replay::{try_clone_request, TryCloneBody};
+use crate::replay::TryCloneBody;
 
 pin_project! {
     /// Response future of [`RefreshOn401`](super::RefreshOn401).
@@ -68,33 +67,24 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let response = ready!(future.poll(cx))?;
-                    if response.status() != StatusCode::UNAUTHORIZED || *this.replays_left == 0 {
+                    if *this.replays_left == 0 {
                         return Poll::Ready(Ok(response));
                     }
-                    let Some(&rejected) = response.extensions().get::<TokenId>() else {
-                        tracing::trace!(
-                            "401 for a request sent without a cached token; returned as is"
-                        );
-                        return Poll::Ready(Ok(response));
-                    };
-                    // NOTE: asked again after the attempt: a body may have found out while it
-                    // was sent that it outgrew its replay cap.
-                    let Some(replay) = this.backup.as_ref().and_then(try_clone_request) else {
-                        this.shared.stats.record_not_replayable();
-                        tracing::debug!("401 returned as is: the request body cannot be replayed");
+                    let refresh = &this.shared.refresh;
+                    let Some((rejected, replay)) =
+                        refresh.replay_for(&response, this.backup.as_ref())
+                    else {
                         return Poll::Ready(Ok(response));
                     };
                     // NOTE: the spare is kept whenever a backup is: see `RefreshOn401::call`.
                     let service = this.shared.spare.clone_service();
                     let service = Box::new(service.expect("a spare with a backup"));
                     drop(response);
-                    this.shared.tokens.invalidate(rejected);
+                    refresh.replaying(rejected);
                     *this.replays_left -= 1;
                     if *this.replays_left == 0 {
                         *this.backup = None;
                     }
-                    this.shared.stats.record_replay();
-                    tracing::debug!(token = ?rejected, "401: replaying the request with a fresh token");
                     this.state.set(State::WaitingForReady {
                         replay: Some(replay),
                         service,

@@ -1,7 +1,7 @@
 use tower::Layer;
 
 use super::{RefreshOn401, RefreshStats};
-use crate::auth::TokenCache;
+use crate::auth::{Refresh, TokenCache};
 
 /// Layer that applies [`RefreshOn401`].
 #[derive(Debug, Clone)]
@@ -30,6 +30,15 @@ impl RefreshOn401Layer {
     /// The counters shared by every service this layer makes.
     pub fn stats(&self) -> RefreshStats {
         self.stats.clone()
+    }
+
+    /// What a retry loop needs to refresh on 401 as this layer does, and how many replays.
+    pub(crate) fn refresh(&self) -> (Refresh, u32) {
+        let refresh = Refresh {
+            tokens: self.tokens.clone(),
+            stats: self.stats.clone(),
+        };
+        (refresh, self.max_replays)
     }
 }
 

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::Service;
 
+use super::decide::Refresh;
 use super::{RefreshOn401Layer, ResponseFuture};
 use crate::auth::TokenCache;
 use crate::replay::{try_clone_request, TryCloneBody};
@@ -23,6 +24,9 @@ use crate::spare::Spare;
 /// - a 401 comes back after the last replay (never loops),
 /// - the response carries no `TokenId` (no token from this stack was sent),
 /// - the request body cannot be replayed (see [`TryCloneBody`]; a `tracing` event says so).
+///
+/// Directly above a [`Backoff`](crate::backoff::Backoff) layer, the two can run as one retry
+/// loop instead: see [`BackoffLayer::refresh_on_401`](crate::backoff::BackoffLayer::refresh_on_401).
 ///
 /// # Clone
 ///
@@ -50,8 +54,7 @@ pub struct RefreshOn401<S> {
 /// What every clone of one [`RefreshOn401`] and their response futures share.
 #[derive(Debug)]
 pub(super) struct Shared<S> {
-    pub(super) tokens: TokenCache,
-    pub(super) stats: RefreshStats,
+    pub(super) refresh: Refresh,
     /// The service replays are sent through (see [`Spare`]).
     pub(super) spare: Spare<S>,
 }
@@ -59,8 +62,7 @@ pub(super) struct Shared<S> {
 impl<S> Shared<S> {
     fn new(tokens: TokenCache, stats: RefreshStats) -> Arc<Self> {
         Arc::new(Shared {
-            tokens,
-            stats,
+            refresh: Refresh { tokens, stats },
             spare: Spare::new(),
         })
     }
@@ -87,11 +89,11 @@ impl RefreshStats {
         self.0.not_replayable.load(Ordering::Relaxed)
     }
 
-    pub(super) fn record_replay(&self) {
+    pub(crate) fn record_replay(&self) {
         self.0.replays.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn record_not_replayable(&self) {
+    pub(crate) fn record_not_replayable(&self) {
         self.0.not_replayable.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -118,13 +120,13 @@ impl<S> RefreshOn401<S> {
     }
 
     pub(super) fn with_stats(mut self, stats: RefreshStats) -> Self {
-        self.shared = Shared::new(self.shared.tokens.clone(), stats);
+        self.shared = Shared::new(self.shared.refresh.tokens.clone(), stats);
         self
     }
 
     /// The counters, shared with every clone.
     pub fn stats(&self) -> RefreshStats {
-        self.shared.stats.clone()
+        self.shared.refresh.stats.clone()
     }
 
     /// Gets a reference to the inner service.

@@ -174,9 +174,9 @@ async fn drain_stops_at_the_limit() {
 }
 
 /// A service that counts how often it is cloned.
-struct CountClones<S> {
-    inner: S,
-    clones: Arc<AtomicUsize>,
+pub(super) struct CountClones<S> {
+    pub(super) inner: S,
+    pub(super) clones: Arc<AtomicUsize>,
 }
 
 impl<S: Clone> Clone for CountClones<S> {

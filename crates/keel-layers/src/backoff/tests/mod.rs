@@ -137,5 +137,6 @@ mod events;
 mod hints;
 mod limits;
 mod pacing;
+mod refresh;
 mod tower_retry;
 mod transport;
