@@ -275,10 +275,9 @@ proptest! {
         let kind_ok = kind.as_ref().is_none_or(|k| {
             k.is_null() || k.as_str().is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
         });
-        // NOTE: keel takes any token that fits in a header value (no control characters; it
-        // is opaque to the client), which is more lenient than RFC 6749's VSCHAR.
-        let access_ok = !token_text.is_empty()
-            && token_text.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        // NOTE: keel takes a token of visible ASCII only (RFC 6749's VSCHAR without the space,
+        // a superset of RFC 6750's b64token); it is otherwise opaque to the client.
+        let access_ok = !token_text.is_empty() && token_text.bytes().all(|b| b.is_ascii_graphic());
         match &result {
             Ok(token) => {
                 prop_assert!(kind_ok && access_ok, "accepted {access:?} {kind:?} {expires:?}");

@@ -54,8 +54,9 @@ impl Token {
     ///
     /// # Errors
     ///
-    /// [`TokenError::InvalidResponse`] when the access token holds characters that cannot
-    /// appear in a header (the message does not repeat the token).
+    /// [`TokenError::InvalidResponse`] when the access token is empty or holds a character
+    /// other than visible ASCII (`!` to `~`): a space, a control character or a non-ASCII
+    /// character. The message does not repeat the token.
     pub fn bearer(access_token: &str, expires_in: Option<Duration>) -> Result<Self, TokenError> {
         Ok(Token::new(
             bearer_header(access_token)?,
@@ -173,10 +174,59 @@ impl TokenError {
 
 /// `Bearer <access_token>` as a header value, without leaving a copy of the token behind in
 /// temporary strings.
+///
+/// The token must be one or more visible ASCII characters (`%x21-7E`): RFC 6749's access
+/// token is `1*VSCHAR`, and RFC 6750's `b64token` is a subset of these; a space would split
+/// the `Authorization` value, and control or non-ASCII characters are no token's.
 pub(crate) fn bearer_header(access_token: &str) -> Result<HeaderValue, TokenError> {
+    if access_token.is_empty() {
+        return Err(TokenError::InvalidResponse("empty access token".into()));
+    }
+    if !access_token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(TokenError::InvalidResponse(
+            "access token holds a character other than visible ascii (a space, a control or a non-ascii character)"
+                .into(),
+        ));
+    }
     let mut value = zeroize::Zeroizing::new(String::with_capacity(7 + access_token.len()));
     value.push_str("Bearer ");
     value.push_str(access_token);
     HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(value.as_bytes()))
         .map_err(|_| TokenError::InvalidResponse("access token is not a valid header value".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_takes_every_visible_ascii_character() {
+        let visible: String = (0x21u8..=0x7e).map(char::from).collect();
+        let token = Token::bearer(&visible, None).unwrap();
+        assert_eq!(
+            token.header_value().as_bytes(),
+            format!("Bearer {visible}").as_bytes()
+        );
+    }
+
+    #[test]
+    fn bearer_refuses_empty_and_non_visible_tokens_without_echoing_them() {
+        for bad in [
+            "",
+            "SECRET-PART with-space",
+            "SECRET-PART\twith-tab",
+            "SECRET-PART\u{7f}",
+            "SECRET-PART\u{1}",
+            "SECRET-PART-caf\u{e9}",
+            "SECRET-PART\u{a0}",
+        ] {
+            let err = Token::bearer(bad, None).unwrap_err();
+            assert!(
+                matches!(err, TokenError::InvalidResponse(_)),
+                "{bad:?}: {err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("SECRET-PART"), "{bad:?}: {shown}");
+        }
+    }
 }

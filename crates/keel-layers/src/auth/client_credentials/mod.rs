@@ -18,8 +18,12 @@ mod response;
 ///
 /// Each fetch sends `POST token_url` with `Authorization: Basic base64(client_id:secret)`
 /// (marked sensitive) and the form `grant_type=client_credentials` (plus `scope` when set),
-/// and reads `access_token`, `token_type` (must be `bearer` when present) and `expires_in`
+/// and reads `access_token` (one or more visible ASCII characters, RFC 6749 `VSCHAR` without
+/// the space), `token_type` (must be `bearer`, in any case, when present) and `expires_in`
 /// from a JSON answer, with the body capped at [`body_limit`](ClientCredentials::body_limit).
+/// A success answer that is not such a token response is a
+/// [`TokenError::InvalidResponse`](super::TokenError::InvalidResponse) that never repeats the
+/// token.
 ///
 /// - A 400 or 401 answer means the credentials were refused: [`TokenError::Rejected`](super::TokenError::Rejected), with
 ///   the server's `error` and `error_description`, and no retry.

@@ -190,10 +190,7 @@ async fn malformed_token_responses_are_typed_errors() {
             r#"{"access_token":"a","token_type":"mac"}"#,
             "unsupported token type",
         ),
-        (
-            r#"{"access_token":"a b\u0001"}"#,
-            "not a valid header value",
-        ),
+        (r#"{"access_token":"a b\u0001"}"#, "visible ascii"),
         (r#"{"access_token":"a","expires_in":"soon"}"#, "expires_in"),
         ("<html>", "not a token response"),
     ] {
@@ -207,6 +204,76 @@ async fn malformed_token_responses_are_typed_errors() {
             "{body}: {err:?}"
         );
         assert!(err.to_string().contains(what), "{body}: {err}");
+    }
+}
+
+/// Fetches a token from an endpoint that answers `body` with 200.
+async fn fetch_answered(body: serde_json::Value) -> Result<Token, TokenError> {
+    let (source, mut handle) = client_credentials();
+    let fetch = tokio::spawn(source.fetch());
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(json(StatusCode::OK, body.to_string()));
+    fetch.await.unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn access_tokens_outside_visible_ascii_are_refused_without_echoing_them() {
+    for bad in [
+        "",
+        "SECRET-PART with-a-space",
+        "SECRET-PART\twith-a-tab",
+        "SECRET-PART\u{1}",
+        "SECRET-PART\u{7f}",
+        "SECRET-PART-caf\u{e9}",
+        "SECRET-PART-\u{200b}",
+    ] {
+        let body =
+            serde_json::json!({"access_token": bad, "token_type": "Bearer", "expires_in": 60});
+        let err = fetch_answered(body).await.unwrap_err();
+        assert!(
+            matches!(err, TokenError::InvalidResponse(_)),
+            "{bad:?}: {err:?}"
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("SECRET-PART"), "{bad:?}: {shown}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_visible_ascii_access_token_is_taken_as_is() {
+    let visible: String = (0x21u8..=0x7e).map(char::from).collect();
+    for token in [visible.as_str(), "mF_9.B5f-4.1JqM", "YWJj+/Z==", "~"] {
+        let body =
+            serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 60});
+        let got = fetch_answered(body).await.unwrap();
+        assert_eq!(
+            got.header_value().as_bytes(),
+            format!("Bearer {token}").as_bytes()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_type_must_be_bearer_in_any_case_when_present() {
+    for kind in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let body = serde_json::json!({"access_token": "tok", "token_type": kind});
+        assert!(fetch_answered(body).await.is_ok(), "{kind}");
+    }
+    let body = serde_json::json!({"access_token": "tok"});
+    assert!(fetch_answered(body).await.is_ok(), "no token_type");
+    for kind in ["mac", "DPoP", "bearer ", "", "N_A"] {
+        let body = serde_json::json!({"access_token": "SECRET-PART-tok", "token_type": kind});
+        let err = fetch_answered(body).await.unwrap_err();
+        assert!(
+            matches!(err, TokenError::InvalidResponse(_)),
+            "{kind:?}: {err:?}"
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.contains("unsupported token type"),
+            "{kind:?}: {shown}"
+        );
+        assert!(!shown.contains("SECRET-PART"), "{kind:?}: {shown}");
     }
 }
 
