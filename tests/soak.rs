@@ -4,11 +4,10 @@
 //! Every request must succeed, and resident memory and open file descriptors must stay flat
 //! between an early mark and the end.
 //!
-//! The suite runs 10,000 requests (mark at 2,000; ~15 s in debug). The full 100,000 (mark at
-//! 10,000) is ignored by default:
-//! `cargo test -p keel --test soak -- --ignored --nocapture` (401 s in debug on 2 busy cores:
-//! RSS 13.0 MiB after 10,000 and 13.4 MiB after 100,000; 89 then 99 fds, 12 before and after;
-//! `--release` is faster).
+//! 100,000 requests, 32 at a time, with the mark at 10,000: about 40 s in the suite's debug
+//! build on 2 cores (62 s with the machine otherwise busy: RSS 12.1 MiB after 10,000 and 12.8 MiB
+//! after 100,000; 87 then 93 fds, 12 before and after), 7 s with `--release`. The run is
+//! bounded: past 10 minutes it fails rather than hang.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -242,14 +241,10 @@ fn check(r: &Report, total: u64, mark: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_thousand_faulty_requests_keep_memory_and_fds_flat() {
-    let r = soak(10_000, 2_000).await;
-    check(&r, 10_000, 2_000);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "100,000 requests (~7 minutes in debug): run with --ignored"]
 async fn a_hundred_thousand_faulty_requests_keep_memory_and_fds_flat() {
-    let r = soak(100_000, 10_000).await;
+    let bound = Duration::from_secs(600);
+    let r = tokio::time::timeout(bound, soak(100_000, 10_000))
+        .await
+        .unwrap_or_else(|_| panic!("the soak did not finish within {bound:?}"));
     check(&r, 100_000, 10_000);
 }
