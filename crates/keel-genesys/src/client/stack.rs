@@ -1,6 +1,7 @@
 //! Assembles the tower stack of a [`Client`].
 //!
-//! Outermost first: replay body → refresh on 401 → backoff → bearer → per-attempt timeout →
+//! Outermost first: replay body → refresh on 401 and backoff (one retry loop,
+//! `BackoffLayer::refresh_on_401`) → bearer → per-attempt timeout →
 //! read the body (capped) → trace → gzip decompression → hyper-util client (rustls).
 //! Reading the body inside the stack means a connection dropped mid-body is a transport error
 //! the backoff layer retries, and the timeout covers the whole attempt.
@@ -150,8 +151,7 @@ where
     let limit = settings.max_body_bytes;
     let svc = ServiceBuilder::new()
         .layer(ReplayBodyLayer::new(settings.max_replay_bytes))
-        .layer(refresh)
-        .layer(backoff)
+        .layer(backoff.refresh_on_401(&refresh))
         .layer(BearerLayer::new(tokens, origin))
         .timeout(settings.request_timeout)
         .and_then(move |res: Response<_>| collect(res, limit))
