@@ -21,7 +21,10 @@ mod sealed {
 /// 429/503 and replays), then [`bearer`] (puts the current token on each attempt) next to
 /// the HTTP client.
 ///
-/// Each method is the same as `.layer(FooLayer::new(..))`. To read a layer's counters, keep
+/// [`refresh_on_401_and_backoff`] is the two retrying layers in one retry loop, the cheaper
+/// way to stack them.
+///
+/// Each other method is the same as `.layer(FooLayer::new(..))`. To read a layer's counters, keep
 /// a handle first: [`BackoffPolicy::stats`] before passing the policy, or build a
 /// [`RefreshOn401Layer`] yourself and use its [`stats`](RefreshOn401Layer::stats).
 ///
@@ -31,6 +34,7 @@ mod sealed {
 /// [`refresh_on_401`]: ServiceBuilderExt::refresh_on_401
 /// [`backoff`]: ServiceBuilderExt::backoff
 /// [`bearer`]: ServiceBuilderExt::bearer
+/// [`refresh_on_401_and_backoff`]: ServiceBuilderExt::refresh_on_401_and_backoff
 ///
 /// # Example
 ///
@@ -78,6 +82,64 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// ([`BackoffLayer`]).
     fn backoff(self, policy: BackoffPolicy) -> ServiceBuilder<Stack<BackoffLayer, L>>;
 
+    /// [`refresh_on_401`](ServiceBuilderExt::refresh_on_401) and then
+    /// [`backoff`](ServiceBuilderExt::backoff), as one retry loop: the same behaviour and
+    /// counters, with one request backup and one spare service for both kinds of retry
+    /// instead of two, which every request pays for ([`BackoffLayer::refresh_on_401`]).
+    ///
+    /// To read the counters, build the layers yourself:
+    /// `.layer(BackoffLayer::new(policy).refresh_on_401(&refresh))`, keeping
+    /// `refresh.stats()` and `policy.stats()`.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response, StatusCode};
+    /// use http_body_util::Full;
+    /// use keel::auth::{token_source_fn, Origin, Token, TokenCache};
+    /// use keel::backoff::BackoffPolicy;
+    /// use keel::ServiceBuilderExt;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let issued = Arc::new(AtomicU32::new(0));
+    /// let counter = issued.clone();
+    /// let tokens = TokenCache::new(token_source_fn(move || {
+    ///     let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+    ///     async move { Token::bearer(&format!("t-{n}"), None) }
+    /// }));
+    /// // The first token is refused; the second is accepted.
+    /// let http = service_fn(|req: Request<_>| async move {
+    ///     let status = match req.headers()["authorization"].to_str()? {
+    ///         "Bearer t-1" => StatusCode::UNAUTHORIZED,
+    ///         _ => StatusCode::OK,
+    ///     };
+    ///     let mut response = Response::new(Full::new(Bytes::new()));
+    ///     *response.status_mut() = status;
+    ///     Ok::<_, tower::BoxError>(response)
+    /// });
+    ///
+    /// let client = ServiceBuilder::new()
+    ///     .replay_body(64 * 1024)
+    ///     .refresh_on_401_and_backoff(tokens.clone(), BackoffPolicy::default())
+    ///     .bearer(tokens, Origin::parse("https://api.example.com")?)
+    ///     .service(http);
+    ///
+    /// let request = Request::get("https://api.example.com/v2/users").body(Full::new(Bytes::new()))?;
+    /// let response = client.oneshot(request).await?;
+    /// assert_eq!(response.status(), StatusCode::OK);
+    /// assert_eq!(issued.load(Ordering::SeqCst), 2, "refreshed once after the 401");
+    /// # Ok(())
+    /// # }
+    /// ```
+    fn refresh_on_401_and_backoff(
+        self,
+        tokens: TokenCache,
+        policy: BackoffPolicy,
+    ) -> ServiceBuilder<Stack<BackoffLayer, L>>;
+
     /// Sets `Authorization: Bearer …` from `tokens` on requests for `origin`, and on no
     /// others ([`BearerLayer`]).
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>>;
@@ -104,6 +166,15 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn backoff(self, policy: BackoffPolicy) -> ServiceBuilder<Stack<BackoffLayer, L>> {
         self.layer(BackoffLayer::new(policy))
+    }
+
+    fn refresh_on_401_and_backoff(
+        self,
+        tokens: TokenCache,
+        policy: BackoffPolicy,
+    ) -> ServiceBuilder<Stack<BackoffLayer, L>> {
+        let refresh = RefreshOn401Layer::new(tokens);
+        self.layer(BackoffLayer::new(policy).refresh_on_401(&refresh))
     }
 
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>> {
