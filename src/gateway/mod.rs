@@ -23,7 +23,8 @@
 //! | caller → upstream | the caller's `Authorization` and `Cookie`: the keel stack's [`Bearer`](crate::auth::Bearer) layer is the only source of credentials, and with no token for the upstream's origin the upstream gets no `Authorization` at all |
 //! | upstream → caller | `Set-Cookie` (and the obsolete `Set-Cookie2`): cookies the upstream sets belong to the gateway's own session with it, which callers must neither see nor replay |
 //!
-//! Every other header passes through unchanged; `Host` is the upstream's.
+//! The gateway changes no other header but `Host` (set to the upstream's); the stack under
+//! it adds its own, such as the bearer token.
 //!
 //! See `examples/axum_gateway.rs` for a complete gateway.
 //!
