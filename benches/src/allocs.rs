@@ -27,7 +27,7 @@ use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tower::{BoxError, ServiceBuilder};
 
-use crate::clients::{hyper_client, KeelTarget, StackTarget};
+use crate::clients::{hyper_client, KeelLayersTarget, KeelTarget, StackTarget};
 
 use crate::alloc_counter::{thread_allocations, AllocCount};
 use crate::load::{warm_up, Target};
@@ -148,9 +148,25 @@ pub async fn keel_breakdown(
         count(&t, requests).await?,
         rows.first(),
     ));
+    let t = KeelLayersTarget::keel_layers(url, tokens.clone())?;
+    rows.push(row(
+        "+ ReplayBody (full stack, separate retry layers)",
+        count(&t, requests).await?,
+        rows.first(),
+    ));
+    let s = ServiceBuilder::new()
+        .layer(backoff().refresh_on_401(&refresh()))
+        .layer(bearer())
+        .service(hyper_client());
+    let t = StackTarget::new(s, url)?;
+    rows.push(row(
+        "Bearer + Backoff with refresh_on_401 (one loop)",
+        count(&t, requests).await?,
+        rows.first(),
+    ));
     let t = KeelTarget::keel(url, tokens.clone())?;
     rows.push(row(
-        "+ ReplayBody (full stack)",
+        "+ ReplayBody (full stack, one retry loop)",
         count(&t, requests).await?,
         rows.first(),
     ));

@@ -1,5 +1,7 @@
 //! The clients under test, each a [`Target`]: a bare hyper-util legacy client, keel's stack on
-//! the same client, and reqwest with reqwest-middleware and reqwest-retry.
+//! the same client (its two retrying layers as one retry loop, as
+//! `ServiceBuilderExt::refresh_on_401_and_backoff` and keel-genesys build it, and, for
+//! comparison, as two stacked layers), and reqwest with reqwest-middleware and reqwest-retry.
 //!
 //! Every target sends `GET <url>` and drains the response body frame by frame without
 //! collecting it, so the figures compare the clients, not body buffering.
@@ -151,8 +153,13 @@ impl Target for ReqwestTarget {
 pub type KeelBody = ReplayBody<Empty<Bytes>>;
 
 /// keel's full stack on a hyper-util legacy client, outermost first:
+/// `ReplayBodyLayer → BackoffLayer::refresh_on_401 (refresh on 401 and backoff, one retry
+/// loop) → BearerLayer → client`.
+pub type KeelService = ReplayBodyService<Backoff<Bearer<Client<HttpConnector, KeelBody>>>>;
+
+/// The same stack with the two retrying layers stacked separately:
 /// `ReplayBodyLayer → RefreshOn401Layer → BackoffLayer → BearerLayer → client`.
-pub type KeelService =
+pub type KeelLayersService =
     ReplayBodyService<RefreshOn401<Backoff<Bearer<Client<HttpConnector, KeelBody>>>>>;
 
 /// A [`TokenCache`] that already holds a valid token (an hour left), as in a job's steady
@@ -181,6 +188,15 @@ pub struct StackTarget<S> {
 /// cached, no retries.
 pub type KeelTarget = StackTarget<KeelService>;
 
+/// [`KeelTarget`] with the retrying layers stacked separately.
+pub type KeelLayersTarget = StackTarget<KeelLayersService>;
+
+fn keel_client() -> Client<HttpConnector, KeelBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 impl<S> StackTarget<S> {
     /// `service` sending to `url`.
     ///
@@ -202,15 +218,30 @@ impl StackTarget<KeelService> {
     ///
     /// When `url` is not a valid URI or origin.
     pub fn keel(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let refresh = RefreshOn401Layer::new(tokens.clone());
+        let service = ServiceBuilder::new()
+            .layer(ReplayBodyLayer::new(64 * 1024))
+            .layer(BackoffLayer::new(BackoffPolicy::default()).refresh_on_401(&refresh))
+            .layer(BearerLayer::new(tokens, Origin::parse(url)?))
+            .service(keel_client());
+        Self::new(service, url)
+    }
+}
+
+impl StackTarget<KeelLayersService> {
+    /// keel's full stack for `url` with `RefreshOn401Layer` and `BackoffLayer` stacked
+    /// separately, taking tokens from `tokens`.
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a valid URI or origin.
+    pub fn keel_layers(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
         let service = ServiceBuilder::new()
             .layer(ReplayBodyLayer::new(64 * 1024))
             .layer(RefreshOn401Layer::new(tokens.clone()))
             .layer(BackoffLayer::new(BackoffPolicy::default()))
             .layer(BearerLayer::new(tokens, Origin::parse(url)?))
-            .service(client);
+            .service(keel_client());
         Self::new(service, url)
     }
 }
@@ -241,6 +272,8 @@ pub enum AnyTarget {
     Bare(BareTarget),
     /// keel's stack on the bare client.
     Keel(KeelTarget),
+    /// keel's stack with the retrying layers stacked separately.
+    KeelLayers(KeelLayersTarget),
     /// reqwest + reqwest-middleware + reqwest-retry.
     Reqwest(ReqwestTarget),
     /// A conversation-details page from keel-sim, through a bare client.
@@ -252,6 +285,7 @@ impl Target for AnyTarget {
         match self {
             AnyTarget::Bare(t) => t.call().await,
             AnyTarget::Keel(t) => t.call().await,
+            AnyTarget::KeelLayers(t) => t.call().await,
             AnyTarget::Reqwest(t) => t.call().await,
             AnyTarget::SimPage(t) => t.call().await,
         }
@@ -284,6 +318,13 @@ pub fn future_sizes() -> String {
         .layer(BackoffLayer::new(BackoffPolicy::default()))
         .layer(bearer.clone())
         .service(client());
+    let one_loop = ServiceBuilder::new()
+        .layer(
+            BackoffLayer::new(BackoffPolicy::default())
+                .refresh_on_401(&RefreshOn401Layer::new(tokens())),
+        )
+        .layer(bearer.clone())
+        .service(client());
     let full = ServiceBuilder::new()
         .layer(ReplayBodyLayer::new(1024))
         .layer(RefreshOn401Layer::new(tokens()))
@@ -292,12 +333,13 @@ pub fn future_sizes() -> String {
         .service(client());
     format!(
         "response future bytes: client {}, +Bearer {}, +Backoff {}, +RefreshOn401 {}, +ReplayBody {}; \
-         Request<KeelBody> {}, client {}",
+         Backoff with refresh_on_401 (one loop) over Bearer {}; Request<KeelBody> {}, client {}",
         size::<_, Request<KeelBody>>(&client()),
         size::<_, Request<KeelBody>>(&b),
         size::<_, Request<KeelBody>>(&bo),
         size::<_, Request<KeelBody>>(&r),
         size::<_, Request<Empty<Bytes>>>(&full),
+        size::<_, Request<KeelBody>>(&one_loop),
         std::mem::size_of::<Request<KeelBody>>(),
         std::mem::size_of::<Client<HttpConnector, KeelBody>>(),
     )

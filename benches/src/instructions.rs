@@ -22,7 +22,7 @@ use tower::BoxError;
 /// Instructions per request of one client.
 #[derive(Debug, Clone)]
 pub struct InstructionRow {
-    /// The client (`bare`, `keel`, `reqwest`).
+    /// The client (`bare`, `keel`, `keel-layers`, `reqwest`).
     pub client: &'static str,
     /// Instructions per request, client and server threads together.
     pub per_request: f64,

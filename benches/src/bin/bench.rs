@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use keel_bench::alloc_counter::CountingAlloc;
-use keel_bench::clients::{warm_tokens, AnyTarget, BareTarget, KeelTarget, ReqwestTarget};
+use keel_bench::clients::{
+    warm_tokens, AnyTarget, BareTarget, KeelLayersTarget, KeelTarget, ReqwestTarget,
+};
 use keel_bench::load::Target;
 use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
@@ -65,7 +67,7 @@ enum Cmd {
     /// --tool=callgrind`), where the difference of two request counts gives instructions per
     /// request.
     One {
-        /// `bare`, `keel` or `reqwest`.
+        /// `bare`, `keel`, `keel-layers` (the retrying layers stacked separately) or `reqwest`.
         client: String,
         /// Requests to send.
         #[arg(default_value_t = 2_000)]
@@ -187,10 +189,10 @@ fn one(client: &str, requests: u64) -> Result<(), BoxError> {
     let rt = current_thread()?;
     rt.block_on(async {
         let contenders = contenders(&server).await?;
-        let index = ["bare", "keel", "reqwest"]
+        let index = CLIENTS
             .iter()
             .position(|c| *c == client)
-            .ok_or("the client is one of bare, keel, reqwest")?;
+            .ok_or("the client is one of bare, keel, keel-layers, reqwest")?;
         let mut target = contenders[index].target.clone();
         for _ in 0..requests {
             target.call().await?;
@@ -282,10 +284,13 @@ fn run_instructions(cli: &Cli) -> Result<(), BoxError> {
         println!("Skipped: valgrind is not installed.\n");
         return Ok(());
     }
-    let rows = instructions::measure(&["bare", "keel", "reqwest"], low, high)?;
+    let rows = instructions::measure(&CLIENTS, low, high)?;
     println!("{}", instructions::table(&rows));
     Ok(())
 }
+
+/// The clients of `one` and `instructions`, in the order of `contenders`.
+const CLIENTS: [&str; 4] = ["bare", "keel", "keel-layers", "reqwest"];
 
 fn current_thread() -> Result<tokio::runtime::Runtime, BoxError> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -300,6 +305,13 @@ async fn contenders(server: &LoopbackServer) -> Result<Vec<Contender>, BoxError>
         Contender::new(
             "keel stack",
             AnyTarget::Keel(KeelTarget::keel(&url, warm_tokens(TOKEN).await?)?),
+        ),
+        Contender::new(
+            "keel, separate retry layers",
+            AnyTarget::KeelLayers(KeelLayersTarget::keel_layers(
+                &url,
+                warm_tokens(TOKEN).await?,
+            )?),
         ),
         Contender::new(
             "reqwest-middleware",
