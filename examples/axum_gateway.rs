@@ -5,8 +5,8 @@
 //! through a keel stack: the caller's `Authorization` and `Cookie` are dropped, the gateway's
 //! own token is attached (fetched once, refreshed ahead of expiry and on a 401, and the
 //! request replayed), 429/503 are waited out, hop-by-hop headers are removed both ways, the
-//! upstream's `Set-Cookie` never reaches callers, and request and response bodies stream through (request bodies are kept up to a cap so they
-//! can be replayed).
+//! upstream's `Set-Cookie` never reaches callers, and request and response bodies stream
+//! through (request bodies are kept up to a cap so they can be replayed).
 //!
 //! ```sh
 //! # against an in-process keel-sim
