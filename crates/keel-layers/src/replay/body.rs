@@ -1,5 +1,5 @@
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -38,7 +38,10 @@ pub struct ReplayBody<B> {
     /// Data bytes this body has yielded so far, for `size_hint`.
     yielded: u64,
     trailers_sent: bool,
-    id: u64,
+    /// Which clone this is (0: the original). `u32` keeps a `Request<ReplayBody<_>>` within
+    /// 256 bytes, which every move of the request through hyper copies; two live clones of one
+    /// body would need 2^32 clones of it to share an id.
+    id: u32,
 }
 
 /// Errors of a [`ReplayBody`].
@@ -66,7 +69,7 @@ struct Shared<B> {
     /// allocation (this `Shared`), not two.
     fanout: OnceLock<Fanout>,
     cap: usize,
-    next_id: AtomicU64,
+    next_id: AtomicU32,
     hint: SizeHint,
 }
 
@@ -81,7 +84,7 @@ struct State<B> {
     ended: bool,
     failed: bool,
     /// Set once the cap was exceeded: only the body with this id may go on reading.
-    capped_reader: Option<u64>,
+    capped_reader: Option<u32>,
 }
 
 /// The waker the original is polled with, and the bodies it wakes.
@@ -150,7 +153,7 @@ impl<B: Body> ReplayBody<B> {
                 state: Mutex::new(state),
                 fanout: OnceLock::new(),
                 cap,
-                next_id: AtomicU64::new(1),
+                next_id: AtomicU32::new(1),
                 hint,
             })),
             pos: 0,
