@@ -42,7 +42,10 @@ pub fn try_clone_request<B: TryCloneBody>(req: &Request<B>) -> Option<Request<B>
     *clone.method_mut() = req.method().clone();
     *clone.uri_mut() = req.uri().clone();
     *clone.version_mut() = req.version();
-    *clone.headers_mut() = req.headers().clone();
+    // NOTE: an empty map (the default) needs no clone, nor the clone's drop of the default.
+    if !req.headers().is_empty() {
+        *clone.headers_mut() = req.headers().clone();
+    }
     *clone.extensions_mut() = req.extensions().clone();
     Some(clone)
 }
