@@ -33,15 +33,47 @@ use super::TryCloneBody;
 pub struct ReplayBody<B> {
     /// `None` when the original was empty and ended when wrapped.
     shared: Option<Arc<Shared<B>>>,
-    /// Index of the next kept chunk this body yields.
-    pos: usize,
-    /// Data bytes this body has yielded so far, for `size_hint`.
-    yielded: u64,
-    trailers_sent: bool,
-    /// Which clone this is (0: the original). `u32` keeps a `Request<ReplayBody<_>>` within
-    /// 256 bytes, which every move of the request through hyper copies; two live clones of one
-    /// body would need 2^32 clones of it to share an id.
+    /// Where this body is in the kept chunks, and whether it sent the trailers.
+    cursor: Cursor,
+    /// Which clone this is (0: the original); two clones of one body would need 2^32 clones
+    /// of it to share an id.
     id: u32,
+}
+
+// NOTE: a `ReplayBody` is 16 bytes: every move of a request through hyper-util (into its
+// dispatch channel and back) copies the whole `Request`, and with this body a request is 240
+// bytes (the parts are 224), so the channel's message (the request and a 16-byte callback)
+// stays within 256 bytes, the largest copy memcpy does without a loop. Hence the packed
+// cursor, and the count of bytes yielded worked out (under the lock, in `size_hint`) rather
+// than stored.
+
+/// Index of the next kept chunk a body yields (below [`MAX_KEPT_CHUNKS`]), and in the top bit
+/// whether it sent the trailers.
+#[derive(Clone, Copy, Default)]
+struct Cursor(u32);
+
+/// Past this many chunks a body is not kept any more (as if over its cap), so a chunk index
+/// fits a [`Cursor`].
+const MAX_KEPT_CHUNKS: usize = (1 << 31) - 1;
+
+impl Cursor {
+    const TRAILERS_SENT: u32 = 1 << 31;
+
+    fn pos(self) -> usize {
+        (self.0 & !Self::TRAILERS_SENT) as usize
+    }
+
+    fn advance(&mut self) {
+        self.0 += 1;
+    }
+
+    fn trailers_sent(self) -> bool {
+        self.0 & Self::TRAILERS_SENT != 0
+    }
+
+    fn set_trailers_sent(&mut self) {
+        self.0 |= Self::TRAILERS_SENT;
+    }
 }
 
 /// Errors of a [`ReplayBody`].
@@ -85,6 +117,8 @@ struct State<B> {
     failed: bool,
     /// Set once the cap was exceeded: only the body with this id may go on reading.
     capped_reader: Option<u32>,
+    /// Data bytes the capped reader has yielded, for its `size_hint`.
+    capped_yielded: u64,
 }
 
 /// The waker the original is polled with, and the bodies it wakes.
@@ -132,9 +166,7 @@ impl<B: Body> ReplayBody<B> {
         if hint.exact() == Some(0) && body.is_end_stream() {
             return ReplayBody {
                 shared: None,
-                pos: 0,
-                yielded: 0,
-                trailers_sent: false,
+                cursor: Cursor::default(),
                 id: 0,
             };
         }
@@ -147,6 +179,7 @@ impl<B: Body> ReplayBody<B> {
             ended: false,
             failed: false,
             capped_reader: too_big.then_some(0),
+            capped_yielded: 0,
         };
         ReplayBody {
             shared: Some(Arc::new(Shared {
@@ -156,9 +189,7 @@ impl<B: Body> ReplayBody<B> {
                 next_id: AtomicU32::new(1),
                 hint,
             })),
-            pos: 0,
-            yielded: 0,
-            trailers_sent: false,
+            cursor: Cursor::default(),
             id: 0,
         }
     }
@@ -182,9 +213,7 @@ where
         }
         Some(ReplayBody {
             shared: self.shared.clone(),
-            pos: 0,
-            yielded: 0,
-            trailers_sent: false,
+            cursor: Cursor::default(),
             id: self
                 .shared
                 .as_ref()
@@ -214,10 +243,9 @@ where
             if reader != this.id {
                 return Poll::Ready(Some(Err(ReplayError::CapExceeded { cap: shared.cap })));
             }
-        } else if let Some(chunk) = state.kept.get(this.pos) {
+        } else if let Some(chunk) = state.kept.get(this.cursor.pos()) {
             let chunk = chunk.clone();
-            this.pos += 1;
-            this.yielded += chunk.len() as u64;
+            this.cursor.advance();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if state.failed {
@@ -238,12 +266,12 @@ where
         if state.capped_reader.is_some_and(|r| r != self.id) || state.failed {
             return false;
         }
-        let replayed_all = state.capped_reader.is_some() || self.pos >= state.kept.len();
+        let replayed_all = state.capped_reader.is_some() || self.cursor.pos() >= state.kept.len();
         if !replayed_all {
             return false;
         }
         if state.ended {
-            return state.trailers.is_none() || self.trailers_sent;
+            return state.trailers.is_none() || self.cursor.trailers_sent();
         }
         state.original.as_ref().is_some_and(|b| b.is_end_stream())
     }
@@ -252,11 +280,23 @@ where
         let Some(shared) = &self.shared else {
             return SizeHint::with_exact(0);
         };
+        let yielded = {
+            let state = lock(&shared.state);
+            match state.capped_reader {
+                Some(reader) if reader == self.id => state.capped_yielded,
+                // NOTE: a body that may not read on fails on its next poll.
+                Some(_) => 0,
+                None => {
+                    let pos = self.cursor.pos().min(state.kept.len());
+                    state.kept[..pos].iter().map(|c| c.len() as u64).sum()
+                }
+            }
+        };
         let hint = &shared.hint;
         let mut out = SizeHint::new();
-        out.set_lower(hint.lower().saturating_sub(self.yielded));
+        out.set_lower(hint.lower().saturating_sub(yielded));
         if let Some(upper) = hint.upper() {
-            out.set_upper(upper.saturating_sub(self.yielded));
+            out.set_upper(upper.saturating_sub(yielded));
         }
         out
     }
@@ -268,10 +308,10 @@ where
     B::Error: Into<BoxError>,
 {
     fn take_trailers(&mut self, state: &State<B>) -> Option<Frame<Bytes>> {
-        if self.trailers_sent {
+        if self.cursor.trailers_sent() {
             return None;
         }
-        self.trailers_sent = true;
+        self.cursor.set_trailers_sent();
         state.trailers.clone().map(Frame::trailers)
     }
 
@@ -311,10 +351,15 @@ where
         let frame = match frame.into_data() {
             Ok(mut data) => {
                 let chunk = data.copy_to_bytes(data.remaining());
-                self.yielded += chunk.len() as u64;
-                if state.capped_reader.is_none() {
-                    if state.kept_len + chunk.len() > shared.cap {
+                if state.capped_reader.is_some() {
+                    state.capped_yielded += chunk.len() as u64;
+                } else {
+                    let over = state.kept_len + chunk.len() > shared.cap
+                        || state.kept.len() >= MAX_KEPT_CHUNKS;
+                    if over {
                         state.capped_reader = Some(self.id);
+                        // NOTE: a reader of the original has yielded every kept chunk first.
+                        state.capped_yielded = (state.kept_len + chunk.len()) as u64;
                         state.kept = Vec::new();
                         tracing::debug!(
                             cap = shared.cap,
@@ -323,7 +368,7 @@ where
                     } else {
                         state.kept_len += chunk.len();
                         state.kept.push(chunk.clone());
-                        self.pos += 1;
+                        self.cursor.advance();
                     }
                 }
                 Frame::data(chunk)
@@ -333,7 +378,7 @@ where
                     if state.capped_reader.is_none() {
                         state.trailers = Some(trailers.clone());
                     }
-                    self.trailers_sent = true;
+                    self.cursor.set_trailers_sent();
                     Frame::trailers(trailers)
                 }
                 // NOTE: a frame that is neither data nor trailers (none exist in http-body 1)
@@ -352,7 +397,7 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
                 .debug_struct("ReplayBody")
                 .field("kept_bytes", &0)
                 .field("replayable", &true)
-                .field("position", &self.pos)
+                .field("position", &self.cursor.pos())
                 .finish_non_exhaustive();
         };
         let state = lock(&shared.state);
@@ -360,7 +405,7 @@ impl<B> std::fmt::Debug for ReplayBody<B> {
             .field("cap", &shared.cap)
             .field("kept_bytes", &state.kept_len)
             .field("replayable", &state.capped_reader.is_none())
-            .field("position", &self.pos)
+            .field("position", &self.cursor.pos())
             .finish()
     }
 }

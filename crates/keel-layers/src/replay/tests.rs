@@ -187,6 +187,67 @@ async fn size_hint_and_end_of_stream_follow_the_original() {
     assert!(empty.try_clone_body().unwrap().is_end_stream());
 }
 
+#[tokio::test]
+async fn size_hint_counts_what_each_body_yielded_mid_replay_and_past_the_cap() {
+    // Three chunks of 2 bytes, announced as at most 6 (so not known to be over the cap).
+    let (tx, stream) = channel_body();
+    let hinted = WithHint(stream, 6);
+    for chunk in ["ab", "cd", "ef"] {
+        tx.send(Ok(Frame::data(Bytes::from_static(chunk.as_bytes()))))
+            .unwrap();
+    }
+    drop(tx);
+    let mut original = ReplayBody::new(hinted, 4);
+    let mut clone = original.try_clone_body().unwrap();
+    assert_eq!(next_data(&mut original).await, "ab");
+    assert_eq!(original.size_hint().upper(), Some(4));
+    // The clone replays the kept chunk: 2 of 6 yielded.
+    assert_eq!(next_data(&mut clone).await, "ab");
+    assert_eq!(clone.size_hint().upper(), Some(4));
+    // The clone reads on from the original, then past the cap of 4: it goes on alone.
+    assert_eq!(next_data(&mut clone).await, "cd");
+    assert_eq!(clone.size_hint().upper(), Some(2));
+    assert_eq!(
+        original.size_hint().upper(),
+        Some(4),
+        "the original yielded 2"
+    );
+    assert_eq!(next_data(&mut clone).await, "ef");
+    assert!(!clone.is_replayable());
+    assert_eq!(clone.size_hint().upper(), Some(0));
+}
+
+/// A body announcing at most this many bytes.
+struct WithHint<B>(B, u64);
+
+impl<B: Body + Unpin> Body for WithHint<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let mut hint = http_body::SizeHint::new();
+        hint.set_upper(self.1);
+        hint
+    }
+}
+
+#[test]
+fn a_replay_body_is_sixteen_bytes() {
+    // NOTE: see the note on `ReplayBody`: hyper-util copies the request several times.
+    assert_eq!(
+        std::mem::size_of::<ReplayBody<http_body_util::Empty<Bytes>>>(),
+        16
+    );
+    assert!(std::mem::size_of::<http::Request<ReplayBody<Full<Bytes>>>>() <= 240);
+}
+
 /// A body with no data (`size_hint` exactly 0), optionally a trailers frame, that records
 /// when it is dropped.
 struct ZeroLength {
