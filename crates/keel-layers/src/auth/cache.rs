@@ -207,7 +207,6 @@ impl TokenCache {
         }
     }
 
-
     fn refresh_in_background(&self, now: Instant) {
         if self.inner.refreshing.load(Ordering::Acquire) {
             return;
