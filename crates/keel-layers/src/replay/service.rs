@@ -54,6 +54,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let cap = self.cap;
         self.inner.call(req.map(|body| ReplayBody::new(body, cap)))

@@ -82,6 +82,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if !self.origin.matches(req.uri()) {
             tracing::trace!(origin = %self.origin, "request for another origin; no token attached");
