@@ -647,8 +647,8 @@ async fn run_matrix(rows: Vec<Row>) {
 
 // NOTE: the full product is 1,536 rows; each row waits ~1-4 s of real time (Retry-After,
 // a slow page past the timeout, a token outage, decode retries) and the per-row timings (a 3 s
-// request timeout, a token that lives 1 s) need CPU headroom: its 1,152 rows before the
-// persistent-malformed level took 285 s on 2 shared cores (debug, 24 rows at a time). The
+// request timeout, a token that lives 1 s) need CPU headroom: all 1,536 took 405 s on 2 cores
+// (debug, 24 rows at a time; 22:40 UTC 2026-11-25: 1,152 exact, 384 completed on resume). The
 // suite runs every fault alone, every pair of faults together (so every pairwise interaction
 // is seen on its own) and all faults at once (81 rows); the full product is one command away:
 // `KEEL_MATRIX_PARALLEL=24 cargo test -p keel --test fault_matrix -- --ignored --nocapture`.
@@ -660,7 +660,7 @@ async fn every_pair_of_faults_exports_the_ground_truth_or_resumes_to_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the full product takes ~5 minutes: run with --ignored"]
+#[ignore = "the full product (1,536 rows) takes ~7 minutes: run with --ignored"]
 async fn every_combination_of_faults_exports_the_ground_truth_or_resumes_to_it() {
     run_matrix(Row::all()).await;
 }
