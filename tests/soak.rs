@@ -4,7 +4,7 @@
 //! Every request must succeed, and resident memory and open file descriptors must stay flat
 //! between an early mark and the end.
 //!
-//! 100,000 requests, 32 at a time, with the mark at 10,000: about 40 s in the suite's debug
+//! 100,000 requests, 32 at a time, with the mark at 10,000: 20–40 s in the suite's debug
 //! build on 2 cores (62 s with the machine otherwise busy: RSS 12.1 MiB after 10,000 and 12.8 MiB
 //! after 100,000; 87 then 93 fds, 12 before and after), 7 s with `--release`. The run is
 //! bounded: past 10 minutes it fails rather than hang.
