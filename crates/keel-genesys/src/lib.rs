@@ -20,9 +20,11 @@ pub mod error;
 pub mod export;
 pub mod jobs;
 pub mod models;
+pub mod sink;
 
 pub use client::{Client, ClientBuilder, ClientStats, Credentials};
 pub use details::{Checkpoint, DetailsExport, DetailsPage, JobCheckpoint, QueryCheckpoint};
 pub use environment::Environment;
 pub use error::{Error, ErrorKind};
 pub use models::{ConversationQuery, Interval};
+pub use sink::{Commit, PageSink, Record, SinkState};
