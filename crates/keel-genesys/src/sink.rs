@@ -39,7 +39,7 @@
 //!             self.records.push((r.id.clone(), r.start, r.raw.get().to_owned()));
 //!         }
 //!         self.state.resume = Some(page.resume.clone());
-//!         self.state.pages += u64::from(!page.records.is_empty());
+//!         self.state.pages += page.pages;
 //!         self.state.conversations += page.records.len() as u64;
 //!         Ok(())
 //!     }
@@ -97,6 +97,9 @@ pub struct Commit<'a> {
     pub records: &'a [Record],
     /// Where to resume after these records.
     pub resume: &'a Checkpoint,
+    /// Pages of the API this commit completes, for the sink's counters: 1 for a page (even
+    /// one left without records), 0 when only the resume point moves.
+    pub pages: u64,
 }
 
 /// A destination for an export's pages that commits each page with its resume point.

@@ -12,8 +12,9 @@ pub const CLIENT_ID_VAR: &str = "GENESYS_CLIENT_ID";
 pub const CLIENT_SECRET_VAR: &str = "GENESYS_CLIENT_SECRET";
 
 /// The credential variable that [`Credentials::lookup`] found unset or blank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MissingVar(pub(crate) &'static str);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not set")]
+pub struct MissingVar(pub &'static str);
 
 /// An OAuth client id and its secret. `Debug` shows the id only.
 #[derive(Clone)]
@@ -54,7 +55,11 @@ impl Credentials {
     /// trimmed (the looked-up string is wiped, only the trimmed copy lives on), an unset or
     /// blank one missing. The one place that reads credential variables; callers map
     /// [`MissingVar`] to their own error.
-    pub(crate) fn lookup(
+    ///
+    /// # Errors
+    ///
+    /// [`MissingVar`] naming the first variable that is missing or blank.
+    pub fn lookup(
         mut lookup: impl FnMut(&str) -> Option<String>,
     ) -> Result<Self, MissingVar> {
         let mut get = |name: &'static str| {

@@ -37,8 +37,8 @@ use keel_paginate::{Fetched, PageStream};
 use serde_json::value::RawValue;
 
 use crate::client::{Client, Spawned};
-use crate::details::task_failed;
-use crate::details::{Checkpoint, DetailsPage, JobCheckpoint};
+use super::task_failed;
+use super::{Checkpoint, DetailsPage, JobCheckpoint};
 use crate::error::Error;
 use crate::models::{
     ConversationQuery, JobResultsResponse, JobState, JobStatus, JobSubmitResponse,
