@@ -131,6 +131,23 @@ impl ExportError {
     }
 }
 
+/// Sorts a library error into the export's exit classes; `context` says where the export
+/// stopped.
+pub(crate) fn map_error(e: keel_genesys::Error, client_id: &str, context: &str) -> ExportError {
+    use keel_genesys::ErrorKind;
+    match e.kind() {
+        ErrorKind::Usage => ExportError::Usage(e.to_string()),
+        ErrorKind::Credentials => ExportError::CredentialsRejected {
+            client_id: client_id.to_owned(),
+            source: Box::new(e),
+        },
+        _ => ExportError::Api {
+            context: context.to_owned(),
+            source: Box::new(e),
+        },
+    }
+}
+
 /// [`ExportError`] with its causes, for stderr (see [`ExportError::report`]).
 #[derive(Debug)]
 pub struct Report<'a>(&'a ExportError);
@@ -213,6 +230,43 @@ mod tests {
             e.report().to_string(),
             "error: cannot write out.ndjson\n  caused by: disk full"
         );
+    }
+
+    #[test]
+    fn rejected_credentials_exit_3_naming_the_client_id() {
+        let e = keel_genesys::Error::Credentials {
+            client_id: "cid-1".into(),
+            source: None,
+        };
+        let mapped = map_error(e, "cid-1", "ctx");
+        assert_eq!(mapped.exit_code(), 3);
+        assert!(mapped.to_string().contains("cid-1"));
+    }
+
+    #[test]
+    fn api_errors_exit_4_with_their_context_and_cause() {
+        let e = keel_genesys::Error::Api {
+            status: http::StatusCode::BAD_REQUEST,
+            endpoint: "/api/v2/analytics/conversations/details/query".into(),
+            body: keel_genesys::error::ApiErrorBody {
+                message: Some("Pagination may not exceed 100000 results.".into()),
+                ..Default::default()
+            },
+        };
+        let mapped = map_error(e, "cid", "export stopped after 3 pages");
+        assert_eq!(mapped.exit_code(), 4);
+        let report = mapped.report().to_string();
+        assert!(
+            report.starts_with("error: export stopped after 3 pages\n  caused by: api error 400"),
+            "{report}"
+        );
+        assert!(report.contains("Pagination may not exceed"), "{report}");
+    }
+
+    #[test]
+    fn configuration_errors_exit_2() {
+        let e = keel_genesys::Error::Config("bad".into());
+        assert_eq!(map_error(e, "cid", "ctx").exit_code(), 2);
     }
 
     #[test]

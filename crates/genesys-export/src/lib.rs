@@ -1,10 +1,11 @@
-//! The `genesys-export` batch job as a library: command line, run, writers, checkpoint, exit codes.
+//! The `genesys-export` program as a library: command line, file sinks, progress, exit codes.
 //!
-//! The binary is a thin `main` over this module, so the end-to-end tests and other programs
-//! can run the very same export in-process. A run reads credentials from the environment (or a
-//! file), builds a [`Client`](crate::Client), streams the pages of
-//! [`Client::conversation_details`](crate::Client::conversation_details) (or the jobs API) and
-//! writes each page whole: NDJSON lines that are exactly the bytes the API sent, or CSV rows.
+//! The binary is a thin `main` over this crate, so the end-to-end tests and other programs
+//! can run the very same export in-process. A run maps its [`Args`] to the library's plain
+//! [`ExportJob`](keel_genesys::ExportJob), reads credentials from the environment (or a file),
+//! builds a [`Client`](keel_genesys::Client) and hands both, with a [`FileSink`], to the
+//! library's export engine ([`keel_genesys::export::run`]), which commits each page whole:
+//! NDJSON lines that are exactly the bytes the API sent, or CSV rows.
 //! With `--resume` every page is fsynced and followed by an atomic checkpoint, so a killed run
 //! continues after its last complete page and the output holds every record exactly once.
 //!
@@ -26,16 +27,17 @@
 //!
 //! # Results that change while paging
 //! When a part's `totalHits` moves between pages, the library stops rather than risk a
-//! skipped or repeated record, with a restart point; the run records it in the checkpoint and
-//! continues from it (up to three times). When the part was begun by an earlier run, the ids
-//! already written are read back from the output to build that restart point.
+//! skipped or repeated record, with a restart point; the engine commits it (the file sink
+//! records it in the checkpoint) and continues from it (up to three times). When the part was
+//! begun by an earlier run, the file sink reads the ids already written back from the output
+//! ([`PageSink::committed_ids`](keel_genesys::sink::PageSink::committed_ids)).
 //!
 //! # Memory
 //! Pages are streamed: at most the prefetched pages of the parts in flight are held, plus the
 //! library's per-part id set (at most 100,000 ids per part), whatever the export's size.
 //!
 //! # `--sim`
-//! Starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
+//! With the `sim` feature (on by default), starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
 //! 30-second tokens revoked early every 20 requests, a rate limit, scripted 429/503/502 and a
 //! dropped connection, 1% random 503s), says so on stderr, and runs the same code path against
 //! it.
@@ -50,7 +52,7 @@
 //! The export of the README, in-process, against the embedded simulator:
 //! ```
 //! use clap::Parser;
-//! use keel_genesys::export::{self, Args, EXIT_USAGE};
+//! use genesys_export::{Args, EXIT_USAGE};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -61,7 +63,7 @@
 //!     "--progress", "quiet", "--out", out.to_str().unwrap(),
 //! ])
 //! .unwrap();
-//! let summary = export::run(args).await.unwrap();
+//! let summary = genesys_export::run(args).await.unwrap();
 //! assert_eq!(summary.conversations, 300);
 //! assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
 //!
@@ -70,6 +72,7 @@
 //! assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
 //! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod checkpoint;
 mod cli;
@@ -79,23 +82,24 @@ mod format;
 mod lock;
 mod open;
 mod output;
-mod pages;
 mod progress;
 mod recover;
 mod run;
+#[cfg(feature = "sim")]
 mod sim;
 mod sink;
 mod summary;
+mod terminal;
+mod vm_hwm;
 
-pub use checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
-pub use cli::{parse_duration, parse_interval, Args, Format, Mode, ProgressMode};
+pub use cli::{parse_duration, parse_interval, Args, Format, ProgressMode};
 pub use credentials::load as load_credentials;
 pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
 };
 pub use format::{EncodeError, CSV_HEADER};
-pub use output::Output;
 pub use progress::Progress;
 pub use run::{run, run_with_credentials};
-pub use sink::PageWriter;
-pub use summary::{parse_vm_hwm, peak_memory, Summary};
+pub use sink::FileSink;
+pub use summary::Summary;
+pub use terminal::{init_tracing, use_color};

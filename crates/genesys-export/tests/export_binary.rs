@@ -10,7 +10,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use keel_genesys::export::parse_vm_hwm;
+#[path = "../src/vm_hwm.rs"]
+mod vm_hwm;
+use vm_hwm::parse_vm_hwm;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_exit_3_naming_the_client_id_without_calling_the_api() {

@@ -89,6 +89,12 @@ pub struct Record {
     pub raw: Box<RawValue>,
 }
 
+impl AsRef<RawValue> for Record {
+    fn as_ref(&self) -> &RawValue {
+        &self.raw
+    }
+}
+
 /// What [`PageSink::commit`] stores, all or nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct Commit<'a> {

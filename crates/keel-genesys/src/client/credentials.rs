@@ -79,8 +79,9 @@ impl Credentials {
         &self.client_id
     }
 
-    /// The secret.
-    pub(crate) fn secret(&self) -> &SecretString {
+    /// The secret, still wrapped: reading it takes an explicit
+    /// [`ExposeSecret::expose_secret`](secrecy::ExposeSecret::expose_secret).
+    pub fn secret(&self) -> &SecretString {
         &self.secret
     }
 }

@@ -119,7 +119,12 @@ where
                     .committed_ids(*interval)
                     .await
                     .map_err(ExportError::Sink)?;
-                restart_part(client, job, *interval, ids.into_iter().collect())
+                let page_size = job
+                    .query
+                    .paging
+                    .map_or(client.inner.settings.page_size, |p| p.page_size);
+                let ids = ids.into_iter().collect();
+                restart_part(job.query.interval, *interval, page_size, ids)
             }
             _ => return Err(e.into()),
         };
@@ -141,20 +146,17 @@ where
     }
 }
 
-/// A resume point that re-exports `part` from its first page, skipping `ids`.
+/// A resume point that re-exports `part` of `query_interval` from its first page, skipping
+/// `ids`.
 fn restart_part(
-    client: &Client,
-    job: &ExportJob,
+    query_interval: Interval,
     part: Interval,
+    page_size: u32,
     mut ids: Vec<String>,
 ) -> Checkpoint {
     ids.sort_unstable();
-    let page_size = job
-        .query
-        .paging
-        .map_or(client.inner.settings.page_size, |p| p.page_size);
     Checkpoint::Query(QueryCheckpoint {
-        query_interval: job.query.interval,
+        query_interval,
         part,
         part_index: 0,
         page_number: 0,
@@ -222,6 +224,20 @@ mod tests {
             time::macros::datetime!(2026-01-01 10:00:00.5 UTC)
         );
         assert_eq!(r[0].raw.get(), text);
+    }
+
+    #[test]
+    fn the_restart_point_starts_the_part_before_its_first_page_skipping_sorted_ids() {
+        let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        let part: Interval = "2026-01-01T12:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        let ids = vec!["b".to_owned(), "a".to_owned()];
+        let Checkpoint::Query(q) = restart_part(whole, part, 50, ids) else {
+            panic!("a query checkpoint")
+        };
+        assert_eq!(
+            (q.query_interval, q.part, q.page_number, q.page_size, q.skip_ids),
+            (whole, part, 0, 50, vec!["a".to_owned(), "b".to_owned()])
+        );
     }
 
     #[test]
