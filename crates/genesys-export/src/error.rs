@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use keel_genesys::error::Escaped;
+
 /// Exit code of a complete export.
 pub const EXIT_OK: u8 = 0;
 /// Exit code of a usage error: bad flag or value, missing credentials, a checkpoint in the way,
@@ -154,14 +156,16 @@ pub struct Report<'a>(&'a ExportError);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.0)?;
-        let mut cause = self.0.source();
+        // NOTE: causes may quote a server (a token endpoint's `error_description`): every
+        // line is printed with its control characters escaped.
         let mut last = self.0.to_string();
+        write!(f, "error: {}", Escaped(&last))?;
+        let mut cause = self.0.source();
         while let Some(c) = cause {
             let text = c.to_string();
             // NOTE: some errors repeat their source's message in their own; print it once.
             if !last.contains(&text) {
-                write!(f, "\n  caused by: {text}")?;
+                write!(f, "\n  caused by: {}", Escaped(&text))?;
             }
             last = text;
             cause = c.source();
@@ -267,6 +271,19 @@ mod tests {
     fn configuration_errors_exit_2() {
         let e = keel_genesys::Error::Config("bad".into());
         assert_eq!(map_error(e, "cid", "ctx").exit_code(), 2);
+    }
+
+    #[test]
+    fn report_escapes_control_characters_of_every_cause() {
+        let server = io::Error::other("invalid_client: \u{1b}[2J\rpwned");
+        let e = ExportError::CredentialsRejected {
+            client_id: "id\u{1b}".into(),
+            source: Box::new(server),
+        };
+        let text = e.report().to_string();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(text.ends_with(r"caused by: invalid_client: \u{1b}[2J\rpwned"), "{text}");
     }
 
     #[test]
