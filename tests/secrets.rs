@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
+use genesys_export::{self as export, Args};
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use genesys_export::{self as export, Args};
 use keel_genesys::{Credentials, Environment};
 use keel_layers::auth::TokenSource;
 use keel_layers::auth::{

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 // NOTE: the program's own parser, included rather than made public API for this harness.
 #[path = "../../crates/genesys-export/src/vm_hwm.rs"]
 mod vm_hwm;
-use vm_hwm::parse_vm_hwm;
 use tower::BoxError;
+use vm_hwm::parse_vm_hwm;
 
 /// How the child was run and what it used.
 #[derive(Debug)]

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Format;
-use keel_genesys::Mode;
 use crate::error::ExportError;
+use keel_genesys::Mode;
 
 const VERSION: u32 = 1;
 
@@ -137,7 +137,9 @@ impl CheckpointFile {
     /// # Errors
     /// [`ExportError::Output`] when it cannot be read, [`ExportError::Checkpoint`] when it is
     /// not a checkpoint of this version.
-    pub(crate) fn load<P: DeserializeOwned>(&self) -> Result<Option<CheckpointRecord<P>>, ExportError> {
+    pub(crate) fn load<P: DeserializeOwned>(
+        &self,
+    ) -> Result<Option<CheckpointRecord<P>>, ExportError> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -161,7 +163,10 @@ impl CheckpointFile {
     ///
     /// # Errors
     /// [`ExportError::Output`] on any I/O failure (the previous checkpoint stays in place).
-    pub(crate) fn save<P: Serialize>(&self, record: &CheckpointRecord<P>) -> Result<(), ExportError> {
+    pub(crate) fn save<P: Serialize>(
+        &self,
+        record: &CheckpointRecord<P>,
+    ) -> Result<(), ExportError> {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| ExportError::output("encode", &self.path, io::Error::other(e)))?;
         let io = |action| move |e| ExportError::output(action, &self.tmp, e);

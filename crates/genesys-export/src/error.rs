@@ -283,7 +283,10 @@ mod tests {
         let text = e.report().to_string();
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
-        assert!(text.ends_with(r"caused by: invalid_client: \u{1b}[2J\rpwned"), "{text}");
+        assert!(
+            text.ends_with(r"caused by: invalid_client: \u{1b}[2J\rpwned"),
+            "{text}"
+        );
     }
 
     #[test]

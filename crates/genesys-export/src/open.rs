@@ -124,8 +124,8 @@ pub(crate) fn build_query(args: &Args) -> Result<ConversationQuery, ExportError>
 mod tests {
     use super::*;
     use crate::cli::{Format, ProgressMode};
-    use keel_genesys::Mode;
     use clap::Parser;
+    use keel_genesys::Mode;
     use std::path::Path;
 
     const INTERVAL: &str = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z";

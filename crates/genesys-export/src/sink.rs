@@ -51,7 +51,11 @@ impl FileSink {
 
     fn writer(&mut self) -> Result<&mut PageWriter<Option<Checkpoint>>, ExportError> {
         self.writer.as_mut().ok_or_else(|| {
-            ExportError::output("write", "<closed output>", io::Error::other("already closed"))
+            ExportError::output(
+                "write",
+                "<closed output>",
+                io::Error::other("already closed"),
+            )
         })
     }
 }
@@ -144,7 +148,10 @@ impl<P: Serialize> PageWriter<P> {
     ///
     /// # Errors
     /// [`ExportError::Output`] when reading the output back fails.
-    pub(crate) fn written_ids_in(&self, part: &Interval) -> Option<Result<Vec<String>, ExportError>> {
+    pub(crate) fn written_ids_in(
+        &self,
+        part: &Interval,
+    ) -> Option<Result<Vec<String>, ExportError>> {
         let path = self.output.file_path()?;
         Some(
             recover::ids_in_part(path, self.output.len(), self.format, part)

@@ -442,9 +442,10 @@ async fn logs_and_messages_to_a_pipe_carry_no_ansi_escapes() {
     let (_dir, out) = out_file("c.ndjson");
     let mut cmd = binary(&sim);
     // NOTE: stderr is a pipe here; DEBUG makes the stack's tracing events reach it.
-    let flags = base_flags(&sim, &out)
-        .into_iter()
-        .map(|f| if f == "quiet" { "log".to_owned() } else { f });
+    let flags =
+        base_flags(&sim, &out)
+            .into_iter()
+            .map(|f| if f == "quiet" { "log".to_owned() } else { f });
     cmd.args(flags)
         .args(["--log-every", "1"])
         .env("RUST_LOG", "debug")
@@ -454,5 +455,8 @@ async fn logs_and_messages_to_a_pipe_carry_no_ansi_escapes() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("DEBUG"), "tracing output is there: {err}");
     assert!(err.contains("genesys-export: 3 pages"), "{err}");
-    assert!(!err.contains('\u{1b}'), "escape codes in piped stderr: {err:?}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped stderr: {err:?}"
+    );
 }

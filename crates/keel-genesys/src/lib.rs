@@ -29,7 +29,7 @@ pub mod sink;
 pub use client::{Client, ClientBuilder, ClientStats, Credentials};
 pub use details::{Checkpoint, DetailsExport, DetailsPage, JobCheckpoint, QueryCheckpoint};
 pub use environment::Environment;
-pub use export::{ExportJob, Mode};
 pub use error::{Error, ErrorKind};
+pub use export::{ExportJob, Mode};
 pub use models::{ConversationQuery, Interval};
 pub use sink::{Commit, PageSink, Record, SinkState};

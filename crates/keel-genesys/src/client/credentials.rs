@@ -59,9 +59,7 @@ impl Credentials {
     /// # Errors
     ///
     /// [`MissingVar`] naming the first variable that is missing or blank.
-    pub fn lookup(
-        mut lookup: impl FnMut(&str) -> Option<String>,
-    ) -> Result<Self, MissingVar> {
+    pub fn lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, MissingVar> {
         let mut get = |name: &'static str| {
             lookup(name)
                 .map(zeroize::Zeroizing::new)

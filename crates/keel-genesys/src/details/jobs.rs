@@ -36,9 +36,9 @@ use http::Method;
 use keel_paginate::{Fetched, PageStream};
 use serde_json::value::RawValue;
 
-use crate::client::{Client, Spawned};
 use super::task_failed;
 use super::{Checkpoint, DetailsPage, JobCheckpoint};
+use crate::client::{Client, Spawned};
 use crate::error::Error;
 use crate::models::{
     ConversationQuery, JobResultsResponse, JobState, JobStatus, JobSubmitResponse,

@@ -185,7 +185,10 @@ fn records(conversations: Vec<Box<RawValue>>, mode: Mode) -> Result<Vec<Record>,
         .into_iter()
         .map(|raw| {
             let head: IdAndStart<'_> = serde_json::from_str(raw.get()).map_err(|e| {
-                Error::decode(endpoint, format!("conversation without a conversationId: {e}"))
+                Error::decode(
+                    endpoint,
+                    format!("conversation without a conversationId: {e}"),
+                )
             })?;
             let start = head
                 .conversation_start
@@ -216,7 +219,8 @@ mod tests {
 
     #[test]
     fn records_carry_their_id_start_and_exact_bytes() {
-        let text = r#"{"conversationStart":"2026-01-01T10:00:00.5Z", "conversationId":"a\"b","x":[1.50]}"#;
+        let text =
+            r#"{"conversationStart":"2026-01-01T10:00:00.5Z", "conversationId":"a\"b","x":[1.50]}"#;
         let r = records(vec![raw(text)], Mode::Query).unwrap();
         assert_eq!(r[0].id, "a\"b");
         assert_eq!(
@@ -235,7 +239,13 @@ mod tests {
             panic!("a query checkpoint")
         };
         assert_eq!(
-            (q.query_interval, q.part, q.page_number, q.page_size, q.skip_ids),
+            (
+                q.query_interval,
+                q.part,
+                q.page_number,
+                q.page_size,
+                q.skip_ids
+            ),
             (whole, part, 0, 50, vec!["a".to_owned(), "b".to_owned()])
         );
     }

@@ -142,9 +142,14 @@ async fn a_full_export_commits_every_record_once_in_order_then_closes() {
     for mode in [Mode::Query, Mode::Jobs] {
         let stored = Arc::new(Mutex::new(Stored::default()));
         let mut seen = Seen::default();
-        let done = run(&client(&sim, 50), &job(mode), &mut Memory::new(&stored), &mut seen)
-            .await
-            .unwrap();
+        let done = run(
+            &client(&sim, 50),
+            &job(mode),
+            &mut Memory::new(&stored),
+            &mut seen,
+        )
+        .await
+        .unwrap();
         assert_eq!(written(&stored), truth(&sim), "{mode}");
         let s = stored.lock().unwrap();
         assert!(s.closed && s.state.resume.is_none(), "{mode}");
@@ -186,10 +191,7 @@ async fn a_run_dropped_after_some_commits_resumes_with_every_record_once() {
     let opened = seen.opened.unwrap();
     assert!(opened.resume.is_some());
     assert_eq!((opened.pages, opened.conversations), (5, 125));
-    assert_eq!(
-        (done.conversations, done.resumed_conversations),
-        (300, 125)
-    );
+    assert_eq!((done.conversations, done.resumed_conversations), (300, 125));
     assert_eq!(written(&stored), truth(&sim), "every record once, in order");
 }
 
