@@ -37,16 +37,22 @@
 //! library's per-part id set (at most 100,000 ids per part), whatever the export's size.
 //!
 //! # `--sim`
-//! With the `sim` feature (on by default), starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
-//! 30-second tokens revoked early every 20 requests, a rate limit, scripted 429/503/502 and a
-//! dropped connection, 1% random 503s), says so on stderr, and runs the same code path against
-//! it.
+//! With the `sim` feature (on by default), starts an embedded keel-sim (5,000 conversations
+//! over the 23 hours before the current hour, 30-second tokens revoked early every 20 requests,
+//! a rate limit, scripted 429/503/502 and a dropped connection, 1% random 503s), says so on
+//! stderr, and runs the same code path against it. Built without the feature, `--sim` is a
+//! usage error (exit 2).
+//!
+//! # Output that fits its reader
+//! Logs and messages go to stderr, coloured only when it is a terminal and `NO_COLOR` is unset
+//! ([`use_color`]); text from a server in an error is printed with its control characters
+//! escaped.
 //!
 //! # Exit codes
 //! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way, output
-//! locked by another export); 3
-//! credentials rejected; 4 API error after retries; 5 output I/O; 130 interrupted by Ctrl-C
-//! (the binary stops between pages: the output holds whole pages, the checkpoint matches).
+//! locked by another export); 3 credentials rejected; 4 API error after retries; 5 output I/O;
+//! 130 interrupted by Ctrl-C (the binary stops between pages: the output holds whole pages,
+//! the checkpoint matches).
 //!
 //! # Example
 //! The export of the README, in-process, against the embedded simulator:
