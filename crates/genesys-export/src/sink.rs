@@ -392,4 +392,96 @@ mod tests {
         assert_eq!(e.exit_code(), 4);
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
     }
+
+    fn resume_at(page_number: u32) -> Checkpoint {
+        let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        Checkpoint::Query(keel_genesys::QueryCheckpoint {
+            query_interval: whole,
+            part: whole,
+            part_index: 0,
+            page_number,
+            page_size: 2,
+            total_hits: Some(3),
+            skip_ids: Vec::new(),
+        })
+    }
+
+    fn records(ids: &[(&str, &str)]) -> Vec<keel_genesys::sink::Record> {
+        ids.iter()
+            .map(|(id, start)| {
+                let json = format!(r#"{{"conversationId":"{id}","conversationStart":"{start}"}}"#);
+                keel_genesys::sink::Record {
+                    id: (*id).to_owned(),
+                    start: time::OffsetDateTime::parse(
+                        start,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap(),
+                    raw: RawValue::from_string(json).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_file_sink_commits_pages_moves_resume_points_reads_ids_back_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let ck = CheckpointFile::for_output(&out);
+        let fresh = CheckpointRecord::new(record().fingerprint, serde_json::Value::Null, None);
+        let writer = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Ndjson,
+            Some((ck.clone(), fresh)),
+        );
+        let mut sink = FileSink::new(writer, None);
+        assert_eq!(sink.open().await.unwrap(), SinkState::default());
+        let page = records(&[("a", "2026-01-01T01:00:00Z"), ("b", "2026-01-01T13:00:00Z")]);
+        let commit = Commit {
+            records: &page,
+            resume: &resume_at(1),
+            pages: 1,
+        };
+        sink.commit(commit).await.unwrap();
+        let afternoon: Interval = "2026-01-01T12:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        let ids = sink.committed_ids(afternoon).await.unwrap();
+        assert_eq!(ids, HashSet::from(["b".to_owned()]));
+
+        // Only the resume point moves: no bytes, no page.
+        let restart = resume_at(0);
+        let commit = Commit {
+            records: &[],
+            resume: &restart,
+            pages: 0,
+        };
+        sink.commit(commit).await.unwrap();
+        let saved = ck.load::<Option<Checkpoint>>().unwrap().unwrap();
+        assert_eq!((&saved.position, saved.pages), (&Some(restart.clone()), 1));
+        assert_eq!(saved.output_len, std::fs::metadata(&out).unwrap().len());
+        drop(sink); // killed
+
+        let output = Output::reopen_at(&out, saved.output_len).unwrap();
+        let resume = saved.position.clone();
+        let mut sink = FileSink::new(
+            PageWriter::new(output, Format::Ndjson, Some((ck.clone(), saved))),
+            resume,
+        );
+        let state = sink.open().await.unwrap();
+        assert_eq!(
+            (state.resume, state.pages, state.conversations),
+            (Some(restart), 1, 2)
+        );
+        let page = records(&[("c", "2026-01-01T14:00:00Z")]);
+        let commit = Commit {
+            records: &page,
+            resume: &resume_at(2),
+            pages: 1,
+        };
+        sink.commit(commit).await.unwrap();
+        sink.close().await.unwrap();
+        assert!(ck.load::<Option<Checkpoint>>().unwrap().is_none());
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().nth(2).unwrap().contains("\"c\""), "{text}");
+    }
 }
