@@ -264,3 +264,22 @@ async fn a_part_that_keeps_changing_stops_after_the_restarts_allowed_with_its_re
         .unwrap();
     assert_eq!(written(&stored), truth(&sim));
 }
+
+#[test]
+fn the_engine_future_is_send_so_it_can_be_spawned() {
+    fn assert_send<T: Send>(_: &T) {}
+    let stored = Arc::new(Mutex::new(Stored::default()));
+    let env = Environment::custom("http://127.0.0.1:9", "http://127.0.0.1:9").unwrap();
+    let creds = Credentials::new("id", SecretString::from("secret"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let client = Client::builder(env, creds).build().unwrap();
+    let job = job(Mode::Query);
+    let mut sink = Memory::new(&stored);
+    let mut observer = Seen::default();
+    let observer: &mut dyn Observer = &mut observer;
+    assert_send(&run(&client, &job, &mut sink, observer));
+}
