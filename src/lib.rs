@@ -14,7 +14,7 @@
 //! | [`auth`] | a single-flight [`TokenCache`](auth::TokenCache), the OAuth client-credentials grant, bearer injection for one origin, refresh-and-replay on 401 |
 //! | [`backoff`] | 429/503 retries that wait what `Retry-After` says, jittered exponential backoff, retry budgets, a pacing gate shared by clones |
 //! | [`paginate`] | a `Stream` of pages (page numbers, cursors, next links) with bounded prefetch and resume |
-//! | `genesys` | the Genesys Cloud client and resumable conversation-details exports, the `genesys-export` job (feature `genesys`) |
+//! | `genesys` | the Genesys Cloud client, resumable conversation-details exports and the export engine (feature `genesys`; the `genesys-export` program is its own package) |
 //! | `gateway` | forwards requests through a keel stack: an API gateway that holds the credentials (feature `gateway`) |
 //! | `sim` | a Genesys Cloud simulator with token expiry, revocation, 429s and faults (feature `sim`) |
 //!

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures_util::StreamExt;
-use keel_genesys::export::{self, Args, ExportError};
+use genesys_export::{self as export, Args, ExportError};
 use keel_genesys::Credentials;
 use keel_sim::{Fault, RetryAfterFormat, SimHandle, Simulator};
 use secrecy::SecretString;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use keel_genesys::export::{self, Args};
+use genesys_export::{self as export, Args};
 use keel_genesys::Credentials;
 use keel_sim::{Fault, Simulator};
 

@@ -278,7 +278,7 @@ async fn the_export_job_stops_on_a_silent_api() {
     let (base, _) = hostile(Behaviour::Silent, true).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.ndjson");
-    let args = keel_genesys::export::Args::try_parse_from([
+    let args = genesys_export::Args::try_parse_from([
         "genesys-export",
         "--api-url",
         &base,
@@ -295,14 +295,14 @@ async fn the_export_job_stops_on_a_silent_api() {
     ])
     .unwrap();
     let creds = Credentials::new("hostile", SecretString::from("hostile-secret"));
-    let run = keel_genesys::export::run_with_credentials(args, creds);
+    let run = genesys_export::run_with_credentials(args, creds);
     let err = tokio::time::timeout(Duration::from_secs(30), run)
         .await
         .expect("the job gave up by itself")
         .expect_err("nothing to export from a silent API");
     assert_eq!(
         err.exit_code(),
-        keel_genesys::export::EXIT_API,
+        genesys_export::EXIT_API,
         "{}",
         err.report()
     );

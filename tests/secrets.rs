@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
+use genesys_export::{self as export, Args};
 use http::{header::AUTHORIZATION, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use keel_genesys::export::{self, Args};
 use keel_genesys::{Credentials, Environment};
 use keel_layers::auth::TokenSource;
 use keel_layers::auth::{
@@ -423,7 +423,7 @@ fn export_binary() -> Option<std::path::PathBuf> {
 async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
     let Some(bin) = export_binary() else {
         eprintln!(
-            "SKIPPED: genesys-export is not built; run `cargo build -p keel-genesys --bin genesys-export` first"
+            "SKIPPED: genesys-export is not built; run `cargo build -p genesys-export --bin genesys-export` first"
         );
         return;
     };

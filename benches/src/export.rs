@@ -2,7 +2,7 @@
 //! per-page latency.
 //!
 //! Each run is `genesys-export --sim` (the library function the binary calls,
-//! [`keel_genesys::export::run`], with the binary's arguments) writing to a scratch file in memory: the
+//! [`genesys_export::run`], with the binary's arguments) writing to a scratch file in memory: the
 //! embedded simulator holds enough conversations for about 30 pages of 100 and adds a fixed
 //! latency to every page. Prefetch 1 fetches page by page; the default keeps several pages in
 //! flight. The ratio of their pages/s is what prefetch buys; the 429 counts show it does not
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Parser as _;
-use keel_genesys::export::{run, Args, Summary};
+use genesys_export::{run, Args, Summary};
 use tempfile::NamedTempFile;
 use tower::BoxError;
 

@@ -2,7 +2,7 @@
 //!
 //! The export runs as a child process, so its peak RSS is its own: the bench binary itself in
 //! its hidden `export-child` mode, which does what `genesys-export`'s `main` does (a
-//! multi-thread runtime running [`keel_genesys::export::run`] on the parsed arguments). Using
+//! multi-thread runtime running [`genesys_export::run`] on the parsed arguments). Using
 //! itself rather than a `genesys-export` found on disk guarantees the child runs the library
 //! built with this bench, never a stale binary. The parent samples `VmHWM` from
 //! `/proc/<pid>/status` every few milliseconds until the child exits; the export also reports
@@ -23,8 +23,11 @@ use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use keel_genesys::export::parse_vm_hwm;
+// NOTE: the program's own parser, included rather than made public API for this harness.
+#[path = "../../crates/genesys-export/src/vm_hwm.rs"]
+mod vm_hwm;
 use tower::BoxError;
+use vm_hwm::parse_vm_hwm;
 
 /// How the child was run and what it used.
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use genesys_export::Args as ExportArgs;
 use keel_bench::alloc_counter::CountingAlloc;
 use keel_bench::clients::{
     warm_tokens, AnyTarget, BareTarget, KeelLayersTarget, KeelTarget, ReqwestTarget,
@@ -16,7 +17,6 @@ use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
 use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
 use keel_bench::{allocs, export, instructions, memory, overhead, single_flight};
-use keel_genesys::export::Args as ExportArgs;
 use keel_sim::Simulator;
 use tower::BoxError;
 
@@ -211,7 +211,7 @@ fn export_child(args: &[String]) -> Result<(), BoxError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(keel_genesys::export::run(args))?;
+    rt.block_on(genesys_export::run(args))?;
     Ok(())
 }
 

@@ -16,6 +16,8 @@
 //! assert!(err.to_string().contains("plain http"));
 //! ```
 
+use std::fmt;
+
 use http::StatusCode;
 
 use crate::details::Checkpoint;
@@ -23,6 +25,46 @@ use crate::models::Interval;
 
 /// A boxed error from a lower layer (transport, TLS, timeout).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Text from a server, displayed with its control characters escaped.
+///
+/// An error message, a job id or a decoder's complaint about a body can carry whatever the
+/// server (or a proxy) sent: ANSI escape sequences that recolour or rewrite a terminal, a
+/// carriage return that overwrites the line, bidirectional overrides that reorder it. Every
+/// [`Error`] displays such text through `Escaped`, so a program that prints an error shows
+/// `\u{1b}[2J` rather than clearing the screen; programs can wrap other text the same way.
+///
+/// # Example
+///
+/// ```
+/// use keel_genesys::error::Escaped;
+///
+/// let shown = Escaped("bad\u{1b}[31m request\r\nnext").to_string();
+/// assert_eq!(shown, r"bad\u{1b}[31m request\r\nnext");
+/// assert_eq!(Escaped("Pagination may not exceed 100000 results.").to_string(),
+///            "Pagination may not exceed 100000 results.");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(needs_escape) {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(f, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        f.write_str(rest)
+    }
+}
+
+/// C0/C1 controls and DEL, and the Unicode bidirectional embedding, override and isolate
+/// controls.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 /// The class of an [`Error`], for exit codes and reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,7 +131,7 @@ pub enum Error {
     },
 
     /// The API answered with an error status after any retries.
-    #[error("api error {status} on {endpoint}: {}", body.message.as_deref().unwrap_or("no message"))]
+    #[error("api error {status} on {endpoint}: {}", Escaped(body.message.as_deref().unwrap_or("no message")))]
     Api {
         /// The HTTP status of the final answer.
         status: StatusCode,
@@ -112,7 +154,7 @@ pub enum Error {
     /// A response body was malformed (on every attempt: see
     /// [`ClientBuilder::decode_retries`](crate::ClientBuilder::decode_retries)) or too large;
     /// the page it belongs to was not yielded.
-    #[error("malformed response from {endpoint}: {reason}")]
+    #[error("malformed response from {endpoint}: {}", Escaped(reason))]
     Decode {
         /// The endpoint path.
         endpoint: String,
@@ -148,7 +190,7 @@ pub enum Error {
     },
 
     /// The async job failed on the Genesys side.
-    #[error("analytics job {job_id} failed: {}", reason.as_deref().unwrap_or("no reason given"))]
+    #[error("analytics job {} failed: {}", Escaped(job_id), Escaped(reason.as_deref().unwrap_or("no reason given")))]
     JobFailed {
         /// The job id.
         job_id: String,
@@ -181,5 +223,40 @@ impl Error {
             endpoint: endpoint.to_owned(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_is_displayed_with_its_control_characters_escaped() {
+        let api = Error::Api {
+            status: StatusCode::BAD_REQUEST,
+            endpoint: "/api/v2/x".into(),
+            body: ApiErrorBody {
+                message: Some("bad\u{1b}[2J\rfake line\u{202e}txt\u{7f}".into()),
+                ..ApiErrorBody::default()
+            },
+        };
+        assert_eq!(
+            api.to_string(),
+            r"api error 400 Bad Request on /api/v2/x: bad\u{1b}[2J\rfake line\u{202e}txt\u{7f}"
+        );
+        let job = Error::JobFailed {
+            job_id: "j\n1".into(),
+            reason: Some("boom\u{9b}31m".into()),
+        };
+        assert_eq!(job.to_string(), r"analytics job j\n1 failed: boom\u{9b}31m");
+        let decode = Error::decode("/api/v2/x", "invalid type: string \"\u{1b}]0;title\u{7}\"");
+        assert!(!decode.to_string().chars().any(needs_escape), "{decode}");
+    }
+
+    #[test]
+    fn text_without_controls_is_displayed_as_is() {
+        let text = "Pagination may not exceed 100000 results. «ü» 日本";
+        assert_eq!(Escaped(text).to_string(), text);
+        assert_eq!(Escaped("").to_string(), "");
     }
 }

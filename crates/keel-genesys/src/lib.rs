@@ -11,6 +11,11 @@
 //!
 //! Both return a [`DetailsExport`]: a stream of [`DetailsPage`]s in order, each carrying a
 //! serializable [`Checkpoint`] a job can persist and [`DetailsExport::resume_after`].
+//!
+//! The export engine ([`export::run`]) drives either into any [`PageSink`]: it commits every
+//! page with its resume point, resumes where the sink stands and restarts a part whose results
+//! changed without committing a record twice. The `genesys-export` program (its own package)
+//! is that engine behind a command line, with NDJSON and CSV file sinks.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod client;
@@ -18,7 +23,6 @@ pub mod details;
 pub mod environment;
 pub mod error;
 pub mod export;
-pub mod jobs;
 pub mod models;
 pub mod sink;
 
@@ -26,5 +30,6 @@ pub use client::{Client, ClientBuilder, ClientStats, Credentials};
 pub use details::{Checkpoint, DetailsExport, DetailsPage, JobCheckpoint, QueryCheckpoint};
 pub use environment::Environment;
 pub use error::{Error, ErrorKind};
+pub use export::{ExportJob, Mode};
 pub use models::{ConversationQuery, Interval};
 pub use sink::{Commit, PageSink, Record, SinkState};

@@ -39,7 +39,7 @@
 //!             self.records.push((r.id.clone(), r.start, r.raw.get().to_owned()));
 //!         }
 //!         self.state.resume = Some(page.resume.clone());
-//!         self.state.pages += u64::from(!page.records.is_empty());
+//!         self.state.pages += page.pages;
 //!         self.state.conversations += page.records.len() as u64;
 //!         Ok(())
 //!     }
@@ -89,6 +89,12 @@ pub struct Record {
     pub raw: Box<RawValue>,
 }
 
+impl AsRef<RawValue> for Record {
+    fn as_ref(&self) -> &RawValue {
+        &self.raw
+    }
+}
+
 /// What [`PageSink::commit`] stores, all or nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct Commit<'a> {
@@ -97,6 +103,9 @@ pub struct Commit<'a> {
     pub records: &'a [Record],
     /// Where to resume after these records.
     pub resume: &'a Checkpoint,
+    /// Pages of the API this commit completes, for the sink's counters: 1 for a page (even
+    /// one left without records), 0 when only the resume point moves.
+    pub pages: u64,
 }
 
 /// A destination for an export's pages that commits each page with its resume point.
@@ -119,8 +128,7 @@ pub trait PageSink: Send {
 
     /// Stores `page.records` and `page.resume` atomically: after a crash either both are
     /// there or neither is. When this returns `Ok`, both are durable.
-    fn commit(&mut self, page: Commit<'_>)
-        -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn commit(&mut self, page: Commit<'_>) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Ids of the committed records whose start lies in `part` (the engine asks when it
     /// restarts a part that an earlier run began, so none of them is written twice).

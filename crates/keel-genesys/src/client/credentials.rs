@@ -12,8 +12,9 @@ pub const CLIENT_ID_VAR: &str = "GENESYS_CLIENT_ID";
 pub const CLIENT_SECRET_VAR: &str = "GENESYS_CLIENT_SECRET";
 
 /// The credential variable that [`Credentials::lookup`] found unset or blank.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct MissingVar(pub(crate) &'static str);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not set")]
+pub struct MissingVar(pub &'static str);
 
 /// An OAuth client id and its secret. `Debug` shows the id only.
 #[derive(Clone)]
@@ -54,9 +55,11 @@ impl Credentials {
     /// trimmed (the looked-up string is wiped, only the trimmed copy lives on), an unset or
     /// blank one missing. The one place that reads credential variables; callers map
     /// [`MissingVar`] to their own error.
-    pub(crate) fn lookup(
-        mut lookup: impl FnMut(&str) -> Option<String>,
-    ) -> Result<Self, MissingVar> {
+    ///
+    /// # Errors
+    ///
+    /// [`MissingVar`] naming the first variable that is missing or blank.
+    pub fn lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<Self, MissingVar> {
         let mut get = |name: &'static str| {
             lookup(name)
                 .map(zeroize::Zeroizing::new)
@@ -74,8 +77,9 @@ impl Credentials {
         &self.client_id
     }
 
-    /// The secret.
-    pub(crate) fn secret(&self) -> &SecretString {
+    /// The secret, still wrapped: reading it takes an explicit
+    /// [`ExposeSecret::expose_secret`](secrecy::ExposeSecret::expose_secret).
+    pub fn secret(&self) -> &SecretString {
         &self.secret
     }
 }

@@ -36,8 +36,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use builder::ClientBuilder;
-pub(crate) use credentials::MissingVar;
-pub use credentials::{Credentials, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
+pub use credentials::{Credentials, MissingVar, CLIENT_ID_VAR, CLIENT_SECRET_VAR};
 pub use stats::ClientStats;
 
 pub(crate) use builder::Settings;

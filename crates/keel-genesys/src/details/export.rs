@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use super::Checkpoint;
 use crate::client::Client;
 use crate::error::Error;
+use crate::export::Mode;
 use crate::models::ConversationQuery;
 
 /// One page of an export: raw conversations and where to resume after them.
@@ -22,11 +23,6 @@ pub struct DetailsPage {
     pub conversations: Vec<Box<RawValue>>,
     /// `totalHits` of the current part (query mode); `None` in jobs mode.
     pub total_hits: Option<u64>,
-}
-
-enum Mode {
-    Query,
-    Job,
 }
 
 struct Pending {
@@ -67,7 +63,7 @@ impl DetailsExport {
     }
 
     pub(crate) fn job(client: Client, query: ConversationQuery) -> Self {
-        Self::pending(client, query, Mode::Job)
+        Self::pending(client, query, Mode::Jobs)
     }
 
     fn pending(client: Client, query: ConversationQuery, mode: Mode) -> Self {
@@ -99,7 +95,7 @@ impl DetailsExport {
     ) -> BoxStream<'static, Result<DetailsPage, Error>> {
         match mode {
             Mode::Query => super::merge::stream(client, query, resume),
-            Mode::Job => crate::jobs::stream(client, query, resume),
+            Mode::Jobs => super::jobs::stream(client, query, resume),
         }
     }
 }

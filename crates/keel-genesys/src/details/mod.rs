@@ -67,6 +67,7 @@
 mod checkpoint;
 mod export;
 mod fetch;
+pub mod jobs;
 mod merge;
 mod part;
 mod split;
@@ -75,7 +76,8 @@ pub use checkpoint::{Checkpoint, JobCheckpoint, QueryCheckpoint};
 pub use export::{DetailsExport, DetailsPage};
 pub use split::{plan_parts, SplitPolicy, MAX_RESULTS, PART_RESULTS};
 
-pub(crate) use fetch::task_failed;
+pub(crate) use fetch::{task_failed, DETAILS_PATH};
+pub(crate) use jobs::JOBS_PATH;
 
 #[cfg(test)]
 mod tests;

@@ -1,101 +1,73 @@
-//! The `genesys-export` batch job as a library: command line, run, writers, checkpoint, exit codes.
+//! The export engine: every page of a details export committed to a [`PageSink`], exactly once.
 //!
-//! The binary is a thin `main` over this module, so the end-to-end tests and other programs
-//! can run the very same export in-process. A run reads credentials from the environment (or a
-//! file), builds a [`Client`](crate::Client), streams the pages of
-//! [`Client::conversation_details`](crate::Client::conversation_details) (or the jobs API) and
-//! writes each page whole: NDJSON lines that are exactly the bytes the API sent, or CSV rows.
-//! With `--resume` every page is fsynced and followed by an atomic checkpoint, so a killed run
-//! continues after its last complete page and the output holds every record exactly once.
+//! An export that must survive a kill, a revoked token or an API whose results move while they
+//! are paged needs one place that decides where to start, what each page's resume point is,
+//! and what to do when a part of the interval changes under it. That place is [`run`]: it opens
+//! the sink, resumes after the sink's last committed resume point, commits every page's
+//! records together with the resume point after them, and owns the restart policy for every
+//! sink. When a part's results change ([`Error::ResultSetChanged`]) it restarts that part from
+//! its first page, skipping the ids already committed (from the error's resume point, or, for a
+//! part an earlier run began, from [`PageSink::committed_ids`]), up to
+//! [`ExportJob::max_restarts`] times. A sink only stores; it never decides.
 //!
-//! # Checkpoints
-//! `--resume` writes `<out>.checkpoint` after each page and removes it on success. A run
-//! *without* `--resume` refuses to start (exit 2) when that file exists, rather than overwrite
-//! a partial export someone may want to finish: pass `--resume` to continue it, or delete the
-//! checkpoint to start over. A checkpoint of a different export (other interval flags, format,
-//! mode, page size, media type or API) is refused too, naming what differs. A resume reuses the
-//! query the first run resolved, so `--since 24h` means the same interval on both runs.
-//!
-//! # One run per output
-//! A run with `--out` holds an exclusive advisory lock on `<out>.lock` (beside the output,
-//! removed when the run ends) from its start to its end, `--resume` or not. A second export to
-//! the same output stops at once with exit 2, naming the output, before it opens the output,
-//! reads the checkpoint or calls the API; the first run's file and checkpoint are untouched.
-//! A lock file left by a killed run holds no lock and is taken over. Outputs that are not
-//! regular files (stdout, `/dev/null`) take no lock.
-//!
-//! # Results that change while paging
-//! When a part's `totalHits` moves between pages, the library stops rather than risk a
-//! skipped or repeated record, with a restart point; the run records it in the checkpoint and
-//! continues from it (up to three times). When the part was begun by an earlier run, the ids
-//! already written are read back from the output to build that restart point.
-//!
-//! # Memory
-//! Pages are streamed: at most the prefetched pages of the parts in flight are held, plus the
-//! library's per-part id set (at most 100,000 ids per part), whatever the export's size.
-//!
-//! # `--sim`
-//! Starts an embedded keel-sim (5,000 conversations over the 23 hours before the current hour,
-//! 30-second tokens revoked early every 20 requests, a rate limit, scripted 429/503/502 and a
-//! dropped connection, 1% random 503s), says so on stderr, and runs the same code path against
-//! it.
-//!
-//! # Exit codes
-//! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way, output
-//! locked by another export); 3
-//! credentials rejected; 4 API error after retries; 5 output I/O; 130 interrupted by Ctrl-C
-//! (the binary stops between pages: the output holds whole pages, the checkpoint matches).
+//! The engine takes a plain [`ExportJob`] (no argv), prints nothing and never exits: progress
+//! goes to an [`Observer`], failures come back as an [`ExportError`] that keeps the client's
+//! [`Error`] (and its [`ErrorKind`](crate::ErrorKind)) apart from the sink's own.
 //!
 //! # Example
-//! The export of the README, in-process, against the embedded simulator:
+//!
+//! An export of a simulated interval into a `Vec`, through a sink that cannot fail:
+//!
 //! ```
-//! use clap::Parser;
-//! use keel_genesys::export::{self, Args, EXIT_USAGE};
-//!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let dir = tempfile::tempdir().unwrap();
-//! let out = dir.path().join("conversations.ndjson");
-//! let args = Args::try_parse_from([
-//!     "genesys-export", "--sim", "--sim-conversations", "300", "--sim-no-faults",
-//!     "--progress", "quiet", "--out", out.to_str().unwrap(),
-//! ])
-//! .unwrap();
-//! let summary = export::run(args).await.unwrap();
-//! assert_eq!(summary.conversations, 300);
-//! assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::collections::HashSet;
+//! use std::convert::Infallible;
+//! use keel_genesys::export::{self, ExportJob, Mode};
+//! use keel_genesys::sink::{Commit, PageSink, SinkState};
+//! use keel_genesys::{Client, ConversationQuery, Credentials, Environment, Interval};
+//! use secrecy::SecretString;
 //!
-//! // Usage errors are typed and carry their exit code.
-//! let e = Args::try_parse_from(["genesys-export", "--page-size", "101"]).unwrap_err();
-//! assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+//! #[derive(Debug, Default)]
+//! struct Ids(Vec<String>, SinkState);
+//!
+//! impl PageSink for Ids {
+//!     type Error = Infallible;
+//!     async fn open(&mut self) -> Result<SinkState, Infallible> { Ok(self.1.clone()) }
+//!     async fn commit(&mut self, page: Commit<'_>) -> Result<(), Infallible> {
+//!         self.0.extend(page.records.iter().map(|r| r.id.clone()));
+//!         self.1.resume = Some(page.resume.clone());
+//!         Ok(())
+//!     }
+//!     async fn committed_ids(&mut self, _: Interval) -> Result<HashSet<String>, Infallible> {
+//!         Ok(self.0.iter().cloned().collect()) // a real sink filters by the part
+//!     }
+//!     async fn close(&mut self) -> Result<(), Infallible> { Ok(()) }
+//! }
+//!
+//! let sim = keel_sim::Simulator::builder().conversations(150).start().await?;
+//! let env = Environment::custom(&sim.base_url(), &sim.base_url())?;
+//! let creds = Credentials::new("sim-client", SecretString::from("sim-secret"));
+//! let client = Client::builder(env, creds).build()?;
+//! let query = ConversationQuery::new("2026-01-01T00:00:00Z/2026-01-08T00:00:00Z".parse()?);
+//!
+//! let mut sink = Ids::default();
+//! let done = export::run(&client, &ExportJob::new(query, Mode::Query), &mut sink, &mut ()).await?;
+//! assert_eq!((done.conversations, sink.0.len()), (150, 150));
+//! # Ok(())
 //! # }
 //! ```
 
-mod checkpoint;
-mod cli;
-mod credentials;
-mod error;
-mod format;
-mod lock;
-mod open;
-mod output;
-mod pages;
-mod progress;
-mod recover;
-mod run;
-mod sim;
-mod sink;
-mod summary;
+mod engine;
+mod job;
+mod observer;
 
-pub use checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
-pub use cli::{parse_duration, parse_interval, Args, Format, Mode, ProgressMode};
-pub use credentials::load as load_credentials;
-pub use error::{
-    ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
-};
-pub use format::{EncodeError, CSV_HEADER};
-pub use output::Output;
-pub use progress::Progress;
-pub use run::{run, run_with_credentials};
-pub use sink::PageWriter;
-pub use summary::{parse_vm_hwm, peak_memory, Summary};
+pub use engine::{run, ExportError};
+pub use job::{ExportJob, Mode, ParseModeError, MAX_RESULT_SET_RESTARTS};
+pub use observer::{Observer, Progress};
+
+#[cfg(doc)]
+use crate::{error::Error, sink::PageSink};
+
+#[cfg(test)]
+mod tests;

@@ -4,13 +4,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::error::ExportError;
+use crate::error::ExportError;
 
 const BUFFER: usize = 256 * 1024;
 
 /// Where records go. Pages are appended whole; [`Output::len`] counts the bytes that are in it.
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     sink: Sink,
     path: PathBuf,
     len: u64,
@@ -31,7 +31,7 @@ impl Output {
     ///
     /// # Errors
     /// [`ExportError::Output`] when the file cannot be created.
-    pub fn create(path: &Path, durable: bool) -> Result<Self, ExportError> {
+    pub(crate) fn create(path: &Path, durable: bool) -> Result<Self, ExportError> {
         let file = File::create(path).map_err(|e| ExportError::output("create", path, e))?;
         // NOTE: only regular files can be fsynced; a device such as /dev/null refuses it.
         let regular = file.metadata().is_ok_and(|m| m.is_file());
@@ -50,7 +50,7 @@ impl Output {
     /// # Errors
     /// [`ExportError::Output`] when the file is missing, unwritable, or shorter than `len`
     /// (the checkpoint promises bytes the file does not hold).
-    pub fn reopen_at(path: &Path, len: u64) -> Result<Self, ExportError> {
+    pub(crate) fn reopen_at(path: &Path, len: u64) -> Result<Self, ExportError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -86,7 +86,7 @@ impl Output {
     }
 
     /// Standard output.
-    pub fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         Output {
             sink: Sink::Stdout(BufWriter::with_capacity(BUFFER, io::stdout())),
             path: PathBuf::from("<stdout>"),
@@ -96,13 +96,8 @@ impl Output {
         }
     }
 
-    /// The output's name for messages.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The file, or `None` for stdout.
-    pub fn file_path(&self) -> Option<&Path> {
+    pub(crate) fn file_path(&self) -> Option<&Path> {
         match self.sink {
             Sink::File(_) => Some(&self.path),
             Sink::Stdout(_) => None,
@@ -110,12 +105,12 @@ impl Output {
     }
 
     /// Bytes in the output so far.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.len
     }
 
     /// Whether nothing has been written yet.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
@@ -124,7 +119,7 @@ impl Output {
     ///
     /// # Errors
     /// [`ExportError::Output`] on any write, flush or sync failure.
-    pub fn append_page(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
+    pub(crate) fn append_page(&mut self, bytes: &[u8]) -> Result<(), ExportError> {
         let path = &self.path;
         let err = |action| move |e| ExportError::output(action, path.clone(), e);
         match &mut self.sink {
@@ -148,7 +143,7 @@ impl Output {
     ///
     /// # Errors
     /// [`ExportError::Output`] when the final flush or sync fails.
-    pub fn finish(mut self) -> Result<(), ExportError> {
+    pub(crate) fn finish(mut self) -> Result<(), ExportError> {
         let path = self.path.clone();
         match &mut self.sink {
             Sink::File(w) => {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::error::ExportError;
-use crate::client::{Credentials, MissingVar};
+use crate::error::ExportError;
+use keel_genesys::client::{Credentials, MissingVar};
 
 /// Reads credentials from `file` (lines `GENESYS_CLIENT_ID=…`, `GENESYS_CLIENT_SECRET=…`,
 /// `#` comments, optional quotes) when given, else from the process environment.
@@ -59,7 +59,7 @@ fn lookup_in_file(text: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::{CLIENT_ID_VAR, CLIENT_SECRET_VAR};
+    use keel_genesys::client::{CLIENT_ID_VAR, CLIENT_SECRET_VAR};
     use secrecy::ExposeSecret;
     use std::io::Write;
 
@@ -119,7 +119,7 @@ mod tests {
                 }
                 (
                     Err(ExportError::MissingCredentials { missing }),
-                    Err(crate::Error::Config(lib)),
+                    Err(keel_genesys::Error::Config(lib)),
                 ) => assert_eq!(lib, format!("{missing} is not set")),
                 (a, b) => panic!("{vars:?}: export {a:?}, library {b:?}"),
             }

@@ -1,11 +1,12 @@
 //! Reading back what the output already holds, to restart a part whose results changed.
 //!
 //! When a part that an earlier run had half written reports a different `totalHits`, the
-//! library cannot restart it exactly on its own: the ids that run wrote are not in the
-//! checkpoint. They are in the output, though. Records are written in `conversationStart`
+//! engine cannot restart it exactly on its own: the ids that run wrote are not in the
+//! checkpoint. They are in the output, though (the file sink's
+//! [`committed_ids`](keel_genesys::sink::PageSink::committed_ids)). Records are written in `conversationStart`
 //! order and parts partition the interval, so the part's records are exactly those whose start
-//! lies in it; their ids make a checkpoint that re-exports the part from its first page,
-//! skipping what is already written.
+//! lies in it; the engine's restart point re-exports the part from its first page, skipping
+//! those ids.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -15,9 +16,8 @@ use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::cli::Format;
-use crate::details::{Checkpoint, QueryCheckpoint};
-use crate::models::Interval;
+use crate::cli::Format;
+use keel_genesys::Interval;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,24 +66,6 @@ pub(crate) fn ids_in_part(
     Ok(ids)
 }
 
-/// A checkpoint that re-exports `part` of `query_interval` from its first page, skipping `ids`.
-pub(crate) fn restart_part(
-    query_interval: Interval,
-    part: Interval,
-    page_size: u32,
-    ids: Vec<String>,
-) -> Checkpoint {
-    Checkpoint::Query(QueryCheckpoint {
-        query_interval,
-        part,
-        part_index: 0,
-        page_number: 0,
-        page_size,
-        total_hits: None,
-        skip_ids: ids,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,17 +111,5 @@ mod tests {
         std::fs::write(&path, "not json\n").unwrap();
         let e = ids_in_part(&path, 9, Format::Ndjson, &part()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn the_restart_checkpoint_starts_the_part_before_its_first_page() {
-        let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
-        let Checkpoint::Query(q) = restart_part(whole, part(), 50, vec!["a".into()]) else {
-            panic!("a query checkpoint")
-        };
-        assert_eq!(
-            (q.page_number, q.page_size, q.part, q.skip_ids),
-            (0, 50, part(), vec!["a".to_owned()])
-        );
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use keel_genesys::export::ExportError;
+use genesys_export::ExportError;
 use keel_sim::{Fault, RetryAfterFormat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

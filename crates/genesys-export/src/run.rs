@@ -2,17 +2,17 @@
 
 use std::time::Instant;
 
-use super::checkpoint::Fingerprint;
-use super::cli::Args;
-use super::credentials;
-use super::error::ExportError;
-use super::lock::OutputLock;
-use super::open::{open, Opened};
-use super::pages::{map_error, stream_pages};
-use super::progress::Progress;
-use super::sim::EmbeddedSim;
-use super::summary::{peak_memory, Summary};
-use crate::{Client, Credentials, Environment};
+use keel_genesys::export::{self, ExportJob};
+use keel_genesys::{Client, Credentials, Environment};
+
+use crate::checkpoint::Fingerprint;
+use crate::cli::Args;
+use crate::credentials;
+use crate::error::{map_error, ExportError};
+use crate::lock::OutputLock;
+use crate::open::{open, Opened};
+use crate::progress::Progress;
+use crate::summary::{peak_memory, Summary};
 
 /// Runs the export `args` describe, reading credentials from the environment or
 /// `--credentials-file` (or using the simulator's with `--sim`). Progress and the summary go
@@ -48,8 +48,9 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
     let mut progress = Progress::new(args.progress, args.log_every);
 
     // NOTE: the simulator lives until the end of this function (its handle is dropped last).
+    #[cfg(feature = "sim")]
     let (env, creds, api_label, _sim) = if args.sim {
-        let sim = EmbeddedSim::start(&args).await?;
+        let sim = crate::sim::EmbeddedSim::start(&args).await?;
         progress.note(&sim.describe());
         (
             sim.environment()?,
@@ -66,6 +67,20 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         let label = env.api_url().to_string();
         (env, creds, label, None)
     };
+    #[cfg(not(feature = "sim"))]
+    let (env, creds, api_label) = if args.sim {
+        return Err(ExportError::Usage(
+            "--sim needs genesys-export built with the `sim` feature".into(),
+        ));
+    } else {
+        let env = environment(&args)?;
+        let creds = match given {
+            Some(c) => c,
+            None => credentials::load(args.credentials_file.as_deref())?,
+        };
+        let label = env.api_url().to_string();
+        (env, creds, label)
+    };
     let client_id = creds.client_id().to_owned();
 
     let fingerprint = Fingerprint {
@@ -81,11 +96,7 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         page_size: args.page_size,
     };
 
-    let Opened {
-        query,
-        resume_from,
-        writer,
-    } = open(&args, &fingerprint, &progress)?;
+    let Opened { query, mut sink } = open(&args, &fingerprint, &progress)?;
 
     let client = Client::builder(env, creds)
         .prefetch(args.prefetch as usize)
@@ -95,28 +106,23 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         .build()
         .map_err(|e| map_error(e, &client_id, "cannot build the client"))?;
 
-    let resumed_conversations = writer.conversations();
-    let outcome = stream_pages(
-        &args,
-        &client,
-        query,
-        resume_from,
-        writer,
-        &mut progress,
-        &client_id,
-    )
-    .await;
+    let job = ExportJob::new(query, args.mode);
+    let outcome = export::run(&client, &job, &mut sink, &mut progress).await;
     progress.finish();
 
     let stats = client.stats();
-    let (pages, conversations, result) = match outcome {
-        Ok((p, c)) => (p, c, Ok(())),
-        Err((p, c, e)) => (p, c, Err(e)),
-    };
+    let last = progress.last();
+    let result = outcome.map(drop).map_err(|e| match e {
+        export::ExportError::Sink(e) => e,
+        export::ExportError::Client(e) => {
+            let context = stopped_context(&args, last.pages, last.conversations);
+            map_error(e, &client_id, &context)
+        }
+    });
     let summary = Summary {
-        conversations,
-        pages,
-        resumed_conversations,
+        conversations: last.conversations,
+        pages: last.pages,
+        resumed_conversations: last.resumed_conversations,
         token_fetches: stats.token_fetches,
         replays_401: stats.replays_401,
         waits_429: stats.waits_429,
@@ -131,6 +137,17 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
     };
     eprintln!("{summary}");
     result.map(|()| summary)
+}
+
+fn stopped_context(args: &Args, pages: u64, conversations: u64) -> String {
+    format!(
+        "export stopped after {pages} pages ({conversations} conversations written{})",
+        if args.resume {
+            "; run again with --resume to continue"
+        } else {
+            ""
+        }
+    )
 }
 
 fn environment(args: &Args) -> Result<Environment, ExportError> {

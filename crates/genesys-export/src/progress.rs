@@ -4,15 +4,18 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keel_genesys::export::{self, Observer};
+use keel_genesys::sink::SinkState;
 
-use super::cli::ProgressMode;
+use crate::cli::ProgressMode;
 
-/// Reports pages as they are written.
+/// Reports pages as they are written; the engine's [`Observer`] of the program.
 #[derive(Debug)]
 pub struct Progress {
     kind: Kind,
     every: u64,
     started: Instant,
+    last: export::Progress,
 }
 
 #[derive(Debug)]
@@ -48,6 +51,7 @@ impl Progress {
             kind,
             every: every.max(1),
             started: Instant::now(),
+            last: export::Progress::default(),
         }
     }
 
@@ -85,11 +89,35 @@ impl Progress {
         }
     }
 
+    /// Where the export stood at its last commit (or when it opened its output).
+    pub fn last(&self) -> export::Progress {
+        self.last
+    }
+
     /// Removes the bar.
     pub fn finish(&self) {
         if let Kind::Bar(pb) = &self.kind {
             pb.finish_and_clear();
         }
+    }
+}
+
+impl Observer for Progress {
+    fn opened(&mut self, state: &SinkState) {
+        self.last.pages = state.pages;
+        self.last.conversations = state.conversations;
+        self.last.resumed_conversations = state.conversations;
+    }
+
+    fn committed(&mut self, progress: &export::Progress) {
+        self.last = *progress;
+        self.page(progress.pages, progress.conversations, progress.total_hits);
+    }
+
+    fn restarting(&mut self, cause: &keel_genesys::Error) {
+        self.note(&format!(
+            "genesys-export: {cause}; re-exporting that part, skipping the records already written"
+        ));
     }
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clap::Parser;
-use keel_genesys::export::{self, Args, ExportError, Summary};
+use genesys_export::{self as export, Args, ExportError, Summary};
 use keel_genesys::models::{ConversationQuery, Interval};
 use keel_genesys::Credentials;
 use keel_sim::{SimBuilder, SimHandle, Simulator};

@@ -69,22 +69,9 @@ impl fmt::Display for Summary {
 }
 
 /// The process's peak resident set size (`VmHWM` in `/proc/self/status`), when available.
-pub fn peak_memory() -> Option<u64> {
+pub(crate) fn peak_memory() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    parse_vm_hwm(&status)
-}
-
-/// Parses the `VmHWM:   1234 kB` line of a `/proc/<pid>/status` text, in bytes.
-pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::vm_hwm::parse_vm_hwm(&status)
 }
 
 #[cfg(test)]
@@ -125,12 +112,9 @@ mod tests {
             .contains("(4 conversations from the resumed run)"));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
-    fn vm_hwm_is_parsed_in_bytes() {
-        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 100 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(2 * 1024 * 1024));
-        assert_eq!(parse_vm_hwm("Name: x\n"), None);
-        #[cfg(target_os = "linux")]
+    fn peak_memory_is_known_on_linux() {
         assert!(peak_memory().unwrap() > 0);
     }
 }

@@ -36,9 +36,9 @@ use http::Method;
 use keel_paginate::{Fetched, PageStream};
 use serde_json::value::RawValue;
 
+use super::task_failed;
+use super::{Checkpoint, DetailsPage, JobCheckpoint};
 use crate::client::{Client, Spawned};
-use crate::details::task_failed;
-use crate::details::{Checkpoint, DetailsPage, JobCheckpoint};
 use crate::error::Error;
 use crate::models::{
     ConversationQuery, JobResultsResponse, JobState, JobStatus, JobSubmitResponse,

@@ -10,7 +10,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
-use keel_genesys::export::parse_vm_hwm;
+#[path = "../src/vm_hwm.rs"]
+mod vm_hwm;
+use vm_hwm::parse_vm_hwm;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_exit_3_naming_the_client_id_without_calling_the_api() {
@@ -432,4 +434,29 @@ async fn ctrl_c_stops_between_pages_with_a_matching_checkpoint_then_resume_compl
     let o = run_binary(cmd).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_ndjson_is_ground_truth(&sim, &query_json(None), &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_messages_to_a_pipe_carry_no_ansi_escapes() {
+    let sim = sim(300).start().await.unwrap();
+    let (_dir, out) = out_file("c.ndjson");
+    let mut cmd = binary(&sim);
+    // NOTE: stderr is a pipe here; DEBUG makes the stack's tracing events reach it.
+    let flags =
+        base_flags(&sim, &out)
+            .into_iter()
+            .map(|f| if f == "quiet" { "log".to_owned() } else { f });
+    cmd.args(flags)
+        .args(["--log-every", "1"])
+        .env("RUST_LOG", "debug")
+        .env_remove("NO_COLOR");
+    let o = run_binary(cmd).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("DEBUG"), "tracing output is there: {err}");
+    assert!(err.contains("genesys-export: 3 pages"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped stderr: {err:?}"
+    );
 }

@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use keel_genesys::error::Escaped;
+
 /// Exit code of a complete export.
 pub const EXIT_OK: u8 = 0;
 /// Exit code of a usage error: bad flag or value, missing credentials, a checkpoint in the way,
@@ -131,20 +133,39 @@ impl ExportError {
     }
 }
 
+/// Sorts a library error into the export's exit classes; `context` says where the export
+/// stopped.
+pub(crate) fn map_error(e: keel_genesys::Error, client_id: &str, context: &str) -> ExportError {
+    use keel_genesys::ErrorKind;
+    match e.kind() {
+        ErrorKind::Usage => ExportError::Usage(e.to_string()),
+        ErrorKind::Credentials => ExportError::CredentialsRejected {
+            client_id: client_id.to_owned(),
+            source: Box::new(e),
+        },
+        _ => ExportError::Api {
+            context: context.to_owned(),
+            source: Box::new(e),
+        },
+    }
+}
+
 /// [`ExportError`] with its causes, for stderr (see [`ExportError::report`]).
 #[derive(Debug)]
 pub struct Report<'a>(&'a ExportError);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.0)?;
-        let mut cause = self.0.source();
+        // NOTE: causes may quote a server (a token endpoint's `error_description`): every
+        // line is printed with its control characters escaped.
         let mut last = self.0.to_string();
+        write!(f, "error: {}", Escaped(&last))?;
+        let mut cause = self.0.source();
         while let Some(c) = cause {
             let text = c.to_string();
             // NOTE: some errors repeat their source's message in their own; print it once.
             if !last.contains(&text) {
-                write!(f, "\n  caused by: {text}")?;
+                write!(f, "\n  caused by: {}", Escaped(&text))?;
             }
             last = text;
             cause = c.source();
@@ -212,6 +233,59 @@ mod tests {
         assert_eq!(
             e.report().to_string(),
             "error: cannot write out.ndjson\n  caused by: disk full"
+        );
+    }
+
+    #[test]
+    fn rejected_credentials_exit_3_naming_the_client_id() {
+        let e = keel_genesys::Error::Credentials {
+            client_id: "cid-1".into(),
+            source: None,
+        };
+        let mapped = map_error(e, "cid-1", "ctx");
+        assert_eq!(mapped.exit_code(), 3);
+        assert!(mapped.to_string().contains("cid-1"));
+    }
+
+    #[test]
+    fn api_errors_exit_4_with_their_context_and_cause() {
+        let e = keel_genesys::Error::Api {
+            status: http::StatusCode::BAD_REQUEST,
+            endpoint: "/api/v2/analytics/conversations/details/query".into(),
+            body: keel_genesys::error::ApiErrorBody {
+                message: Some("Pagination may not exceed 100000 results.".into()),
+                ..Default::default()
+            },
+        };
+        let mapped = map_error(e, "cid", "export stopped after 3 pages");
+        assert_eq!(mapped.exit_code(), 4);
+        let report = mapped.report().to_string();
+        assert!(
+            report.starts_with("error: export stopped after 3 pages\n  caused by: api error 400"),
+            "{report}"
+        );
+        assert!(report.contains("Pagination may not exceed"), "{report}");
+    }
+
+    #[test]
+    fn configuration_errors_exit_2() {
+        let e = keel_genesys::Error::Config("bad".into());
+        assert_eq!(map_error(e, "cid", "ctx").exit_code(), 2);
+    }
+
+    #[test]
+    fn report_escapes_control_characters_of_every_cause() {
+        let server = io::Error::other("invalid_client: \u{1b}[2J\rpwned");
+        let e = ExportError::CredentialsRejected {
+            client_id: "id\u{1b}".into(),
+            source: Box::new(server),
+        };
+        let text = e.report().to_string();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+        assert!(
+            text.ends_with(r"caused by: invalid_client: \u{1b}[2J\rpwned"),
+            "{text}"
         );
     }
 

@@ -1,23 +1,20 @@
 //! Opening the output: a fresh file (or stdout), or a resumed one cut back to its checkpoint.
 
-use super::checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
-use super::cli::Args;
-use super::error::ExportError;
-use super::output::Output;
-use super::progress::Progress;
-use super::sink::PageWriter;
-use crate::details::Checkpoint;
-use crate::models::{ConversationQuery, Interval};
+use crate::checkpoint::{CheckpointFile, CheckpointRecord, Fingerprint};
+use crate::cli::Args;
+use crate::error::ExportError;
+use crate::output::Output;
+use crate::progress::Progress;
+use crate::sink::{FileSink, PageWriter};
+use keel_genesys::{Checkpoint, ConversationQuery, Interval};
 
 /// What an export starts from.
 #[derive(Debug)]
 pub(crate) struct Opened {
     /// The query: this run's, or the checkpoint's when resuming.
     pub(crate) query: ConversationQuery,
-    /// Where the stream resumes, if it does.
-    pub(crate) resume_from: Option<Checkpoint>,
-    /// The page writer over the output, checkpointing with `--resume`.
-    pub(crate) writer: PageWriter<Option<Checkpoint>>,
+    /// The output, checkpointing with `--resume`, and where it resumes.
+    pub(crate) sink: FileSink,
 }
 
 /// Opens the output of `args`: refuses a leftover checkpoint without `--resume`, resumes a
@@ -101,8 +98,7 @@ pub(crate) fn open(
 
     Ok(Opened {
         query,
-        resume_from,
-        writer,
+        sink: FileSink::new(writer, resume_from),
     })
 }
 
@@ -127,8 +123,9 @@ pub(crate) fn build_query(args: &Args) -> Result<ConversationQuery, ExportError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::cli::{Format, Mode, ProgressMode};
+    use crate::cli::{Format, ProgressMode};
     use clap::Parser;
+    use keel_genesys::Mode;
     use std::path::Path;
 
     const INTERVAL: &str = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z";
@@ -188,7 +185,7 @@ mod tests {
         let opened = open(&args(&out, &["--resume"]), &fingerprint(100), &quiet()).unwrap();
         assert_eq!(opened.query, first);
         assert_eq!(
-            (opened.writer.pages(), opened.writer.conversations()),
+            (opened.sink.state().pages, opened.sink.state().conversations),
             (1, 1)
         );
         assert_eq!(
@@ -225,7 +222,7 @@ mod tests {
             &quiet(),
         )
         .unwrap();
-        assert!(opened.resume_from.is_none());
+        assert!(opened.sink.state().resume.is_none());
         assert_eq!(std::fs::read(&out).unwrap(), b"", "a fresh run truncates");
         assert!(!CheckpointFile::for_output(&out).path().exists());
         let json = serde_json::to_value(&opened.query).unwrap();

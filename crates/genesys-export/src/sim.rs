@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::cli::Args;
-use super::error::ExportError;
-use crate::{Credentials, Environment};
+use crate::cli::Args;
+use crate::error::ExportError;
+use keel_genesys::{Credentials, Environment};
 
 /// A simulator started in-process for `--sim`; stops when dropped.
 #[derive(Debug)]

@@ -1,28 +1,18 @@
 //! `genesys-export`: export Genesys Cloud conversation details, surviving token expiry,
 //! revocation, rate limits and faults, with every record exactly once.
 //!
-//! See `genesys-export --help` and [`keel_genesys::export`] for flags, checkpoints and exit
+//! See `genesys-export --help` and the [`genesys_export`] crate for flags, checkpoints and exit
 //! codes. Try it without an account: `genesys-export --sim --out conversations.ndjson`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use keel_genesys::export::{self, Args};
-use tracing_subscriber::EnvFilter;
+use genesys_export::{self as export, Args};
 
 fn main() -> ExitCode {
     // NOTE: clap prints its own usage errors and exits with code 2.
     let args = Args::parse();
-    // NOTE: logs go to stderr, warnings only unless RUST_LOG asks (retried failures are in the
-    // summary, so tower-http's per-failure lines are off by default); no layer
-    // logs a secret or a token at any level.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,tower_http::trace=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    export::init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

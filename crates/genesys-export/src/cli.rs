@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Parser, ValueEnum};
-
-use crate::models::Interval;
+use keel_genesys::{Interval, Mode};
 
 /// Export Genesys Cloud conversation details for an interval, surviving token expiry,
 /// revocation, rate limits and faults, with every record exactly once.
@@ -69,7 +69,7 @@ pub struct Args {
     pub prefetch: u32,
 
     /// Query API (paged details query) or async jobs API.
-    #[arg(long, value_enum, default_value_t = Mode::Query)]
+    #[arg(long, default_value_t = Mode::Query, value_parser = mode_parser())]
     pub mode: Mode,
 
     /// Make the run resumable: checkpoint after every page (`<out>.checkpoint`) and, when a
@@ -116,14 +116,10 @@ pub enum Format {
     Csv,
 }
 
-/// Which Genesys API pages the conversations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// `POST /api/v2/analytics/conversations/details/query`, paged by page number.
-    Query,
-    /// The async jobs API: submit, poll, page results by cursor.
-    Jobs,
+/// `--mode`: the library's [`Mode`], by its names.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new([Mode::Query.as_str(), Mode::Jobs.as_str()])
+        .try_map(|s| s.parse::<Mode>())
 }
 
 /// How progress is shown on stderr.
@@ -193,6 +189,14 @@ mod tests {
         assert_eq!(a.prefetch, 4);
         assert_eq!(a.page_size, 100);
         assert!(a.out.is_none() && !a.resume && !a.sim);
+    }
+
+    #[test]
+    fn mode_takes_the_library_modes_by_name() {
+        assert_eq!(parse(&["--mode", "jobs"]).unwrap().mode, Mode::Jobs);
+        let e = parse(&["--mode", "job"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidValue);
+        assert!(e.to_string().contains("query, jobs"), "{e}");
     }
 
     #[test]

@@ -1,19 +1,105 @@
-//! Writing pages whole, then checkpointing them: the exactly-once half of the export.
+//! The NDJSON and CSV file sinks: pages written whole, then checkpointed.
+//!
+//! [`FileSink`] is the program's [`PageSink`]: each commit encodes the page into one buffer,
+//! appends it to the output, fsyncs it (when resumable), then atomically replaces
+//! `<out>.checkpoint` (the resume point, the output's length after the page, counters). The
+//! checkpoint never records bytes the output lacks, and a resumed run cuts the output back to
+//! the recorded length before it appends, so after a kill at any point every record is in the
+//! output exactly once. The ids a restarted part needs are read back from the output.
 
+use std::collections::HashSet;
+use std::io;
+
+use keel_genesys::sink::{Commit, PageSink, SinkState};
+use keel_genesys::{Checkpoint, Interval};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::checkpoint::{CheckpointFile, CheckpointRecord};
-use super::cli::Format;
-use super::error::ExportError;
-use super::output::Output;
-use super::recover;
-use crate::models::Interval;
+use crate::checkpoint::{CheckpointFile, CheckpointRecord};
+use crate::cli::Format;
+use crate::error::ExportError;
+use crate::output::Output;
+use crate::recover;
+
+/// An export's output file (or stdout) as a [`PageSink`], checkpointed when resumable.
+#[derive(Debug)]
+pub struct FileSink {
+    writer: Option<PageWriter<Option<Checkpoint>>>,
+    resume: Option<Checkpoint>,
+}
+
+impl FileSink {
+    pub(crate) fn new(writer: PageWriter<Option<Checkpoint>>, resume: Option<Checkpoint>) -> Self {
+        FileSink {
+            writer: Some(writer),
+            resume,
+        }
+    }
+
+    /// Where the output stands: what [`PageSink::open`] reports.
+    pub(crate) fn state(&self) -> SinkState {
+        let (pages, conversations) = self
+            .writer
+            .as_ref()
+            .map_or((0, 0), |w| (w.pages(), w.conversations()));
+        SinkState {
+            resume: self.resume.clone(),
+            pages,
+            conversations,
+        }
+    }
+
+    fn writer(&mut self) -> Result<&mut PageWriter<Option<Checkpoint>>, ExportError> {
+        self.writer.as_mut().ok_or_else(|| {
+            ExportError::output(
+                "write",
+                "<closed output>",
+                io::Error::other("already closed"),
+            )
+        })
+    }
+}
+
+impl PageSink for FileSink {
+    type Error = ExportError;
+
+    async fn open(&mut self) -> Result<SinkState, ExportError> {
+        self.writer()?;
+        Ok(self.state())
+    }
+
+    async fn commit(&mut self, page: Commit<'_>) -> Result<(), ExportError> {
+        let w = self.writer()?;
+        if page.pages == 0 && page.records.is_empty() {
+            w.record_position(Some(page.resume.clone()))
+        } else {
+            w.write_page(page.records, Some(page.resume.clone()))
+        }
+    }
+
+    async fn committed_ids(&mut self, part: Interval) -> Result<HashSet<String>, ExportError> {
+        match self.writer()?.written_ids_in(&part) {
+            Some(ids) => Ok(ids?.into_iter().collect()),
+            None => Err(ExportError::output(
+                "read back",
+                "<stdout>",
+                io::Error::new(io::ErrorKind::Unsupported, "stdout cannot be read back"),
+            )),
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), ExportError> {
+        match self.writer.take() {
+            Some(w) => w.finish(),
+            None => Ok(()),
+        }
+    }
+}
 
 /// Encodes each page into one buffer, appends it to the output (fsynced when checkpointing),
 /// then replaces the checkpoint: the checkpoint never records bytes the output lacks.
 #[derive(Debug)]
-pub struct PageWriter<P> {
+pub(crate) struct PageWriter<P> {
     output: Output,
     format: Format,
     checkpoint: Option<(CheckpointFile, CheckpointRecord<P>)>,
@@ -27,7 +113,7 @@ impl<P: Serialize> PageWriter<P> {
     /// A writer over `output`. `checkpoint` (file and the record to keep up to date) turns on
     /// checkpointing; its counters and `output_len` say where a resumed run starts. A new,
     /// empty output gets the format's header with its first page.
-    pub fn new(
+    pub(crate) fn new(
         output: Output,
         format: Format,
         checkpoint: Option<(CheckpointFile, CheckpointRecord<P>)>,
@@ -48,12 +134,12 @@ impl<P: Serialize> PageWriter<P> {
     }
 
     /// Pages in the output.
-    pub fn pages(&self) -> u64 {
+    pub(crate) fn pages(&self) -> u64 {
         self.pages
     }
 
     /// Conversations in the output.
-    pub fn conversations(&self) -> u64 {
+    pub(crate) fn conversations(&self) -> u64 {
         self.conversations
     }
 
@@ -62,7 +148,10 @@ impl<P: Serialize> PageWriter<P> {
     ///
     /// # Errors
     /// [`ExportError::Output`] when reading the output back fails.
-    pub fn written_ids_in(&self, part: &Interval) -> Option<Result<Vec<String>, ExportError>> {
+    pub(crate) fn written_ids_in(
+        &self,
+        part: &Interval,
+    ) -> Option<Result<Vec<String>, ExportError>> {
         let path = self.output.file_path()?;
         Some(
             recover::ids_in_part(path, self.output.len(), self.format, part)
@@ -75,9 +164,9 @@ impl<P: Serialize> PageWriter<P> {
     /// # Errors
     /// [`ExportError::Output`] on I/O failure; [`ExportError::Api`] when a conversation cannot
     /// be encoded (CSV of a conversation without an id).
-    pub fn write_page(
+    pub(crate) fn write_page<T: AsRef<RawValue>>(
         &mut self,
-        conversations: &[Box<RawValue>],
+        conversations: &[T],
         position: P,
     ) -> Result<(), ExportError> {
         self.buf.clear();
@@ -114,7 +203,7 @@ impl<P: Serialize> PageWriter<P> {
     ///
     /// # Errors
     /// [`ExportError::Output`] when the checkpoint cannot be saved.
-    pub fn record_position(&mut self, position: P) -> Result<(), ExportError> {
+    pub(crate) fn record_position(&mut self, position: P) -> Result<(), ExportError> {
         match &mut self.checkpoint {
             Some((file, record)) => {
                 record.position = position;
@@ -129,7 +218,7 @@ impl<P: Serialize> PageWriter<P> {
     ///
     /// # Errors
     /// [`ExportError::Output`] on I/O failure.
-    pub fn finish(mut self) -> Result<(), ExportError> {
+    pub(crate) fn finish(mut self) -> Result<(), ExportError> {
         if self.header_pending && !self.format.header().is_empty() {
             self.output.append_page(self.format.header())?;
         }
@@ -144,8 +233,8 @@ impl<P: Serialize> PageWriter<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::checkpoint::Fingerprint;
-    use crate::export::cli::Mode;
+    use crate::checkpoint::Fingerprint;
+    use keel_genesys::Mode;
     use std::io::Write;
 
     fn page(ids: &[&str]) -> Vec<Box<RawValue>> {
@@ -263,7 +352,7 @@ mod tests {
         assert_eq!(std::fs::read(&out).unwrap(), CSV_HEADER_BYTES);
     }
 
-    const CSV_HEADER_BYTES: &[u8] = crate::export::format::CSV_HEADER;
+    const CSV_HEADER_BYTES: &[u8] = crate::format::CSV_HEADER;
 
     #[test]
     fn record_position_replaces_the_resume_point_but_not_the_length() {
@@ -302,5 +391,97 @@ mod tests {
         let e = w.write_page(&bad, 1).unwrap_err();
         assert_eq!(e.exit_code(), 4);
         assert_eq!(std::fs::metadata(&out).unwrap().len(), 0);
+    }
+
+    fn resume_at(page_number: u32) -> Checkpoint {
+        let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        Checkpoint::Query(keel_genesys::QueryCheckpoint {
+            query_interval: whole,
+            part: whole,
+            part_index: 0,
+            page_number,
+            page_size: 2,
+            total_hits: Some(3),
+            skip_ids: Vec::new(),
+        })
+    }
+
+    fn records(ids: &[(&str, &str)]) -> Vec<keel_genesys::sink::Record> {
+        ids.iter()
+            .map(|(id, start)| {
+                let json = format!(r#"{{"conversationId":"{id}","conversationStart":"{start}"}}"#);
+                keel_genesys::sink::Record {
+                    id: (*id).to_owned(),
+                    start: time::OffsetDateTime::parse(
+                        start,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap(),
+                    raw: RawValue::from_string(json).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_file_sink_commits_pages_moves_resume_points_reads_ids_back_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let ck = CheckpointFile::for_output(&out);
+        let fresh = CheckpointRecord::new(record().fingerprint, serde_json::Value::Null, None);
+        let writer = PageWriter::new(
+            Output::create(&out, true).unwrap(),
+            Format::Ndjson,
+            Some((ck.clone(), fresh)),
+        );
+        let mut sink = FileSink::new(writer, None);
+        assert_eq!(sink.open().await.unwrap(), SinkState::default());
+        let page = records(&[("a", "2026-01-01T01:00:00Z"), ("b", "2026-01-01T13:00:00Z")]);
+        let commit = Commit {
+            records: &page,
+            resume: &resume_at(1),
+            pages: 1,
+        };
+        sink.commit(commit).await.unwrap();
+        let afternoon: Interval = "2026-01-01T12:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+        let ids = sink.committed_ids(afternoon).await.unwrap();
+        assert_eq!(ids, HashSet::from(["b".to_owned()]));
+
+        // Only the resume point moves: no bytes, no page.
+        let restart = resume_at(0);
+        let commit = Commit {
+            records: &[],
+            resume: &restart,
+            pages: 0,
+        };
+        sink.commit(commit).await.unwrap();
+        let saved = ck.load::<Option<Checkpoint>>().unwrap().unwrap();
+        assert_eq!((&saved.position, saved.pages), (&Some(restart.clone()), 1));
+        assert_eq!(saved.output_len, std::fs::metadata(&out).unwrap().len());
+        drop(sink); // killed
+
+        let output = Output::reopen_at(&out, saved.output_len).unwrap();
+        let resume = saved.position.clone();
+        let mut sink = FileSink::new(
+            PageWriter::new(output, Format::Ndjson, Some((ck.clone(), saved))),
+            resume,
+        );
+        let state = sink.open().await.unwrap();
+        assert_eq!(
+            (state.resume, state.pages, state.conversations),
+            (Some(restart), 1, 2)
+        );
+        let page = records(&[("c", "2026-01-01T14:00:00Z")]);
+        let commit = Commit {
+            records: &page,
+            resume: &resume_at(2),
+            pages: 1,
+        };
+        sink.commit(commit).await.unwrap();
+        sink.close().await.unwrap();
+        assert!(ck.load::<Option<Checkpoint>>().unwrap().is_none());
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(text.lines().nth(2).unwrap().contains("\"c\""), "{text}");
     }
 }

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::cli::Format;
+use crate::cli::Format;
 
 /// The CSV header row.
 pub const CSV_HEADER: &[u8] = b"id,start,end,duration_ms,direction,media_types\n";
@@ -37,15 +37,15 @@ impl Format {
     ///
     /// # Errors
     /// CSV only: a conversation that is not an object with a string `conversationId`.
-    pub fn encode_page(
+    pub fn encode_page<T: AsRef<RawValue>>(
         self,
-        conversations: &[Box<RawValue>],
+        conversations: &[T],
         buf: &mut Vec<u8>,
     ) -> Result<(), EncodeError> {
         match self {
             Format::Ndjson => {
                 for c in conversations {
-                    buf.extend_from_slice(c.get().as_bytes());
+                    buf.extend_from_slice(c.as_ref().get().as_bytes());
                     buf.push(b'\n');
                 }
                 Ok(())
@@ -55,7 +55,7 @@ impl Format {
                     .terminator(csv::Terminator::Any(b'\n'))
                     .from_writer(std::mem::take(buf));
                 for c in conversations {
-                    let row = CsvRow::from_raw(c)?;
+                    let row = CsvRow::from_raw(c.as_ref())?;
                     // NOTE: writing into a Vec cannot fail.
                     w.write_record(row.fields()).expect("csv into a Vec");
                 }

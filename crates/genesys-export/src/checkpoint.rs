@@ -13,32 +13,33 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::cli::{Format, Mode};
-use super::error::ExportError;
+use crate::cli::Format;
+use crate::error::ExportError;
+use keel_genesys::Mode;
 
 const VERSION: u32 = 1;
 
 /// The flags that shape an export's output; a checkpoint only resumes the same export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     /// API base URL (`sim` for the embedded simulator, whose port changes between runs).
-    pub api: String,
+    pub(crate) api: String,
     /// Query or jobs API.
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     /// Output format.
-    pub format: Format,
+    pub(crate) format: Format,
     /// The interval as given: `--interval START/END` or `--since 24h` (resumes keep the
     /// interval resolved by the first run).
-    pub window: String,
+    pub(crate) window: String,
     /// `--media-type`.
-    pub media_type: Option<String>,
+    pub(crate) media_type: Option<String>,
     /// `--page-size`.
-    pub page_size: u32,
+    pub(crate) page_size: u32,
 }
 
 impl Fingerprint {
     /// What differs between `self` (the checkpoint's) and `other` (this run's), for messages.
-    pub fn differences(&self, other: &Fingerprint) -> Vec<String> {
+    pub(crate) fn differences(&self, other: &Fingerprint) -> Vec<String> {
         let mut d = Vec::new();
         let mut cmp = |name: &str, a: String, b: String| {
             if a != b {
@@ -73,26 +74,26 @@ impl Fingerprint {
 
 /// The content of a checkpoint file; `P` is the library's page position.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CheckpointRecord<P> {
+pub(crate) struct CheckpointRecord<P> {
     /// File format version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// The export this checkpoint belongs to.
-    pub fingerprint: Fingerprint,
+    pub(crate) fingerprint: Fingerprint,
     /// The query as the first run resolved it (JSON), reused on resume.
-    pub query: serde_json::Value,
+    pub(crate) query: serde_json::Value,
     /// Output bytes that hold complete pages.
-    pub output_len: u64,
+    pub(crate) output_len: u64,
     /// Pages written so far.
-    pub pages: u64,
+    pub(crate) pages: u64,
     /// Conversations written so far.
-    pub conversations: u64,
+    pub(crate) conversations: u64,
     /// Where the stream resumes (after the last page written).
-    pub position: P,
+    pub(crate) position: P,
 }
 
 impl<P> CheckpointRecord<P> {
     /// A record of the current file format version.
-    pub fn new(fingerprint: Fingerprint, query: serde_json::Value, position: P) -> Self {
+    pub(crate) fn new(fingerprint: Fingerprint, query: serde_json::Value, position: P) -> Self {
         CheckpointRecord {
             version: VERSION,
             fingerprint,
@@ -107,14 +108,14 @@ impl<P> CheckpointRecord<P> {
 
 /// The checkpoint file beside an output file.
 #[derive(Debug, Clone)]
-pub struct CheckpointFile {
+pub(crate) struct CheckpointFile {
     path: PathBuf,
     tmp: PathBuf,
 }
 
 impl CheckpointFile {
     /// `<out>.checkpoint`.
-    pub fn for_output(out: &Path) -> Self {
+    pub(crate) fn for_output(out: &Path) -> Self {
         let mut name = out
             .file_name()
             .map(|n| n.to_os_string())
@@ -127,7 +128,7 @@ impl CheckpointFile {
     }
 
     /// The checkpoint's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -136,7 +137,9 @@ impl CheckpointFile {
     /// # Errors
     /// [`ExportError::Output`] when it cannot be read, [`ExportError::Checkpoint`] when it is
     /// not a checkpoint of this version.
-    pub fn load<P: DeserializeOwned>(&self) -> Result<Option<CheckpointRecord<P>>, ExportError> {
+    pub(crate) fn load<P: DeserializeOwned>(
+        &self,
+    ) -> Result<Option<CheckpointRecord<P>>, ExportError> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -160,7 +163,10 @@ impl CheckpointFile {
     ///
     /// # Errors
     /// [`ExportError::Output`] on any I/O failure (the previous checkpoint stays in place).
-    pub fn save<P: Serialize>(&self, record: &CheckpointRecord<P>) -> Result<(), ExportError> {
+    pub(crate) fn save<P: Serialize>(
+        &self,
+        record: &CheckpointRecord<P>,
+    ) -> Result<(), ExportError> {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| ExportError::output("encode", &self.path, io::Error::other(e)))?;
         let io = |action| move |e| ExportError::output(action, &self.tmp, e);
@@ -177,7 +183,7 @@ impl CheckpointFile {
     ///
     /// # Errors
     /// [`ExportError::Output`] when it exists and cannot be removed.
-    pub fn remove(&self) -> Result<(), ExportError> {
+    pub(crate) fn remove(&self) -> Result<(), ExportError> {
         for p in [&self.tmp, &self.path] {
             match fs::remove_file(p) {
                 Ok(()) => {}

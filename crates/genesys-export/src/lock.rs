@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::error::ExportError;
+use crate::error::ExportError;
 
 /// How often to take the lock over again when the run that held it removed its file between
 /// this run's open and lock (each retry needs another run to have ended meanwhile).

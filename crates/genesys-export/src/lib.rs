@@ -1,0 +1,111 @@
+//! The `genesys-export` program as a library: command line, file sinks, progress, exit codes.
+//!
+//! The binary is a thin `main` over this crate, so the end-to-end tests and other programs
+//! can run the very same export in-process. A run maps its [`Args`] to the library's plain
+//! [`ExportJob`](keel_genesys::ExportJob), reads credentials from the environment (or a file),
+//! builds a [`Client`](keel_genesys::Client) and hands both, with a [`FileSink`], to the
+//! library's export engine ([`keel_genesys::export::run`]), which commits each page whole:
+//! NDJSON lines that are exactly the bytes the API sent, or CSV rows.
+//! With `--resume` every page is fsynced and followed by an atomic checkpoint, so a killed run
+//! continues after its last complete page and the output holds every record exactly once.
+//!
+//! # Checkpoints
+//! `--resume` writes `<out>.checkpoint` after each page and removes it on success. A run
+//! *without* `--resume` refuses to start (exit 2) when that file exists, rather than overwrite
+//! a partial export someone may want to finish: pass `--resume` to continue it, or delete the
+//! checkpoint to start over. A checkpoint of a different export (other interval flags, format,
+//! mode, page size, media type or API) is refused too, naming what differs. A resume reuses the
+//! query the first run resolved, so `--since 24h` means the same interval on both runs.
+//!
+//! # One run per output
+//! A run with `--out` holds an exclusive advisory lock on `<out>.lock` (beside the output,
+//! removed when the run ends) from its start to its end, `--resume` or not. A second export to
+//! the same output stops at once with exit 2, naming the output, before it opens the output,
+//! reads the checkpoint or calls the API; the first run's file and checkpoint are untouched.
+//! A lock file left by a killed run holds no lock and is taken over. Outputs that are not
+//! regular files (stdout, `/dev/null`) take no lock.
+//!
+//! # Results that change while paging
+//! When a part's `totalHits` moves between pages, the library stops rather than risk a
+//! skipped or repeated record, with a restart point; the engine commits it (the file sink
+//! records it in the checkpoint) and continues from it (up to three times). When the part was
+//! begun by an earlier run, the file sink reads the ids already written back from the output
+//! ([`PageSink::committed_ids`](keel_genesys::sink::PageSink::committed_ids)).
+//!
+//! # Memory
+//! Pages are streamed: at most the prefetched pages of the parts in flight are held, plus the
+//! library's per-part id set (at most 100,000 ids per part), whatever the export's size.
+//!
+//! # `--sim`
+//! With the `sim` feature (on by default), starts an embedded keel-sim (5,000 conversations
+//! over the 23 hours before the current hour, 30-second tokens revoked early every 20 requests,
+//! a rate limit, scripted 429/503/502 and a dropped connection, 1% random 503s), says so on
+//! stderr, and runs the same code path against it. Built without the feature, `--sim` is a
+//! usage error (exit 2).
+//!
+//! # Output that fits its reader
+//! Logs and messages go to stderr, coloured only when it is a terminal and `NO_COLOR` is unset
+//! ([`use_color`]); text from a server in an error is printed with its control characters
+//! escaped.
+//!
+//! # Exit codes
+//! 0 done; 2 usage (bad flag or value, missing credentials, checkpoint in the way, output
+//! locked by another export); 3 credentials rejected; 4 API error after retries; 5 output I/O;
+//! 130 interrupted by Ctrl-C (the binary stops between pages: the output holds whole pages,
+//! the checkpoint matches).
+//!
+//! # Example
+//! The export of the README, in-process, against the embedded simulator:
+//! ```
+//! use clap::Parser;
+//! use genesys_export::{Args, EXIT_USAGE};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let out = dir.path().join("conversations.ndjson");
+//! let args = Args::try_parse_from([
+//!     "genesys-export", "--sim", "--sim-conversations", "300", "--sim-no-faults",
+//!     "--progress", "quiet", "--out", out.to_str().unwrap(),
+//! ])
+//! .unwrap();
+//! let summary = genesys_export::run(args).await.unwrap();
+//! assert_eq!(summary.conversations, 300);
+//! assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
+//!
+//! // Usage errors are typed and carry their exit code.
+//! let e = Args::try_parse_from(["genesys-export", "--page-size", "101"]).unwrap_err();
+//! assert_eq!(e.exit_code(), i32::from(EXIT_USAGE));
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod checkpoint;
+mod cli;
+mod credentials;
+mod error;
+mod format;
+mod lock;
+mod open;
+mod output;
+mod progress;
+mod recover;
+mod run;
+#[cfg(feature = "sim")]
+mod sim;
+mod sink;
+mod summary;
+mod terminal;
+mod vm_hwm;
+
+pub use cli::{parse_duration, parse_interval, Args, Format, ProgressMode};
+pub use credentials::load as load_credentials;
+pub use error::{
+    ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
+};
+pub use format::{EncodeError, CSV_HEADER};
+pub use progress::Progress;
+pub use run::{run, run_with_credentials};
+pub use sink::FileSink;
+pub use summary::Summary;
+pub use terminal::{init_tracing, use_color};
