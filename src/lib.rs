@@ -105,7 +105,8 @@ pub use keel_layers::{auth, backoff, replay};
 pub use keel_paginate as paginate;
 
 #[cfg(feature = "gateway")]
-pub mod gateway;
+#[doc(inline)]
+pub use keel_gateway as gateway;
 
 #[cfg(feature = "genesys")]
 #[doc(inline)]
