@@ -222,12 +222,16 @@ fn axum_gateway_example_colours_logs_only_on_a_terminal_without_no_color() {
     assert!(!axum_gateway::ansi_colours(false, Some(OsStr::new(""))));
 }
 
-/// The `axum_gateway` example binary, built next to this test by `cargo test` (which builds
-/// every example), if there.
+/// An example's binary, built next to this test by `cargo test` (which builds every
+/// example), if there and not older than its source.
 fn example_binary(name: &str) -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("examples").join(name);
-    bin.exists().then_some(bin)
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (modified(&bin)? >= modified(&source)?).then_some(bin)
 }
 
 /// The example binary with stderr to a pipe (not a terminal) writes its log lines without
@@ -238,9 +242,9 @@ async fn axum_gateway_binary_logs_without_ansi_escapes_to_a_pipe() {
     let Some(bin) = example_binary("axum_gateway") else {
         assert!(
             std::env::var_os("CI").is_none(),
-            "the axum_gateway example is not built"
+            "the axum_gateway example is not built, or older than its source"
         );
-        eprintln!("SKIPPED: the axum_gateway example is not built; run `cargo build --example axum_gateway`");
+        eprintln!("SKIPPED: the axum_gateway example is not built or is stale; run `cargo build --example axum_gateway`");
         return;
     };
     let mut child = tokio::process::Command::new(bin)
