@@ -6,7 +6,16 @@
 //! own token is attached (fetched once, refreshed ahead of expiry and on a 401, and the
 //! request replayed), 429/503 are waited out, hop-by-hop headers are removed both ways, the
 //! upstream's `Set-Cookie` never reaches callers, and request and response bodies stream
-//! through (request bodies are kept up to a cap so they can be replayed).
+//! through (request bodies are kept up to a cap so they can be replayed). One token cache
+//! serves every request, so a burst of 401s for one token causes one refresh.
+//!
+//! A path with a dot segment or an ambiguous encoding (`/api/../oauth/token`,
+//! `/api/%2e%2e/…`, `%2f`) is answered `400` before routing, so it can never leave `/api/`.
+//! What callers claim in `X-Forwarded-For`, `Forwarded` and `X-Real-IP` is replaced with
+//! their peer address (`--forwarding append` when the gateway sits behind proxies you trust).
+//!
+//! Logs go to stderr (`RUST_LOG`, default `info`), coloured only when stderr is a terminal
+//! and `NO_COLOR` is unset or empty.
 //!
 //! ```sh
 //! # against an in-process keel-sim
@@ -20,19 +29,25 @@
 //!   -d '{"interval":"2026-01-01T00:00:00Z/2026-01-02T00:00:00Z"}'
 //! ```
 
+use std::ffi::OsStr;
 use std::future::Future;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use bytes::Bytes;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use http::{Extensions, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use keel::auth::{ClientCredentials, Origin, TokenCache};
 use keel::backoff::BackoffPolicy;
-use keel::gateway::Upstream;
+use keel::gateway::{check_path, Forwarding, GatewayLayer, Upstream};
 use keel::genesys::Environment;
 use keel::ServiceBuilderExt;
 use secrecy::SecretString;
@@ -55,6 +70,8 @@ pub(crate) struct GatewayConfig {
     pub(crate) attempt_timeout: Duration,
     /// How 429/503 are waited out.
     pub(crate) backoff: BackoffPolicy,
+    /// What the API is told about the caller's address.
+    pub(crate) forwarding: Forwarding,
 }
 
 impl GatewayConfig {
@@ -69,13 +86,16 @@ impl GatewayConfig {
             replay_cap: 1024 * 1024,
             attempt_timeout: Duration::from_secs(60),
             backoff: BackoffPolicy::default(),
+            forwarding: Forwarding::Replace,
         }
     }
 }
 
-/// The gateway's router: `/api/*` forwarded through the keel stack; anything else 404.
+/// The gateway's router: `/api/*` forwarded through the keel stack; anything else 404; a
+/// path with a dot segment or an ambiguous encoding 400, whatever its route.
 ///
-/// Must be called within a tokio runtime.
+/// Must be called within a tokio runtime. The caller's peer address is read from axum's
+/// `ConnectInfo<SocketAddr>` (see [`serve`]).
 pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
@@ -96,26 +116,82 @@ pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
         token_http,
     ));
     let api: http::Uri = config.api_url.parse()?;
+    let upstream = GatewayLayer::new(Upstream::new(&api)?)
+        .forwarding(config.forwarding)
+        .peer_addr(connect_info);
     let gateway = ServiceBuilder::new()
-        .gateway(Upstream::new(&api)?)
+        .layer(upstream)
         .replay_body(config.replay_cap)
         .refresh_on_401(tokens.clone())
         .backoff(config.backoff)
         .bearer(tokens, Origin::from_uri(&api)?)
         .timeout(config.attempt_timeout)
         .service(api_http);
-    Ok(Router::new().route_service("/api/{*path}", gateway))
+    // NOTE: the layer wraps every route and the fallback, so no path reaches a route (or
+    // the upstream) before it is checked.
+    Ok(Router::new()
+        .route_service("/api/{*path}", gateway)
+        .layer(middleware::from_fn(refuse_unsafe_paths)))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// The peer address axum's `into_make_service_with_connect_info` put in the request.
+fn connect_info(extensions: &Extensions) -> Option<SocketAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
+
+/// `400` for a path that could be resolved outside the route it matched.
+async fn refuse_unsafe_paths(req: Request, next: Next) -> Response {
+    match check_path(req.uri().path()) {
+        Ok(()) => next.run(req).await,
+        Err(err) => {
+            let body =
+                format!(r#"{{"status":400,"code":"gateway.path.rejected","message":"{err}"}}"#);
+            let json = [(http::header::CONTENT_TYPE, "application/json")];
+            (StatusCode::BAD_REQUEST, json, body).into_response()
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, with each caller's peer
+/// address available to the router.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Whether log lines may carry ANSI colours: only on a terminal, and not when `NO_COLOR`
+/// is set to anything but the empty string (<https://no-color.org>).
+pub(crate) fn ansi_colours(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+/// `--forwarding`: what the API is told about the caller's address.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ForwardingArg {
+    /// Replace what callers claim with their peer address.
+    Replace,
+    /// Append the peer address to what callers (trusted proxies) sent.
+    Append,
+    /// Send no address at all.
+    Remove,
+}
+
+impl From<ForwardingArg> for Forwarding {
+    fn from(arg: ForwardingArg) -> Self {
+        match arg {
+            ForwardingArg::Replace => Forwarding::Replace,
+            ForwardingArg::Append => Forwarding::Append,
+            ForwardingArg::Remove => Forwarding::Remove,
+        }
+    }
 }
 
 /// Command line of the example.
@@ -130,12 +206,28 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// What the API is told about the caller's address (`X-Forwarded-For`, `Forwarded`,
+    /// `X-Real-IP`).
+    #[arg(long, value_enum, default_value = "replace")]
+    forwarding: ForwardingArg,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
-    let (config, sim) = if args.sim {
+    let no_color = std::env::var_os("NO_COLOR");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi_colours(
+            std::io::stderr().is_terminal(),
+            no_color.as_deref(),
+        ))
+        .init();
+    let (mut config, sim) = if args.sim {
         let sim = keel_sim::Simulator::builder().start().await?;
         let env = Environment::custom(&sim.base_url(), &sim.base_url())?;
         let secret = SecretString::from(sim.client_secret().to_owned());
@@ -150,9 +242,12 @@ async fn main() -> Result<(), BoxError> {
             None,
         )
     };
+    config.forwarding = args.forwarding.into();
     println!("forwarding /api/* to {}", config.api_url);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!("gateway listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    println!("gateway listening on http://{local}");
+    tracing::info!(listen = %local, upstream = %config.api_url, "gateway listening");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

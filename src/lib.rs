@@ -93,7 +93,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `genesys` | yes | `keel::genesys` (the `keel-genesys` crate): the Genesys Cloud client, models and exports |
-//! | `gateway` | yes | `keel::gateway`: `Gateway`, forwarding through a keel stack with hop-by-hop and credential headers removed, and `ServiceBuilderExt::gateway` |
+//! | `gateway` | yes | `keel::gateway` (the `keel-gateway` crate): `Gateway`, forwarding through a keel stack that refuses dot-segment paths and removes hop-by-hop, credential and forwarding headers |
 //! | `sim` | no | `keel::sim` (the `keel-sim` crate): the Genesys Cloud simulator |
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -105,7 +105,8 @@ pub use keel_layers::{auth, backoff, replay};
 pub use keel_paginate as paginate;
 
 #[cfg(feature = "gateway")]
-pub mod gateway;
+#[doc(inline)]
+pub use keel_gateway as gateway;
 
 #[cfg(feature = "genesys")]
 #[doc(inline)]

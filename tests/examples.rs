@@ -211,3 +211,75 @@ async fn axum_gateway_example_forwards_to_keel_sim_for_a_caller_without_credenti
     );
     assert_eq!(s.no_token, 0);
 }
+
+#[test]
+fn axum_gateway_example_colours_logs_only_on_a_terminal_without_no_color() {
+    use std::ffi::OsStr;
+    assert!(axum_gateway::ansi_colours(true, None));
+    assert!(axum_gateway::ansi_colours(true, Some(OsStr::new(""))));
+    assert!(!axum_gateway::ansi_colours(true, Some(OsStr::new("1"))));
+    assert!(!axum_gateway::ansi_colours(false, None));
+    assert!(!axum_gateway::ansi_colours(false, Some(OsStr::new(""))));
+}
+
+/// An example's binary, built next to this test by `cargo test` (which builds every
+/// example), if there and not older than its source.
+fn example_binary(name: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("examples").join(name);
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (modified(&bin)? >= modified(&source)?).then_some(bin)
+}
+
+/// The example binary with stderr to a pipe (not a terminal) writes its log lines without
+/// ANSI escape codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_gateway_binary_logs_without_ansi_escapes_to_a_pipe() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(bin) = example_binary("axum_gateway") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the axum_gateway example is not built, or older than its source"
+        );
+        eprintln!("SKIPPED: the axum_gateway example is not built or is stale; run `cargo build --example axum_gateway`");
+        return;
+    };
+    let mut child = tokio::process::Command::new(bin)
+        .args(["--sim", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let listening = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("gateway listening");
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    child.kill().await.unwrap();
+    assert_eq!(
+        listening,
+        Ok(true),
+        "no 'gateway listening' log line: {seen:?}"
+    );
+    let log = seen.join("\n");
+    assert!(log.contains("INFO"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {log:?}"
+    );
+}

@@ -64,7 +64,8 @@ async fn token(State(up): State<Arc<Upstream>>) -> Response {
 /// - `/api/echo`: 200 with the body, hop-by-hop headers and session cookies of its own;
 /// - `/api/revoking`: 401 to `token-1`, else 200 with the body;
 /// - `/api/limited`: 429 `Retry-After: 0` to the first call, else 200;
-/// - `/api/hang`: never answers.
+/// - `/api/hang`: never answers;
+/// - `/api/unauthorized`: always 401.
 async fn api(State(up): State<Arc<Upstream>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
@@ -92,6 +93,7 @@ async fn api(State(up): State<Arc<Upstream>>, req: Request) -> Response {
         "/api/revoking" if auth.as_deref() == Some("Bearer token-1") => response.status(401),
         "/api/limited" if call == 1 => response.status(429).header("retry-after", "0"),
         "/api/hang" => std::future::pending().await,
+        "/api/unauthorized" => response.status(401),
         _ => response,
     };
     response.body(Body::from(body)).unwrap()
@@ -127,6 +129,7 @@ fn config(api_url: &str, token_base: &str) -> axum_gateway::GatewayConfig {
         replay_cap: 64 * 1024,
         attempt_timeout: Duration::from_secs(30),
         backoff: BackoffPolicy::default(),
+        forwarding: keel::gateway::Forwarding::Replace,
     }
 }
 
@@ -388,6 +391,123 @@ async fn only_api_paths_are_forwarded() {
     let (parts, _) = send(req).await;
     assert_eq!(parts.status, StatusCode::NOT_FOUND);
     assert_eq!(up.tokens_issued.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn paths_with_dot_segments_or_ambiguous_encodings_are_a_400_and_never_forwarded() {
+    let up = Arc::new(Upstream::default());
+    let upstream = start_upstream(up.clone()).await;
+    let gateway = start_gateway(config(&upstream, &upstream)).await;
+
+    for path in [
+        "/api/../oauth/token",
+        "/api/v2/../../oauth/token",
+        "/api/%2e%2e/oauth/token",
+        "/api/%2E%2e/oauth/token",
+        "/api/.%2E/oauth/token",
+        "/api/%2e./oauth/token",
+        "/api/%252e%252e/oauth/token",
+        "/api/..;x/oauth/token",
+        "/api/v2/..%2f..%2foauth/token",
+        "/api/v2%2F..%2F..%2Foauth/token",
+        "/api/..%5coauth/token",
+        "/api/./echo",
+        "/api/%2e/echo",
+        "/x/../api/echo",
+        "/oauth/../api/echo",
+    ] {
+        let req = http::Request::get(format!("{gateway}{path}"))
+            .body(Full::default())
+            .unwrap();
+        let (parts, body) = send(req).await;
+        assert_eq!(parts.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("gateway.path.rejected"),
+            "{path}"
+        );
+    }
+    assert!(up.seen().is_empty(), "a refused path reached the API");
+    assert_eq!(up.tokens_issued.load(Ordering::SeqCst), 0);
+
+    // Dots that are not whole segments are ordinary names, and the query is not a path.
+    let req = http::Request::get(format!("{gateway}/api/echo/a..b/...?next=/../x"))
+        .body(Full::default())
+        .unwrap();
+    let (parts, _) = send(req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(up.seen()[0].path_and_query, "/api/echo/a..b/...?next=/../x");
+}
+
+fn claiming_an_address(gateway: &str) -> http::Request<Full<Bytes>> {
+    http::Request::get(format!("{gateway}/api/echo"))
+        .header("x-forwarded-for", "203.0.113.66")
+        .header("forwarded", "for=203.0.113.66")
+        .header("x-real-ip", "203.0.113.66")
+        .header("x-forwarded-host", "admin.internal")
+        .body(Full::default())
+        .unwrap()
+}
+
+fn values(h: &HeaderMap, name: &str) -> Vec<String> {
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn by_default_the_api_sees_the_callers_peer_address_not_what_it_claims() {
+    let up = Arc::new(Upstream::default());
+    let upstream = start_upstream(up.clone()).await;
+    let gateway = start_gateway(config(&upstream, &upstream)).await;
+
+    let (parts, _) = send(claiming_an_address(&gateway)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let h = &up.seen()[0].headers;
+    assert_eq!(values(h, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(values(h, "x-real-ip"), ["127.0.0.1"]);
+    assert_eq!(values(h, "forwarded"), ["for=127.0.0.1"]);
+    assert!(!h.contains_key("x-forwarded-host"));
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_the_peer_address_is_appended_to_the_chain() {
+    let up = Arc::new(Upstream::default());
+    let upstream = start_upstream(up.clone()).await;
+    let mut cfg = config(&upstream, &upstream);
+    cfg.forwarding = keel::gateway::Forwarding::Append;
+    let gateway = start_gateway(cfg).await;
+
+    let (parts, _) = send(claiming_an_address(&gateway)).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let h = &up.seen()[0].headers;
+    assert_eq!(values(h, "x-forwarded-for"), ["203.0.113.66, 127.0.0.1"]);
+    assert_eq!(values(h, "forwarded"), ["for=203.0.113.66, for=127.0.0.1"]);
+    assert_eq!(values(h, "x-real-ip"), ["203.0.113.66"]);
+    assert_eq!(values(h, "x-forwarded-host"), ["admin.internal"]);
+}
+
+/// A caller can provoke upstream 401s at will; one after another they must not make the
+/// gateway fetch a token each (at most one refresh per token, and a floor between refreshes).
+#[tokio::test]
+#[ignore = "needs TokenCache refresh floor"]
+async fn fifty_caller_provoked_401s_cause_a_bounded_number_of_token_fetches() {
+    let up = Arc::new(Upstream::default());
+    let upstream = start_upstream(up.clone()).await;
+    let gateway = start_gateway(config(&upstream, &upstream)).await;
+
+    for _ in 0..50 {
+        let req = http::Request::get(format!("{gateway}/api/unauthorized"))
+            .body(Full::default())
+            .unwrap();
+        let (parts, _) = send(req).await;
+        assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    }
+    let fetches = up.tokens_issued.load(Ordering::SeqCst);
+    assert!(
+        fetches <= 3,
+        "50 caller-provoked 401s caused {fetches} token fetches"
+    );
 }
 
 /// Fails the test instead of hanging it when the gateway buffers a streamed body.

@@ -11,22 +11,44 @@ use http_body_util::{BodyExt, Full};
 use pin_project_lite::pin_project;
 use tower::BoxError;
 
-use super::headers::{remove_hop_by_hop, remove_upstream_cookies};
-use super::GatewayBody;
-use crate::auth::TokenError;
+use crate::headers::{remove_hop_by_hop, remove_upstream_cookies};
+use crate::{GatewayBody, PathError};
+use keel_layers::auth::TokenError;
 
 pin_project! {
-    /// Response future of [`Gateway`](super::Gateway).
+    /// Response future of [`Gateway`](crate::Gateway).
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Forward { #[pin] inner: F },
+        Rejected { response: Option<Response<GatewayBody>> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F) -> Self {
-        ResponseFuture { inner }
+    pub(crate) fn forward(inner: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Forward { inner },
+        }
+    }
+
+    /// The `400` for a request path that is not forwarded.
+    pub(crate) fn rejected(err: PathError) -> Self {
+        tracing::warn!(error = %err, "request path rejected, not forwarded");
+        let response = error_response(StatusCode::BAD_REQUEST, "gateway.path.rejected", &err);
+        ResponseFuture {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
+        }
     }
 }
 
@@ -40,7 +62,16 @@ where
     type Output = Result<Response<GatewayBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let response = match ready!(self.project().inner.poll(cx)) {
+        let inner = match self.project().kind.project() {
+            KindProj::Forward { inner } => inner,
+            KindProj::Rejected { response } => {
+                let response = response
+                    .take()
+                    .expect("ResponseFuture polled after completion");
+                return Poll::Ready(Ok(response));
+            }
+        };
+        let response = match ready!(inner.poll(cx)) {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
@@ -75,6 +106,15 @@ fn failure_response(err: &BoxError) -> Response<GatewayBody> {
         )
     };
     tracing::warn!(status = status.as_u16(), error = %err, "{message}");
+    error_response(status, code, &message)
+}
+
+/// A small JSON body that names the kind of failure (never a token or a secret).
+fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: &dyn std::fmt::Display,
+) -> Response<GatewayBody> {
     let body = format!(
         r#"{{"status":{},"code":"{code}","message":"{message}"}}"#,
         status.as_u16()

@@ -1,4 +1,4 @@
-//! Hop-by-hop, credential and session headers, removed by the [`Gateway`](super::Gateway).
+//! Hop-by-hop, credential and session headers, removed by the [`Gateway`](crate::Gateway).
 
 use http::header::{
     HeaderName, AUTHORIZATION, CONNECTION, COOKIE, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
@@ -16,7 +16,7 @@ const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "trailer"
 ///
 /// ```
 /// use http::HeaderMap;
-/// use keel::gateway::remove_hop_by_hop;
+/// use keel_gateway::remove_hop_by_hop;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("connection", "keep-alive, x-session".parse().unwrap());

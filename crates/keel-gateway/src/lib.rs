@@ -8,25 +8,36 @@
 //! setting, given any placeholder access token.
 //!
 //! [`Gateway`] is the forwarding step, as a tower service to put in front of a keel stack
-//! over an HTTP client: it rewrites the URI and `Host` for its [`Upstream`], removes
-//! hop-by-hop headers both ways, streams bodies through, and turns failures into `502`/`504`
-//! responses (its error type is [`Infallible`](std::convert::Infallible), so it mounts
-//! directly with axum's `Router::route_service`). Put a
-//! [`ReplayBodyLayer`](crate::replay::ReplayBodyLayer) under it so request bodies stream and
-//! can still be replayed, up to a cap.
+//! over an HTTP client: it refuses paths that could leave the allowed prefix, rewrites the
+//! URI and `Host` for its [`Upstream`], removes hop-by-hop headers both ways, streams bodies
+//! through, and turns failures into `502`/`504` responses (its error type is
+//! [`Infallible`](std::convert::Infallible), so it mounts directly with axum's
+//! `Router::route_service`). Put a
+//! [`ReplayBodyLayer`](keel_layers::replay::ReplayBodyLayer) under it so request bodies
+//! stream and can still be replayed, up to a cap.
+//!
+//! # Paths
+//!
+//! The caller's path and query are put under the upstream's base path as they are, never
+//! normalised. A path with a dot segment (`.`, `..`, raw or percent-encoded in any case,
+//! also double-encoded or followed by `;…`), an encoded separator (`%2f`, `%5c`) or a `\`,
+//! a malformed `%` escape or an encoded control character is answered `400 Bad Request`
+//! (code `gateway.path.rejected`) and not forwarded: the upstream would resolve it after
+//! the gateway's router had decided what may be forwarded. See [`check_path`].
 //!
 //! # Headers
 //!
 //! | direction | removed |
 //! |---|---|
 //! | both ways | hop-by-hop headers ([`remove_hop_by_hop`]): `Connection` and every header it names, `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`, every `Proxy-*` header (`Proxy-Authorization`, `Proxy-Authenticate`, `Proxy-Connection`, …) |
-//! | caller → upstream | the caller's `Authorization` and `Cookie`: the keel stack's [`Bearer`](crate::auth::Bearer) layer is the only source of credentials, and with no token for the upstream's origin the upstream gets no `Authorization` at all |
+//! | caller → upstream | the caller's `Authorization` and `Cookie`: the keel stack's [`Bearer`](keel_layers::auth::Bearer) layer is the only source of credentials, and with no token for the upstream's origin the upstream gets no `Authorization` at all |
+//! | caller → upstream | what the caller claims in `X-Forwarded-For`, `Forwarded`, `X-Real-IP`, `X-Forwarded-Host`, `-Proto`, `-Port`: by default replaced with the caller's peer address when the gateway knows it ([`Forwarding`]) |
 //! | upstream → caller | `Set-Cookie` (and the obsolete `Set-Cookie2`): cookies the upstream sets belong to the gateway's own session with it, which callers must neither see nor replay |
 //!
 //! The gateway changes no other header but `Host` (set to the upstream's); the stack under
 //! it adds its own, such as the bearer token.
 //!
-//! See `examples/axum_gateway.rs` for a complete gateway.
+//! See `examples/axum_gateway.rs` in the keel repository for a complete gateway.
 //!
 //! # Example
 //!
@@ -34,10 +45,10 @@
 //! use bytes::Bytes;
 //! use http::{Request, Response, StatusCode};
 //! use http_body_util::{BodyExt, Full};
-//! use keel::auth::{token_source_fn, Origin, Token, TokenCache};
-//! use keel::backoff::BackoffPolicy;
-//! use keel::gateway::Upstream;
-//! use keel::ServiceBuilderExt;
+//! use keel_gateway::{GatewayLayer, Upstream};
+//! use keel_layers::auth::{token_source_fn, BearerLayer, Origin, RefreshOn401Layer, Token, TokenCache};
+//! use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
+//! use keel_layers::replay::ReplayBodyLayer;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -52,36 +63,45 @@
 //! });
 //!
 //! let gateway = ServiceBuilder::new()
-//!     .gateway(Upstream::new(&api.parse()?)?)
-//!     .replay_body(1024 * 1024)
-//!     .refresh_on_401(tokens.clone())
-//!     .backoff(BackoffPolicy::default())
-//!     .bearer(tokens, Origin::parse(api)?)
+//!     .layer(GatewayLayer::new(Upstream::new(&api.parse()?)?))
+//!     .layer(ReplayBodyLayer::new(1024 * 1024))
+//!     .layer(RefreshOn401Layer::new(tokens.clone()))
+//!     .layer(BackoffLayer::new(BackoffPolicy::default()))
+//!     .layer(BearerLayer::new(tokens, Origin::parse(api)?))
 //!     .service(http);
 //!
 //! let request = Request::get("http://gateway.internal/api/v2/users?pageSize=10")
 //!     .header("authorization", "Bearer anything")
 //!     .body(Full::new(Bytes::new()))?;
-//! let response = gateway.oneshot(request).await?;
+//! let response = gateway.clone().oneshot(request).await?;
 //! assert_eq!(response.status(), StatusCode::OK);
 //! let seen = response.into_body().collect().await?.to_bytes();
 //! assert_eq!(
 //!     seen,
 //!     "https://api.example.com/api/v2/users?pageSize=10 api.example.com Bearer real-token"
 //! );
+//!
+//! let escape = Request::get("http://gateway.internal/api/%2e%2e/oauth/token")
+//!     .body(Full::new(Bytes::new()))?;
+//! let response = gateway.oneshot(escape).await?;
+//! assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 //! # Ok(())
 //! # }
 //! ```
 
+mod forwarded;
 mod future;
 mod headers;
 mod layer;
+mod path;
 mod service;
 mod upstream;
 
+pub use forwarded::{Forwarding, PeerAddrFn};
 pub use future::ResponseFuture;
 pub use headers::remove_hop_by_hop;
 pub use layer::GatewayLayer;
+pub use path::{check_path, PathError};
 pub use service::Gateway;
 pub use upstream::{Upstream, UpstreamError};
 
