@@ -28,6 +28,7 @@ pub struct RedisConfig {
     pub(crate) timeout: Duration,
     pub(crate) fail_closed: bool,
     pub(crate) prefix: String,
+    pub(crate) health_interval: Duration,
 }
 
 /// A [`RedisConfig`] that cannot be used. Never holds the URL or the password.
@@ -60,6 +61,7 @@ impl RedisConfig {
             timeout: Duration::from_millis(250),
             fail_closed: false,
             prefix: "keel".to_owned(),
+            health_interval: Duration::from_secs(1),
         };
         config.connection_info()?;
         Ok(config)
@@ -118,6 +120,14 @@ impl RedisConfig {
         self
     }
 
+    /// How often a [`RedisRateState`](crate::RedisRateState)'s background task checks its
+    /// subscription's connection (default 1 s): how soon after an outage the fleet's gate is
+    /// heard again. One `PING` per interval per process.
+    pub fn health_interval(mut self, every: Duration) -> Self {
+        self.health_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// A connection handle. Nothing is sent yet: the first call connects, so a Redis that is
     /// down at start is handled like one that goes down later.
     ///
@@ -168,6 +178,7 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .field("fail_closed", &self.fail_closed)
             .field("prefix", &self.prefix)
+            .field("health_interval", &self.health_interval)
             .finish()
     }
 }

@@ -99,12 +99,12 @@ impl RedisConnection {
         &self.inner.config.prefix
     }
 
-    pub(crate) fn timeout(&self) -> Duration {
-        self.inner.config.timeout
+    pub(crate) fn health_interval(&self) -> Duration {
+        self.inner.config.health_interval
     }
 
     /// A connection manager of its own speaking RESP3, whose pub/sub messages (and a
-    /// `Disconnection` notice) go to `sender`, and which subscribes again after a reconnect.
+    /// `Disconnection` notice) go to `sender`.
     pub(crate) fn push_manager(
         &self,
         sender: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
@@ -116,9 +116,7 @@ impl RedisConnection {
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let client = redis::Client::open(self.inner.info.clone().set_redis_settings(settings))?;
-        let config = manager_config(&self.inner.config)
-            .set_push_sender(sender)
-            .set_automatic_resubscription();
+        let config = manager_config(&self.inner.config).set_push_sender(sender);
         ConnectionManager::new_lazy_with_config(client, config)
     }
 

@@ -75,3 +75,15 @@ impl Write for Writer {
         Ok(())
     }
 }
+
+/// Waits (up to `within`) until `cond` holds; for local state that a background task updates.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    cond()
+}
