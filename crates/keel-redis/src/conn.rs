@@ -44,7 +44,8 @@ pub enum RedisStoreError {
 /// It connects lazily and reconnects on its own after errors; each call is bounded by the
 /// configured timeout. The first failed call of an outage logs one `WARN` (the process
 /// carries on in-process, or fails if configured fail-closed), the first success after it one
-/// `INFO`; calls in between log nothing.
+/// `INFO`; calls in between log nothing. A rate state's subscription has a connection of its
+/// own, with its own pair of messages.
 ///
 /// [`RedisTokenSource`]: crate::RedisTokenSource
 /// [`RedisRateState`]: crate::RedisRateState
@@ -61,8 +62,41 @@ struct Inner {
     manager: ConnectionManager,
     info: ConnectionInfo,
     config: RedisConfig,
-    down: AtomicBool,
+    health: Health,
     calls: AtomicU64,
+}
+
+/// Whether one connection is in an outage; logs its start (`WARN`) and end (`INFO`) once.
+#[derive(Debug)]
+pub(crate) struct Health {
+    down: AtomicBool,
+    /// What stops working while this connection is down.
+    what: &'static str,
+}
+
+impl Health {
+    pub(crate) fn new(what: &'static str) -> Self {
+        Health {
+            down: AtomicBool::new(false),
+            what,
+        }
+    }
+
+    pub(crate) fn up(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("redis reachable again: {} resumed", self.what);
+        }
+    }
+
+    pub(crate) fn down(&self, error: &RedisStoreError) {
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "redis unreachable: {} paused until it is back", self.what);
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
 }
 
 impl RedisConnection {
@@ -70,12 +104,17 @@ impl RedisConnection {
         let client = redis::Client::open(info.clone()).map_err(|_| ConfigError::InvalidUrl)?;
         let manager = ConnectionManager::new_lazy_with_config(client, manager_config(&config))
             .map_err(|_| ConfigError::InvalidUrl)?;
+        let fail_closed = config.fail_closed;
         Ok(RedisConnection {
             inner: Arc::new(Inner {
                 manager,
                 info,
                 config,
-                down: AtomicBool::new(false),
+                health: Health::new(if fail_closed {
+                    "fleet-wide state (failing closed)"
+                } else {
+                    "fleet-wide state (carrying on in-process)"
+                }),
                 calls: AtomicU64::new(0),
             }),
         })
@@ -83,7 +122,7 @@ impl RedisConnection {
 
     /// Whether the last Redis call failed (Redis is treated as down until one succeeds).
     pub fn is_down(&self) -> bool {
-        self.inner.down.load(Ordering::Relaxed)
+        self.inner.health.is_down()
     }
 
     /// How many Redis calls this handle has made (each one round trip).
@@ -135,8 +174,8 @@ impl RedisConnection {
             .bounded(operation, op(self.inner.manager.clone()))
             .await;
         match &result {
-            Ok(_) => self.up(),
-            Err(error) => self.down(error),
+            Ok(_) => self.inner.health.up(),
+            Err(error) => self.inner.health.down(error),
         }
         result
     }
@@ -156,22 +195,6 @@ impl RedisConnection {
                 reason: error.to_string(),
             }),
             Err(_) => Err(RedisStoreError::Timeout { operation, timeout }),
-        }
-    }
-
-    pub(crate) fn up(&self) {
-        if self.inner.down.swap(false, Ordering::Relaxed) {
-            tracing::info!("redis reachable again: fleet-wide token and rate state resumed");
-        }
-    }
-
-    pub(crate) fn down(&self, error: &RedisStoreError) {
-        if !self.inner.down.swap(true, Ordering::Relaxed) {
-            if self.fail_closed() {
-                tracing::warn!(%error, "redis unreachable: failing closed until it is back");
-            } else {
-                tracing::warn!(%error, "redis unreachable: carrying on in-process until it is back");
-            }
         }
     }
 }

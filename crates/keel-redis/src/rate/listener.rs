@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::scripts::REMAINING;
 use super::state::Inner;
+use crate::conn::Health;
 
 /// Runs until the state it serves is dropped (it is also aborted then).
 pub(super) async fn run(state: Weak<Inner>) {
@@ -23,6 +24,7 @@ pub(super) async fn run(state: Weak<Inner>) {
     );
     drop(inner);
     let interval = conn.health_interval();
+    let health = Health::new("hearing the fleet's 429 gate");
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
     let Ok(mut manager) = conn.push_manager(tx) else {
         return;
@@ -40,8 +42,7 @@ pub(super) async fn run(state: Weak<Inner>) {
         .await;
         match synced {
             Ok(remaining) => {
-                // NOTE: only calls on the shared connection report Redis as back: this
-                // connection may come back before that one notices its own is broken.
+                health.up();
                 let Some(inner) = state.upgrade() else {
                     return;
                 };
@@ -51,7 +52,7 @@ pub(super) async fn run(state: Weak<Inner>) {
                 inner.synced.send_replace(true);
             }
             Err(error) => {
-                conn.down(&error);
+                health.down(&error);
                 tokio::time::sleep(interval).await;
                 continue;
             }
@@ -75,7 +76,7 @@ pub(super) async fn run(state: Weak<Inner>) {
                     let ping = redis::cmd("PING");
                     let ping = ping.query_async::<()>(&mut manager);
                     if let Err(error) = conn.bounded("gate ping", ping).await {
-                        conn.down(&error);
+                        health.down(&error);
                         break;
                     }
                 }
