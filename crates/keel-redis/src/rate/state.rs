@@ -199,8 +199,13 @@ impl RedisRateState {
                     self.inner.refills.fetch_add(1, Ordering::Relaxed);
                     // NOTE: the refill lock is held while waiting out the fleet's debt, so
                     // this process's other callers queue locally instead of calling Redis.
-                    let ready = now + Duration::from_millis(wait_ms);
-                    tokio::time::sleep_until(ready).await;
+                    let ready = if wait_ms == 0 {
+                        Instant::now()
+                    } else {
+                        let ready = now + Duration::from_millis(wait_ms);
+                        tokio::time::sleep_until(ready).await;
+                        ready
+                    };
                     local.hold(local.pacing().batch, ready);
                     return Ok(());
                 }
