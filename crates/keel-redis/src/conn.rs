@@ -94,7 +94,7 @@ impl Health {
         }
     }
 
-    fn is_down(&self) -> bool {
+    pub(crate) fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
     }
 }

@@ -223,3 +223,24 @@ async fn fail_closed_pacing_errors_when_redis_is_down() {
     let err = paced.acquire().await.unwrap_err();
     assert!(err.to_string().contains("redis"), "{err}");
 }
+
+#[tokio::test]
+async fn fail_closed_gate_errors_once_its_subscription_is_lost() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let conn = config(&server.url(), &prefix())
+        .fail_closed(true)
+        .health_interval(Duration::from_millis(20))
+        .connect()
+        .unwrap();
+    let gate = RedisRateState::new(conn, NAME);
+    gate.synced().await;
+    gate.acquire().await.unwrap();
+    server.stop();
+    let failed = eventually(Duration::from_secs(5), || {
+        futures_util::FutureExt::now_or_never(gate.acquire()).is_some_and(|r| r.is_err())
+    })
+    .await;
+    assert!(failed, "still open for requests with no fleet gate");
+}

@@ -56,7 +56,11 @@ fn a_panicking_test_binary_leaves_no_server_behind() {
         return;
     }
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_starts_the_shared_server_and_panics", "--nocapture"])
+        .args([
+            "--exact",
+            "child_starts_the_shared_server_and_panics",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .output()
         .unwrap();
@@ -68,7 +72,10 @@ fn a_panicking_test_binary_leaves_no_server_behind() {
         .expect("the child printed its port")
         .parse()
         .unwrap();
-    assert!(gone_within(port, Duration::from_secs(5)), "server on {port} survived");
+    assert!(
+        gone_within(port, Duration::from_secs(5)),
+        "server on {port} survived"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The background task of a [`RedisRateState`](super::RedisRateState): hears gate closures
 //! from the rest of the fleet, and re-reads the gate after every (re)subscription.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use redis::{PushInfo, PushKind, Value};
@@ -9,22 +9,21 @@ use tokio::time::Instant;
 
 use super::scripts::REMAINING;
 use super::state::Inner;
-use crate::conn::Health;
 
 /// Runs until the state it serves is dropped (it is also aborted then).
 pub(super) async fn run(state: Weak<Inner>) {
     let Some(inner) = state.upgrade() else {
         return;
     };
-    let (conn, channel, gate_key, origin) = (
+    let (conn, health, channel, gate_key, origin) = (
         inner.conn.clone(),
+        Arc::clone(&inner.gate_health),
         inner.channel.clone(),
         inner.gate_key.clone(),
         inner.origin.clone(),
     );
     drop(inner);
     let interval = conn.health_interval();
-    let health = Health::new("hearing the fleet's 429 gate");
     let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel::<PushInfo>();
     let Ok(mut manager) = conn.push_manager(tx) else {
         return;

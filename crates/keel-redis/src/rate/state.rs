@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::pacing::{FleetPacing, Local};
 use super::scripts::{CLOSE, TAKE};
-use crate::conn::{RedisConnection, RedisStoreError};
+use crate::conn::{Health, RedisConnection, RedisStoreError};
 
 /// The 429 gate and optional pacing of a fleet, shared through Redis (see the
 /// [module docs](super)).
@@ -36,6 +36,8 @@ pub(super) struct Inner {
     closed: AtomicBool,
     deadline: watch::Sender<Option<Instant>>,
     pub(super) synced: watch::Sender<bool>,
+    /// The subscription's connection (kept by the listener).
+    pub(super) gate_health: Arc<Health>,
     local: Option<Local>,
     refill: tokio::sync::Mutex<()>,
     listener: std::sync::Mutex<Option<AbortHandle>>,
@@ -92,6 +94,7 @@ impl RedisRateState {
             closed: AtomicBool::new(false),
             deadline: watch::Sender::new(None),
             synced: watch::Sender::new(false),
+            gate_health: Arc::new(Health::new("hearing the fleet's 429 gate")),
             local: pacing.map(Local::new),
             refill: tokio::sync::Mutex::new(()),
             listener: std::sync::Mutex::new(None),
@@ -176,9 +179,16 @@ impl RedisRateState {
     ///
     /// # Errors
     ///
-    /// Only when configured fail-closed and Redis is unreachable.
+    /// Only when configured fail-closed and Redis is unreachable: the fleet's gate cannot be
+    /// heard, or (with pacing) no permits can be taken.
     pub async fn acquire(&self) -> Result<(), RedisStoreError> {
         self.wait_open().await;
+        if self.inner.conn.fail_closed() && self.inner.gate_health.is_down() {
+            return Err(RedisStoreError::Unavailable {
+                operation: "gate subscription",
+                reason: "not subscribed to the fleet's gate".to_owned(),
+            });
+        }
         let Some(local) = &self.inner.local else {
             return Ok(());
         };
