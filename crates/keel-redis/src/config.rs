@@ -215,6 +215,15 @@ mod tests {
         assert_eq!(info.redis_settings().password(), Some("c"));
     }
 
+    #[cfg(feature = "tls")]
+    #[test]
+    fn rediss_is_accepted_with_the_tls_feature() {
+        let config =
+            RedisConfig::new(SecretString::from("rediss://redis.example.com/".to_owned())).unwrap();
+        let info = config.connection_info().unwrap();
+        assert!(matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }));
+    }
+
     #[cfg(not(feature = "tls"))]
     #[test]
     fn rediss_needs_the_tls_feature() {

@@ -44,6 +44,17 @@
 //! # }
 //! ```
 
+//! # Wiring into keel-layers
+//!
+//! - Token store: [`RedisTokenSource`] is a [`TokenSource`](keel_layers::auth::TokenSource).
+//!   Its [`invalidate`](RedisTokenSource::invalidate) (`&Token` → `BoxFuture<'static, ()>`)
+//!   is what `TokenCache` calls on a 401, before its next fetch.
+//! - Rate state: [`RedisRateState`] offers what the backoff layer's gate and pacing need:
+//!   [`close_until`](RedisRateState::close_until) (atomic max, fleet-wide),
+//!   [`closed_until`](RedisRateState::closed_until) (local, no round trip),
+//!   [`wait_open`](RedisRateState::wait_open) (woken, never polling) and
+//!   [`acquire`](RedisRateState::acquire) (gate, then a permit from a batch).
+
 pub mod config;
 mod conn;
 pub mod rate;
