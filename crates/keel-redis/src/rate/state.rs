@@ -316,3 +316,48 @@ impl fmt::Debug for RedisRateState {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisConfig;
+
+    /// A state whose Redis never answers: only the local part of the gate works.
+    fn unreachable() -> RedisRateState {
+        let config = RedisConfig::new(secrecy::SecretString::from(
+            "redis://127.0.0.1:1/".to_owned(),
+        ))
+        .unwrap();
+        RedisRateState::new(config.connect().unwrap(), "local")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_open_at_the_latest_deadline() {
+        let gate = unreachable();
+        let start = Instant::now();
+        gate.close_until(start + Duration::from_secs(5)).await;
+        // An earlier deadline does not shorten the wait, a later one lengthens it.
+        gate.close_until(start + Duration::from_secs(2)).await;
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move {
+                gate.wait_open().await;
+                Instant::now()
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        gate.close_until(start + Duration::from_secs(8)).await;
+        assert_eq!(waiter.await.unwrap(), start + Duration::from_secs(8));
+        assert_eq!(gate.closed_until(), None);
+        assert_eq!(gate.stats().closes, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_gate_does_not_wait() {
+        let gate = unreachable();
+        let start = Instant::now();
+        gate.acquire().await.unwrap();
+        assert_eq!(Instant::now(), start);
+        assert_eq!(gate.closed_until(), None);
+    }
+}
