@@ -266,3 +266,33 @@ async fn secrets_never_reach_debug_or_logs() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
 }
+
+#[tokio::test]
+async fn a_busy_fleet_fetches_once_per_shared_lifetime() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix();
+    // 4 s tokens: shared for 3 s, refreshed by the fleet once 1.5 s of that is left.
+    let (inner, fetches) = counting_source(Duration::from_secs(4), Duration::from_millis(5));
+    let processes: Vec<_> = (0..4)
+        .map(|_| process(&server.url(), &prefix, &inner))
+        .collect();
+    let run_for = Duration::from_millis(4_600);
+    let start = std::time::Instant::now();
+    let callers = processes.iter().map(|(cache, _)| async move {
+        let mut calls = 0u32;
+        while start.elapsed() < run_for {
+            let token = cache.token().await.unwrap();
+            assert!(!token.is_expired_at(tokio::time::Instant::now()));
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        calls
+    });
+    let calls: u32 = join_all(callers).await.into_iter().sum();
+    let fetches = fetches.load(Ordering::SeqCst);
+    // One at start, then one per 1.5 s: 4 in 4.6 s (each process alone would make 3 or 4).
+    assert!(calls > 400, "{calls}");
+    assert!((3..=5).contains(&fetches), "{fetches} fetches");
+}
