@@ -10,8 +10,8 @@
 //!
 //! Where no `redis-server` is installed, [`RedisServer::shared`] and [`RedisServer::spawn`]
 //! print a loud `SKIPPED` line and return `None`, so the test returns early; with
-//! `KEEL_REQUIRE_REDIS=1` (as in CI) they panic instead. `KEEL_REDIS_SERVER` names another
-//! binary than the one found on `PATH` or at `/usr/bin/redis-server`.
+//! `KEEL_REQUIRE_REDIS=1` (as in CI) they panic instead. `KEEL_REDIS_SERVER` names the
+//! binary to use instead of the one on `PATH` or at `/usr/bin/redis-server`.
 //!
 //! # Example
 //!
@@ -272,16 +272,16 @@ fn free_port() -> u16 {
 }
 
 fn find_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("KEEL_REDIS_SERVER")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("PATH").and_then(|path| {
+    let found = match std::env::var_os("KEEL_REDIS_SERVER") {
+        Some(named) => Some(PathBuf::from(named)).filter(|p| p.is_file()),
+        None => std::env::var_os("PATH")
+            .and_then(|path| {
                 std::env::split_paths(&path)
                     .map(|dir| dir.join("redis-server"))
                     .find(|p| p.is_file())
             })
-        })
-        .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file()));
+            .or_else(|| Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.is_file())),
+    };
     if found.is_none() {
         if std::env::var("KEEL_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
             panic!("redis-server is not installed and KEEL_REQUIRE_REDIS=1");

@@ -89,3 +89,42 @@ fn child_starts_the_shared_server_and_panics() {
     std::io::stdout().flush().unwrap();
     panic!("a failing test");
 }
+
+#[test]
+fn a_missing_server_skips_loudly_or_fails_when_required() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let run = |require: &str| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_asks_for_a_missing_server", "--nocapture"])
+            .env(CHILD, "1")
+            .env("KEEL_REDIS_SERVER", "/nonexistent/redis-server")
+            .env("KEEL_REQUIRE_REDIS", require)
+            .output()
+            .unwrap()
+    };
+    let skipped = run("0");
+    assert!(skipped.status.success());
+    let stderr = String::from_utf8_lossy(&skipped.stderr);
+    assert!(
+        stderr.contains("SKIPPED: redis-server is not installed"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&skipped.stdout).contains("NO SERVER"));
+
+    let required = run("1");
+    assert!(!required.status.success());
+    let stderr = String::from_utf8_lossy(&required.stderr);
+    assert!(stderr.contains("KEEL_REQUIRE_REDIS=1"), "{stderr}");
+}
+
+#[test]
+fn child_asks_for_a_missing_server() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    if RedisServer::spawn().is_none() {
+        println!("NO SERVER");
+    }
+}
