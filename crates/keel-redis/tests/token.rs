@@ -296,3 +296,23 @@ async fn a_busy_fleet_fetches_once_per_shared_lifetime() {
     assert!(calls > 400, "{calls}");
     assert!((3..=5).contains(&fetches), "{fetches} fetches");
 }
+
+#[tokio::test]
+async fn a_malformed_shared_value_is_replaced() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix();
+    let (inner, fetches) = counting_source(HOUR, Duration::ZERO);
+    let (cache, _) = process(&server.url(), &prefix, &inner);
+    let first = cache.token().await.unwrap();
+    let keys = server.command(&["KEYS", &format!("{prefix}:*")]);
+    let key = keys.lines().find(|l| l.starts_with(&prefix)).unwrap();
+    server.command(&["SET", key, "not a token", "PX", "60000"]);
+
+    let (other, _) = process(&server.url(), &prefix, &inner);
+    let token = other.token().await.unwrap();
+    assert_eq!(token.header_value(), "Bearer SECRET-TOKEN-2");
+    assert_ne!(token.header_value(), first.header_value());
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}

@@ -12,7 +12,8 @@ use redis::Script;
 /// for `pttl` ms) or empty.
 ///
 /// A value is `<fingerprint> <refresh ms> <authorization value>`; it is fresh while more than
-/// `refresh ms` of its TTL is left.
+/// `refresh ms` of its TTL is left. A value of another shape is never fresh, so the lock's
+/// winner replaces it.
 pub(super) static READ_OR_LOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -20,8 +21,8 @@ local v = redis.call('GET', KEYS[1])
 local pttl = -2
 if v then
   pttl = redis.call('PTTL', KEYS[1])
-  local refresh = tonumber(string.match(v, '^%S+ (%d+) ')) or 0
-  if pttl > refresh then return {1, v, pttl} end
+  local refresh = tonumber(string.match(v, '^%x+ (%d+) .'))
+  if refresh and pttl > refresh then return {1, v, pttl} end
 else
   v = ''
 end

@@ -222,7 +222,8 @@ impl<S: TokenSource> RedisTokenSource<S> {
         let token = (!value.is_empty()).then(|| decode(&value, pttl)).flatten();
         Ok(match (state, token) {
             (1, Some(token)) => Read::Fresh(token),
-            // NOTE: a malformed value is treated as no token: the lock winner overwrites it.
+            // NOTE: the script vouched for the value's shape; only bytes that are no header
+            // value end here, and they expire with the key.
             (1, None) => Read::Held(None),
             (2, _) => Read::Won,
             (_, due) => Read::Held(due),
