@@ -1,0 +1,43 @@
+//! The shared rate state: one 429 gate and one pacing budget for the whole fleet.
+//!
+//! A process that gets a 429 learns the API's limit; without sharing, every other process
+//! of the fleet has to learn it again with its own 429s. [`RedisRateState`] closes the gate
+//! for every process (an atomic max of the deadline in Redis, then a pub/sub notification),
+//! keeps the deadline in a local cache so the fast path (gate open) makes no Redis round
+//! trip, and wakes local waiters when the deadline passes or moves. Optional
+//! [`FleetPacing`] keeps the fleet together under one rate with a token bucket in Redis,
+//! taking permits in batches.
+//!
+//! # Failure
+//!
+//! The gate is closed locally first, so an unreachable Redis costs only the fleet-wide part;
+//! pacing then runs in-process at the same rate. One warning per outage; a background task
+//! reconnects, subscribes again and re-reads the gate. With
+//! [`RedisConfig::fail_closed`](crate::RedisConfig::fail_closed),
+//! [`acquire`](RedisRateState::acquire) fails while Redis is unreachable.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keel_redis::{rate::FleetPacing, RedisConfig, RedisRateState};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let Some(config) = RedisConfig::from_env()? else { return Ok(()) };
+//! let pacing = FleetPacing::per_second(50.0).batch(10);
+//! let rate = RedisRateState::with_pacing(config.connect()?, "api.example.com", pacing);
+//! rate.acquire().await?; // before each request
+//! // a 429 with Retry-After: 2
+//! rate.close_until(tokio::time::Instant::now() + Duration::from_secs(2)).await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod listener;
+mod pacing;
+mod scripts;
+mod state;
+
+pub use pacing::FleetPacing;
+pub use state::{RedisRateState, RedisRateStats};

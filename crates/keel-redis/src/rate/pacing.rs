@@ -1,0 +1,163 @@
+//! Fleet-wide pacing: permits taken from a shared bucket in batches, held locally.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Fleet-wide pacing for a [`RedisRateState`](super::RedisRateState): every process using the
+/// same Redis and name together stays under [`per_second`](Self::per_second) requests.
+///
+/// A process reserves [`batch`](Self::batch) permits at a time from a token bucket in Redis
+/// and hands them out locally, so Redis sees one round trip per batch, not per request. At
+/// the fleet's limit a reservation comes with a wait (the bucket's debt, shared fairly by
+/// the processes in the order they asked); the price of batching is granularity: a process
+/// may wait up to `batch / rate` for its next batch. Permits a
+/// process does not use within [`batch / rate`] (at least 50 ms, at most 1 s) lapse, so a
+/// quiet process cannot hoard them. Over any window the fleet sends at most
+/// `burst + rate × window` requests.
+///
+/// While Redis is unreachable, each process paces alone at the same rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FleetPacing {
+    pub(super) per_second: f64,
+    pub(super) burst: u32,
+    pub(super) batch: u32,
+}
+
+impl FleetPacing {
+    /// At most `n` requests per second for the whole fleet (at least 0.001), in batches of
+    /// one permit, with a burst of one.
+    pub fn per_second(n: f64) -> Self {
+        FleetPacing {
+            per_second: if n.is_finite() { n.max(0.001) } else { 0.001 },
+            burst: 1,
+            batch: 1,
+        }
+    }
+
+    /// Permits taken from Redis per round trip (at least 1). The bucket's burst is raised to
+    /// the batch size if it is smaller.
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self.burst = self.burst.max(self.batch);
+        self
+    }
+
+    /// How many permits the fleet's bucket holds when full (at least the batch size).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst.max(self.batch);
+        self
+    }
+
+    /// How long unused local permits stay usable.
+    pub(super) fn permit_life(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.batch) / self.per_second)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+}
+
+/// Permits this process holds, and the bucket it paces with while Redis is down.
+#[derive(Debug)]
+pub(super) struct Local {
+    state: Mutex<LocalState>,
+    pacing: FleetPacing,
+}
+
+#[derive(Debug)]
+struct LocalState {
+    permits: u32,
+    lapse_at: Instant,
+    /// The fallback bucket, used only while Redis is unreachable.
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Local {
+    pub(super) fn new(pacing: FleetPacing) -> Self {
+        let now = Instant::now();
+        Local {
+            pacing,
+            state: Mutex::new(LocalState {
+                permits: 0,
+                lapse_at: now,
+                tokens: f64::from(pacing.burst),
+                updated: now,
+            }),
+        }
+    }
+
+    pub(super) fn pacing(&self) -> &FleetPacing {
+        &self.pacing
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes one held permit, if there is an unlapsed one.
+    pub(super) fn take(&self, now: Instant) -> bool {
+        let mut state = self.lock();
+        if state.permits > 0 && now < state.lapse_at {
+            state.permits -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Holds `granted - 1` permits (one is used by the caller) until they lapse.
+    pub(super) fn hold(&self, granted: u32, now: Instant) {
+        let mut state = self.lock();
+        state.permits = granted.saturating_sub(1);
+        state.lapse_at = now + self.pacing.permit_life();
+    }
+
+    /// The in-process bucket: one permit now, or when to ask again.
+    pub(super) fn take_alone(&self, now: Instant) -> Result<(), Instant> {
+        let mut state = self.lock();
+        let rate = self.pacing.per_second;
+        let elapsed = now.saturating_duration_since(state.updated).as_secs_f64();
+        state.tokens = (state.tokens + elapsed * rate).min(f64::from(self.pacing.burst));
+        state.updated = now;
+        if state.tokens >= 1.0 {
+            state.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = Duration::try_from_secs_f64((1.0 - state.tokens) / rate)
+                .unwrap_or(Duration::from_secs(1));
+            Err(now + wait)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn held_permits_lapse() {
+        let local = Local::new(FleetPacing::per_second(100.0).batch(10));
+        let now = Instant::now();
+        local.hold(10, now);
+        assert!((0..9).all(|_| local.take(now)));
+        assert!(!local.take(now));
+        local.hold(10, now);
+        assert!(!local.take(now + Duration::from_millis(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn alone_it_paces_at_the_fleet_rate() {
+        let local = Local::new(FleetPacing::per_second(10.0).burst(2));
+        let start = Instant::now();
+        let mut now = start;
+        let mut sent = 0;
+        while now < start + Duration::from_secs(10) {
+            match local.take_alone(now) {
+                Ok(()) => sent += 1,
+                Err(at) => now = at,
+            }
+        }
+        assert!((100..=102).contains(&sent), "{sent}");
+    }
+}
