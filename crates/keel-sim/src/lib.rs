@@ -68,6 +68,7 @@
 //! ```
 
 mod api;
+mod clock;
 mod config;
 mod data;
 mod oauth;
@@ -84,4 +85,5 @@ pub use config::{
 };
 pub use query::QueryError;
 pub use sim::{GroundTruth, SimBuilder, SimError, SimHandle, Simulator};
-pub use stats::SimStats;
+pub use state::ChurnTruth;
+pub use stats::{ClientStats, SimStats};

@@ -12,6 +12,7 @@ use crate::state::later;
 
 #[derive(Debug)]
 struct Entry {
+    client: usize,
     expires_at: Instant,
     revoke_at: Option<Instant>,
     uses: AtomicU64,
@@ -56,8 +57,8 @@ impl TokenStore {
         }
     }
 
-    /// Issues a new token valid from `now`.
-    pub(crate) fn issue(&self, now: Instant) -> String {
+    /// Issues a new token for client number `client`, valid from `now`.
+    pub(crate) fn issue(&self, now: Instant, client: usize) -> String {
         let n = self.issued.fetch_add(1, Relaxed);
         let token = format!(
             "sim-{:016x}{:016x}{:08x}",
@@ -66,6 +67,7 @@ impl TokenStore {
             n
         );
         let entry = Entry {
+            client,
             expires_at: later(now, self.lifetime),
             revoke_at: self.revoke_after.map(|d| later(now, d)),
             uses: AtomicU64::new(0),
@@ -87,25 +89,42 @@ impl TokenStore {
     }
 
     /// Checks a raw `Authorization` header value and, if valid, counts one use of the token.
+    #[cfg(test)]
     pub(crate) fn check(&self, authorization: Option<&[u8]>, now: Instant) -> Verdict {
+        self.check_client(authorization, now).0
+    }
+
+    /// Like `check`, also naming the client the token was issued to (when it is ours).
+    pub(crate) fn check_client(
+        &self,
+        authorization: Option<&[u8]>,
+        now: Instant,
+    ) -> (Verdict, Option<usize>) {
         let Some(token) = authorization.and_then(bearer) else {
-            return Verdict::Missing;
+            return (Verdict::Missing, None);
         };
         let Some(entry) = self.lookup(token) else {
-            return Verdict::Unknown;
+            return (Verdict::Unknown, None);
         };
+        let client = Some(entry.client);
         if entry.revoked.load(Relaxed) || entry.revoke_at.is_some_and(|at| now >= at) {
-            return Verdict::Revoked;
+            return (Verdict::Revoked, client);
         }
         if now >= entry.expires_at {
-            return Verdict::Expired;
+            return (Verdict::Expired, client);
         }
         let uses = entry.uses.fetch_add(1, Relaxed) + 1;
         if self.revoke_after_requests.is_some_and(|limit| uses > limit) {
             entry.revoked.store(true, Relaxed);
-            return Verdict::Revoked;
+            return (Verdict::Revoked, client);
         }
-        Verdict::Valid
+        (Verdict::Valid, client)
+    }
+
+    /// The client a presented token was issued to, if it is one of ours.
+    pub(crate) fn client_of(&self, authorization: Option<&[u8]>) -> Option<usize> {
+        self.lookup(authorization.and_then(bearer)?)
+            .map(|entry| entry.client)
     }
 
     /// Revokes the token in an `Authorization` value, if it is one of ours.
@@ -143,7 +162,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn tokens_expire_at_their_advertised_lifetime() {
         let store = TokenStore::new(1, Duration::from_secs(60), None, None);
-        let t = store.issue(Instant::now());
+        let t = store.issue(Instant::now(), 0);
         assert_eq!(
             store.check(Some(&header(&t)), Instant::now()),
             Verdict::Valid
@@ -163,7 +182,7 @@ mod tests {
             Some(Duration::from_secs(10)),
             None,
         );
-        let t = store.issue(Instant::now());
+        let t = store.issue(Instant::now(), 0);
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(
             store.check(Some(&header(&t)), Instant::now()),
@@ -180,12 +199,12 @@ mod tests {
     fn count_based_revocation_allows_exactly_n_requests() {
         let store = TokenStore::new(1, Duration::from_secs(60), None, Some(3));
         let now = Instant::now();
-        let t = store.issue(now);
+        let t = store.issue(now, 0);
         for _ in 0..3 {
             assert_eq!(store.check(Some(&header(&t)), now), Verdict::Valid);
         }
         assert_eq!(store.check(Some(&header(&t)), now), Verdict::Revoked);
-        let fresh = store.issue(now);
+        let fresh = store.issue(now, 0);
         assert_ne!(fresh, t);
         assert_eq!(store.check(Some(&header(&fresh)), now), Verdict::Valid);
     }
