@@ -464,6 +464,48 @@ mod tests {
     }
 
     #[test]
+    fn records_as_of_a_moment_are_canonical_prefixes_and_final_from_their_end() {
+        let d = dataset();
+        let mut open = 0;
+        for i in (0..2_000).step_by(7) {
+            let f = d.facts(i);
+            let mut final_ = Vec::new();
+            d.write_conversation(i, &mut final_);
+            for now in [f.start_ms, f.start_ms + f.duration_ms / 3, f.end_ms() - 1] {
+                let mut out = Vec::new();
+                d.write_facts(&f, Some(now), &mut out);
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(serde_json::to_vec(&v).unwrap(), out, "canonical");
+                assert!(v.get("conversationEnd").is_none());
+                assert!(out.len() < final_.len());
+                let open_segments = out.windows(13).filter(|w| w == b"segmentStart\"").count()
+                    - out.windows(11).filter(|w| w == b"segmentEnd\"").count();
+                assert!(open_segments >= 1, "something is still running at {now}");
+                open += open_segments;
+            }
+            for now in [f.end_ms(), f.end_ms() + 1] {
+                let mut out = Vec::new();
+                d.write_facts(&f, Some(now), &mut out);
+                assert_eq!(out, final_);
+            }
+        }
+        assert!(open > 858, "{open}");
+    }
+
+    #[test]
+    fn ids_give_back_their_index() {
+        let d = dataset();
+        for i in [0, 1, 999, 3 << 30, (3 << 30) + 5] {
+            assert_eq!(d.index_of(&d.conversation_id(i)), Some(i));
+        }
+        let id = d.conversation_id(7);
+        let other = format!("{}{}", &id[..35], if id.ends_with('0') { '1' } else { '0' });
+        assert_eq!(d.index_of(&other), None);
+        assert_eq!(d.index_of("nope"), None);
+        assert_eq!(d.index_of(""), None);
+    }
+
+    #[test]
     fn records_are_deterministic_and_seed_dependent() {
         let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         dataset().write_conversation(7, &mut a);
