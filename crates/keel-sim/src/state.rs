@@ -241,8 +241,10 @@ impl State {
             return self.data.facts(i);
         }
         let overlay = self.overlay.lock().expect("overlay poisoned");
-        let start = overlay.extra_starts[(i - EXTRA_BASE) as usize];
-        self.data.facts_at(i, start)
+        match overlay.extra_starts.get((i - EXTRA_BASE) as usize) {
+            Some(&start) => self.data.facts_at(i, start),
+            None => self.data.facts(i),
+        }
     }
 
     /// Appends the JSON of conversation `i` as of `as_of` (`None`: final).

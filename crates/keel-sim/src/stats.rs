@@ -120,6 +120,11 @@ pub struct ClientStats {
     pub rate_limited: u64,
     /// 401s for an expired or revoked token of this client (the revocation fault included).
     pub unauthorized: u64,
+    /// Distinct tokens of this client refused as revoked (by time, count, fault or
+    /// [`crate::SimHandle::revoke_all_tokens`]), each counted once, at its first refusal: a
+    /// fleet sharing tokens well needs at most one new grant per revoked token (plus one per
+    /// token lifetime).
+    pub revoked_tokens: u64,
 }
 
 /// The live counters behind a [`ClientStats`].
@@ -129,6 +134,7 @@ pub(crate) struct ClientCounters {
     pub(crate) api_requests: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
+    pub(crate) revoked_tokens: AtomicU64,
 }
 
 impl ClientCounters {
@@ -138,6 +144,7 @@ impl ClientCounters {
             api_requests: self.api_requests.load(Relaxed),
             rate_limited: self.rate_limited.load(Relaxed),
             unauthorized: self.unauthorized.load(Relaxed),
+            revoked_tokens: self.revoked_tokens.load(Relaxed),
         }
     }
 }

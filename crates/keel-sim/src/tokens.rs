@@ -17,6 +17,8 @@ struct Entry {
     revoke_at: Option<Instant>,
     uses: AtomicU64,
     revoked: AtomicBool,
+    /// Set at the first refusal of this token as revoked.
+    refused_as_revoked: AtomicBool,
 }
 
 /// The verdict on a request's `Authorization` header.
@@ -27,6 +29,16 @@ pub(crate) enum Verdict {
     Unknown,
     Expired,
     Revoked,
+}
+
+/// The verdict on a request's token, and whose token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) verdict: Verdict,
+    /// The client the token was issued to (when it is one of ours).
+    pub(crate) client: Option<usize>,
+    /// This is the first time the token is refused as revoked.
+    pub(crate) first_revocation: bool,
 }
 
 /// All tokens issued so far.
@@ -72,6 +84,7 @@ impl TokenStore {
             revoke_at: self.revoke_after.map(|d| later(now, d)),
             uses: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
+            refused_as_revoked: AtomicBool::new(false),
         };
         self.map
             .write()
@@ -91,47 +104,50 @@ impl TokenStore {
     /// Checks a raw `Authorization` header value and, if valid, counts one use of the token.
     #[cfg(test)]
     pub(crate) fn check(&self, authorization: Option<&[u8]>, now: Instant) -> Verdict {
-        self.check_client(authorization, now).0
+        self.check_client(authorization, now).verdict
     }
 
     /// Like `check`, also naming the client the token was issued to (when it is ours).
-    pub(crate) fn check_client(
-        &self,
-        authorization: Option<&[u8]>,
-        now: Instant,
-    ) -> (Verdict, Option<usize>) {
+    pub(crate) fn check_client(&self, authorization: Option<&[u8]>, now: Instant) -> Checked {
+        let refuse = |verdict| Checked {
+            verdict,
+            client: None,
+            first_revocation: false,
+        };
         let Some(token) = authorization.and_then(bearer) else {
-            return (Verdict::Missing, None);
+            return refuse(Verdict::Missing);
         };
         let Some(entry) = self.lookup(token) else {
-            return (Verdict::Unknown, None);
+            return refuse(Verdict::Unknown);
         };
-        let client = Some(entry.client);
-        if entry.revoked.load(Relaxed) || entry.revoke_at.is_some_and(|at| now >= at) {
-            return (Verdict::Revoked, client);
-        }
-        if now >= entry.expires_at {
-            return (Verdict::Expired, client);
-        }
-        let uses = entry.uses.fetch_add(1, Relaxed) + 1;
-        if self.revoke_after_requests.is_some_and(|limit| uses > limit) {
+        let verdict = if entry.revoked.load(Relaxed) || entry.revoke_at.is_some_and(|at| now >= at)
+        {
+            Verdict::Revoked
+        } else if now >= entry.expires_at {
+            Verdict::Expired
+        } else if self
+            .revoke_after_requests
+            .is_some_and(|limit| entry.uses.fetch_add(1, Relaxed) >= limit)
+        {
             entry.revoked.store(true, Relaxed);
-            return (Verdict::Revoked, client);
+            Verdict::Revoked
+        } else {
+            Verdict::Valid
+        };
+        Checked {
+            verdict,
+            client: Some(entry.client),
+            first_revocation: verdict == Verdict::Revoked
+                && !entry.refused_as_revoked.swap(true, Relaxed),
         }
-        (Verdict::Valid, client)
     }
 
-    /// The client a presented token was issued to, if it is one of ours.
-    pub(crate) fn client_of(&self, authorization: Option<&[u8]>) -> Option<usize> {
-        self.lookup(authorization.and_then(bearer)?)
-            .map(|entry| entry.client)
-    }
-
-    /// Revokes the token in an `Authorization` value, if it is one of ours.
-    pub(crate) fn revoke_presented(&self, authorization: Option<&[u8]>) {
-        if let Some(entry) = authorization.and_then(bearer).and_then(|t| self.lookup(t)) {
-            entry.revoked.store(true, Relaxed);
-        }
+    /// Revokes the token in an `Authorization` value, if it is one of ours; returns
+    /// whose it is and whether this is its first refusal as revoked.
+    pub(crate) fn revoke_presented(&self, authorization: Option<&[u8]>) -> Option<(usize, bool)> {
+        let entry = self.lookup(authorization.and_then(bearer)?)?;
+        entry.revoked.store(true, Relaxed);
+        Some((entry.client, !entry.refused_as_revoked.swap(true, Relaxed)))
     }
 
     /// Revokes every token issued so far.

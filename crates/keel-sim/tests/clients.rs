@@ -26,6 +26,10 @@ fn counts(sim: &SimHandle, id: &str) -> (u64, u64, u64, u64) {
     )
 }
 
+fn revoked(sim: &SimHandle, id: &str) -> u64 {
+    sim.client_stats(id).unwrap().revoked_tokens
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_client_has_its_own_bucket_shared_by_all_its_tokens() {
     let sim = Simulator::builder()
@@ -99,6 +103,11 @@ async fn grants_and_401s_are_counted_per_client_and_served_in_stats() {
     );
     assert_eq!(counts(&sim, "a"), (2, 1, 0, 1));
     assert_eq!(counts(&sim, "b"), (1, 0, 0, 2));
+    assert_eq!(
+        (revoked(&sim, "a"), revoked(&sim, "b")),
+        (1, 1),
+        "a token refused twice is one revocation; an unused revoked token is none"
+    );
     assert_eq!(counts(&sim, "sim-client"), (0, 0, 0, 0));
     assert_eq!(sim.client_stats("nobody"), None);
     assert_eq!(sim.stats().token_rejections, 1);
@@ -123,4 +132,38 @@ async fn a_client_id_configured_twice_is_refused() {
         .unwrap_err();
     assert!(matches!(err, SimError::Config(_)), "{err}");
     assert!(err.to_string().contains("configured twice"), "{err}");
+}
+
+#[tokio::test]
+async fn revocations_by_count_and_fault_are_counted_once_per_token() {
+    let sim = Simulator::builder()
+        .client("w", "w-secret")
+        .revoke_after_requests(2)
+        .fault(5, keel_sim::Fault::RevokeToken)
+        .start()
+        .await
+        .unwrap();
+    let c = TestClient::new(&sim);
+    let t1 = token_for(&c, "w", "w-secret").await;
+    let q = |t: &str| {
+        let (c, t) = (c.clone(), t.to_owned());
+        async move { c.query(&t, &page(ALL, 1, 1)).await.status }
+    };
+    assert_eq!(q(&t1).await, StatusCode::OK);
+    assert_eq!(q(&t1).await, StatusCode::OK);
+    assert_eq!(
+        q(&t1).await,
+        StatusCode::UNAUTHORIZED,
+        "third use of a 2-use token"
+    );
+    assert_eq!(q(&t1).await, StatusCode::UNAUTHORIZED);
+    let t2 = token_for(&c, "w", "w-secret").await;
+    assert_eq!(
+        q(&t2).await,
+        StatusCode::UNAUTHORIZED,
+        "API request 5: revoke fault"
+    );
+    assert_eq!(q(&t2).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(counts(&sim, "w"), (2, 2, 0, 4));
+    assert_eq!(revoked(&sim, "w"), 2);
 }

@@ -176,9 +176,12 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
                 ));
             }
             Fault::RevokeToken => {
-                state.tokens.revoke_presented(auth);
-                if let Some(client) = state.tokens.client_of(auth) {
-                    Counters::bump(&state.clients[client].counters.unauthorized);
+                if let Some((client, first)) = state.tokens.revoke_presented(auth) {
+                    let counters = &state.clients[client].counters;
+                    Counters::bump(&counters.unauthorized);
+                    if first {
+                        Counters::bump(&counters.revoked_tokens);
+                    }
                 }
                 Counters::bump(&stats.revoked_token);
                 return Ok(unauthorized(state, context_id));
@@ -195,9 +198,9 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
     if c.unavailable_probability > 0.0 && unit(h3(seed, n, SALT_503)) < c.unavailable_probability {
         return Ok(unavailable(state, context_id));
     }
-    let (verdict, client) = state.tokens.check_client(auth, Instant::now());
-    let client = client.map(|c| &state.clients[c]);
-    let refused = match verdict {
+    let checked = state.tokens.check_client(auth, Instant::now());
+    let client = checked.client.map(|c| &state.clients[c]);
+    let refused = match checked.verdict {
         Verdict::Valid => None,
         Verdict::Missing => Some(&stats.no_token),
         Verdict::Unknown => Some(&stats.unknown_token),
@@ -208,6 +211,9 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
         Counters::bump(counter);
         if let Some(client) = client {
             Counters::bump(&client.counters.unauthorized);
+            if checked.first_revocation {
+                Counters::bump(&client.counters.revoked_tokens);
+            }
         }
         return Ok(unauthorized(state, context_id));
     }
