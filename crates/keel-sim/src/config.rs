@@ -195,10 +195,12 @@ pub struct SimConfig {
     pub live: bool,
     /// Unix milliseconds the simulator clock is set to at start, frozen until moved by
     /// [`crate::SimHandle::advance`] or [`crate::SimHandle::set_now_ms`] (default none: real
-    /// time).
+    /// time). Only live data reads the clock.
     pub clock_start_ms: Option<i64>,
-    /// Live arrivals (default none): after the end of the data span, new conversations keep
-    /// starting at this mean rate per minute (each in its own seeded, jittered slot), forever.
+    /// Live arrivals (default none; needs [`SimConfig::live`]): after the end of the data
+    /// span, new conversations keep starting at this mean rate per minute (each in its own
+    /// seeded, jittered slot of `1/rate`), forever. At least 0.001; not with late
+    /// conversations.
     pub arrivals_per_minute: Option<f64>,
 }
 

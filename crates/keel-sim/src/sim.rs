@@ -185,7 +185,7 @@ impl SimBuilder {
     /// # Errors
     /// [`SimError::Bind`] if the address cannot be bound, [`SimError::Config`] for
     /// probabilities outside `0..=1`, more than 3·2³⁰ conversations, a client id given twice,
-    /// an arrival rate that is not a positive number, or arrivals with late conversations.
+    /// an arrival rate below 0.001 per minute, or arrivals with late conversations.
     pub async fn start(self) -> Result<SimHandle, SimError> {
         let c = self.config;
         for (name, p) in [
@@ -207,9 +207,9 @@ impl SimBuilder {
             return Err(SimError::Config("a client id is configured twice".into()));
         }
         if let Some(rate) = c.arrivals_per_minute {
-            if !(rate.is_finite() && rate > 0.0) {
+            if !(rate.is_finite() && rate >= 0.001) {
                 return Err(SimError::Config(
-                    "arrivals_per_minute must be a positive number".into(),
+                    "arrivals_per_minute must be a number of at least 0.001".into(),
                 ));
             }
             if c.late_conversations > 0 {

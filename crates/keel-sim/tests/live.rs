@@ -288,3 +288,30 @@ async fn without_live_data_every_conversation_is_final_whatever_the_time() {
     assert_eq!(served[29], sim.conversation_json(29));
     assert!(parse(&served[29]).get("conversationEnd").is_some());
 }
+
+#[tokio::test]
+async fn arrival_rates_out_of_range_and_arrivals_with_late_conversations_are_refused() {
+    for rate in [0.0, -1.0, f64::NAN, 0.000_1] {
+        let err = Simulator::builder()
+            .arrivals_per_minute(rate)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, keel_sim::SimError::Config(_)),
+            "{rate}: {err}"
+        );
+    }
+    let err = Simulator::builder()
+        .arrivals_per_minute(1.0)
+        .late_conversations(5, 1)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("late conversations"), "{err}");
+    assert!(Simulator::builder()
+        .arrivals_per_minute(0.001)
+        .start()
+        .await
+        .is_ok());
+}
