@@ -132,6 +132,7 @@
 //! ```
 
 mod api;
+mod churn;
 mod clock;
 mod config;
 mod data;
@@ -144,10 +145,10 @@ mod state;
 mod stats;
 mod tokens;
 
+pub use churn::ChurnTruth;
 pub use config::{
     parse_scripted_fault, ClientSecret, Fault, ParseFaultError, RetryAfterFormat, SimConfig,
 };
 pub use query::QueryError;
 pub use sim::{GroundTruth, SimBuilder, SimError, SimHandle, Simulator};
-pub use state::ChurnTruth;
 pub use stats::{ClientStats, SimStats};

@@ -9,10 +9,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::churn::ChurnTruth;
 use crate::config::{ClientSecret, Fault, RetryAfterFormat, SimConfig};
 use crate::query::{DetailsQuery, QueryError};
 use crate::server::accept_loop;
-use crate::state::{ChurnTruth, Selection, State};
+use crate::state::{Selection, State};
 use crate::stats::{ClientStats, SimStats};
 
 /// Error starting the simulator.

@@ -1,6 +1,6 @@
 //! The state shared by every connection: data, tokens, limiter, jobs, counters.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,23 +8,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::api::jobs::JobStore;
+use crate::churn::{ChurnTruth, Overlay};
 use crate::clock::SimClock;
 use crate::config::{ClientSecret, SimConfig};
-use crate::data::hash::h3;
 use crate::data::{Dataset, Facts};
 use crate::query::Selector;
 use crate::ratelimit::RateLimiter;
 use crate::stats::{ClientCounters, Counters, SimStats};
 use crate::tokens::TokenStore;
 
-/// Index of the first conversation inserted by churn (inserted conversations are numbered
-/// from here, above every generated or arriving one, and keep `u32` selections).
-pub(crate) const EXTRA_BASE: u64 = 3 << 30;
-/// Most conversations churn can insert.
-const MAX_EXTRAS: u64 = (1 << 32) - EXTRA_BASE;
-
-const SALT_CHURN_INSERT: u64 = 60;
-const SALT_CHURN_REMOVE: u64 = 61;
+pub(crate) use crate::churn::EXTRA_BASE;
 
 /// `now + d`, saturating far in the future instead of overflowing.
 pub(crate) fn later(now: Instant, d: Duration) -> Instant {
@@ -78,39 +71,6 @@ pub(crate) struct Client {
     secret: ClientSecret,
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) counters: ClientCounters,
-}
-
-/// Conversations inserted and removed by churn, and what tests need to know about them.
-#[derive(Debug, Default)]
-struct Overlay {
-    /// Bumped on every change, so cached selections are not reused across one.
-    version: u64,
-    /// `conversationStart` of inserted conversation `EXTRA_BASE + k`.
-    extra_starts: Vec<i64>,
-    /// Inserted conversations by (start, index).
-    extras: BTreeSet<(i64, u64)>,
-    removed: HashSet<u64>,
-    removed_order: Vec<u64>,
-    /// Pages after which churn ran.
-    rounds: u64,
-    /// The whole result set of the query of the first details page, when it was served.
-    first_page: Option<Vec<u64>>,
-}
-
-/// What churn did so far ([`crate::SimHandle::churn_truth`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct ChurnTruth {
-    /// Every `conversationId` the query of the first details page selected when that page was
-    /// served (before any churn), in the order it was served.
-    pub first_page_ids: Vec<String>,
-    /// Every inserted `conversationId`, in insertion order.
-    pub inserted: Vec<String>,
-    /// Every removed `conversationId`, in removal order (an inserted one may be among them).
-    pub removed: Vec<String>,
-    /// Details pages after which churn ran.
-    pub rounds: u64,
 }
 
 #[derive(Debug)]
@@ -360,73 +320,16 @@ impl State {
     /// Churn after one details page of `selector` was served from `snapshot`: record the
     /// first page's result set, insert and remove conversations as configured.
     pub(crate) fn after_page(&self, selector: &Selector, snapshot: &Snapshot) {
-        if !self.churn {
-            return;
-        }
-        let c = &self.config;
-        let mut ov = self.overlay.lock().expect("overlay poisoned");
-        let sel = &snapshot.selection;
-        if ov.first_page.is_none() {
-            ov.first_page = Some((0..sel.len()).map(|k| sel.get(k, false)).collect());
-        }
-        let round = ov.rounds;
-        if c.churn_pages.is_some_and(|p| round >= p) {
-            return;
-        }
-        ov.rounds += 1;
-        let inserted = ov.extra_starts.len() as u64;
-        let inserts = c
-            .churn_inserts_per_page
-            .min(
-                c.churn_max_inserts
-                    .unwrap_or(u64::MAX)
-                    .saturating_sub(inserted),
-            )
-            .min(MAX_EXTRAS - inserted);
-        let width = selector.end_ms.saturating_sub(selector.start_ms).max(1) as u64;
-        for j in 0..inserts {
-            let h = h3(c.seed, round << 24 | j, SALT_CHURN_INSERT);
-            let start = selector.start_ms.saturating_add((h % width) as i64);
-            let i = EXTRA_BASE + ov.extra_starts.len() as u64;
-            ov.extra_starts.push(start);
-            ov.extras.insert((start, i));
-        }
-        let removals = c.churn_removals_per_page.min(
-            c.churn_max_removals
-                .unwrap_or(u64::MAX)
-                .saturating_sub(ov.removed_order.len() as u64),
-        );
-        let len = sel.len();
-        let mut removed = 0;
-        for j in 0..removals {
-            if len == 0 {
-                break;
-            }
-            let h = h3(c.seed, round << 24 | j, SALT_CHURN_REMOVE);
-            let pick = (0..len)
-                .map(|probe| sel.get((h % len + probe) % len, false))
-                .find(|i| !ov.removed.contains(i));
-            let Some(i) = pick else { break };
-            ov.removed.insert(i);
-            ov.removed_order.push(i);
-            removed += 1;
-        }
-        if inserts > 0 || removed > 0 {
-            ov.version += 1;
+        if self.churn {
+            let mut overlay = self.overlay.lock().expect("overlay poisoned");
+            overlay.after_page(&self.config, selector, &snapshot.selection);
         }
     }
 
     /// What churn did so far.
     pub(crate) fn churn_truth(&self) -> ChurnTruth {
-        let ov = self.overlay.lock().expect("overlay poisoned");
-        let ids =
-            |v: &mut dyn Iterator<Item = u64>| v.map(|i| self.data.conversation_id(i)).collect();
-        ChurnTruth {
-            first_page_ids: ids(&mut ov.first_page.iter().flatten().copied()),
-            inserted: ids(&mut (0..ov.extra_starts.len() as u64).map(|k| EXTRA_BASE + k)),
-            removed: ids(&mut ov.removed_order.iter().copied()),
-            rounds: ov.rounds,
-        }
+        let overlay = self.overlay.lock().expect("overlay poisoned");
+        overlay.truth(&self.data)
     }
 
     /// Records that clients were told to wait `wait` from `now`.
