@@ -330,7 +330,8 @@ impl SimHandle {
 
     /// What the API holds for this conversation right now: its JSON as of
     /// [`SimHandle::now_ms`] with live data (final once ended), its final JSON otherwise;
-    /// `None` when it is unknown, removed by churn, or (live data) not started yet.
+    /// `None` when it is unknown, removed by churn, not visible yet (late conversations) or
+    /// (live data) not started yet.
     pub fn conversation_json_now(&self, conversation_id: &str) -> Option<String> {
         let i = self.state.data.index_of(conversation_id)?;
         if !self.state.made(i) || self.state.removed(i) {
@@ -338,7 +339,12 @@ impl SimHandle {
         }
         let as_of = self.state.as_of();
         let f = self.state.facts(i);
-        if as_of.is_some_and(|now| f.start_ms > now) {
+        let hidden = if i < crate::state::EXTRA_BASE {
+            i >= self.state.visible_at(as_of)
+        } else {
+            as_of.is_some_and(|now| f.start_ms > now)
+        };
+        if hidden {
             return None;
         }
         let mut out = Vec::with_capacity(3_000);

@@ -315,3 +315,45 @@ async fn arrival_rates_out_of_range_and_arrivals_with_late_conversations_are_ref
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn conversation_json_now_is_none_until_the_api_would_serve_it() {
+    let sim = Simulator::builder()
+        .conversations(10)
+        .late_conversations(5, 1)
+        .start()
+        .await
+        .unwrap();
+    let late = sim.conversation_id(12);
+    assert_eq!(sim.conversation_index(&late), Some(12));
+    assert_eq!(
+        sim.conversation_json_now(&late),
+        None,
+        "late, not visible yet"
+    );
+    assert_eq!(
+        sim.conversation_json_now(&sim.conversation_id(9)),
+        Some(sim.conversation_json(9))
+    );
+    let c = TestClient::new(&sim);
+    let token = c.token(&sim).await;
+    c.query(&token, &page(common::ALL, 5, 1)).await;
+    assert_eq!(
+        sim.conversation_json_now(&late),
+        Some(sim.conversation_json(12))
+    );
+    assert_eq!(
+        sim.conversation_index("00000000-0000-4000-8000-000000000000"),
+        None
+    );
+
+    let live = live_sim().await;
+    let next = live.visible_conversations();
+    let id = live.conversation_id(next);
+    assert_eq!(live.conversation_json_now(&id), None, "starts after now");
+    live.advance(Duration::from_secs(3_600));
+    assert_eq!(
+        live.conversation_json_now(&id),
+        Some(live.conversation_json(next))
+    );
+}
