@@ -1,4 +1,4 @@
-//! The state shared by every connection: data, tokens, limiter, jobs, counters.
+//! The state shared by every connection: data, clients (tokens, limiters), churn, clock, jobs, counters.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
