@@ -171,6 +171,37 @@ pub struct SimConfig {
     pub job_ttl: Duration,
     /// 1-based job creation numbers that end FAILED instead of FULFILLED.
     pub failing_jobs: Vec<u64>,
+    /// Further accepted OAuth clients (id, secret) besides [`SimConfig::client_id`] (default
+    /// none). Every client has its own rate-limit bucket (same rate and burst) shared by all
+    /// its tokens and connections, and its own counters ([`crate::SimStats::clients`]).
+    pub extra_clients: Vec<(String, ClientSecret)>,
+    /// After each details-query page served, this many new conversations are inserted with a
+    /// `conversationStart` drawn uniformly (seeded) inside that query's interval, so they land
+    /// before and after the page just served (default 0).
+    pub churn_inserts_per_page: u64,
+    /// After each details-query page served, this many conversations that query selects are
+    /// removed, drawn uniformly (seeded) from its whole result set (default 0).
+    pub churn_removals_per_page: u64,
+    /// Stop inserting after this many insertions in all (default unbounded).
+    pub churn_max_inserts: Option<u64>,
+    /// Stop removing after this many removals in all (default unbounded).
+    pub churn_max_removals: Option<u64>,
+    /// Churn only after each of the first P details pages served (default: after every page).
+    pub churn_pages: Option<u64>,
+    /// Live data (default off): the details query and jobs answer as of the simulator clock
+    /// ([`crate::SimHandle::now_ms`]): conversations that have not started by then are absent,
+    /// those still in progress have no `conversationEnd`, open segments and only the metrics
+    /// emitted so far; they reach their final state as the clock passes their end.
+    pub live: bool,
+    /// Unix milliseconds the simulator clock is set to at start, frozen until moved by
+    /// [`crate::SimHandle::advance`] or [`crate::SimHandle::set_now_ms`] (default none: real
+    /// time). Only live data reads the clock.
+    pub clock_start_ms: Option<i64>,
+    /// Live arrivals (default none; needs [`SimConfig::live`]): after the end of the data
+    /// span, new conversations keep starting at this mean rate per minute (each in its own
+    /// seeded, jittered slot of `1/rate`), forever. At least 0.001; not with late
+    /// conversations.
+    pub arrivals_per_minute: Option<f64>,
 }
 
 impl Default for SimConfig {
@@ -202,6 +233,15 @@ impl Default for SimConfig {
             job_delay: Duration::ZERO,
             job_ttl: Duration::from_secs(3_600),
             failing_jobs: Vec::new(),
+            extra_clients: Vec::new(),
+            churn_inserts_per_page: 0,
+            churn_removals_per_page: 0,
+            churn_max_inserts: None,
+            churn_max_removals: None,
+            churn_pages: None,
+            live: false,
+            clock_start_ms: None,
+            arrivals_per_minute: None,
         }
     }
 }
@@ -259,8 +299,12 @@ mod tests {
 
     #[test]
     fn debug_hides_the_secret() {
-        let config = SimConfig::default();
+        let mut config = SimConfig::default();
+        config
+            .extra_clients
+            .push(("other".into(), ClientSecret::new("other-secret")));
         let shown = format!("{config:?}");
         assert!(!shown.contains("sim-secret"), "{shown}");
+        assert!(!shown.contains("other-secret"), "{shown}");
     }
 }

@@ -20,7 +20,11 @@
 //!   (default 100, max 1000) → `{conversations?, cursor?}`; `DELETE …/jobs/{id}` → 204.
 //! - `GET /api/v2/users?pageSize=&pageNumber=` (default 25, max 500) → `{entities, pageSize,
 //!   pageNumber, total, pageCount, firstUri, selfUri, lastUri, nextUri?, previousUri?}`.
-//! - `GET /__stats` → [`SimStats`] as JSON (no token needed, not an API request).
+//! - `GET /__stats` → [`SimStats`] as JSON, per OAuth client too (no token needed, not an
+//!   API request).
+//! - `GET /__churn` → [`ChurnTruth`] as JSON.
+//! - `GET /__clock` → `{"nowMs": T}`; `POST /__clock` with `{"advanceMs": N}` and/or
+//!   `{"nowMs": T}` moves or sets the simulator clock (for live data), answering the same.
 //!
 //! Every response carries `ININ-Correlation-Id`; error bodies carry the same `contextId`.
 //! API requests are checked in this order: scripted fault, random drop, random 503, bearer
@@ -45,6 +49,37 @@
 //!   in arrival order) and act before authentication.
 //! - Late conversations ([`SimBuilder::late_conversations`]) have the latest start times and
 //!   appear once enough details pages were served, so `totalHits` grows mid-export.
+//! - Several OAuth clients ([`SimBuilder::client`]): each has its own token bucket (the
+//!   configured rate and burst), shared by all its tokens and connections, and its own
+//!   counters ([`SimStats::clients`], [`SimHandle::client_stats`]). A scripted 429 fault acts
+//!   before authentication and is not counted for any client.
+//!
+//! # Result sets that change while paged (churn)
+//! After each details-query page served (while within [`SimConfig::churn_pages`]), the
+//! simulator inserts [`SimConfig::churn_inserts_per_page`] new conversations whose
+//! `conversationStart` is drawn uniformly inside that query's interval (so they land before
+//! and after the page just served; they match the query's filters only if their generated
+//! facts do) and removes [`SimConfig::churn_removals_per_page`] conversations drawn from that
+//! query's whole result set, up to [`SimConfig::churn_max_inserts`] /
+//! [`SimConfig::churn_max_removals`] in all. Draws are seeded by the page's ordinal, so a
+//! sequential export sees the same churn on every run. [`SimHandle::churn_truth`] tells the
+//! result set of the first page's query when it was served, every inserted and every removed
+//! id; [`SimHandle::ground_truth`] tells the result set now. Jobs keep the result set of their
+//! submission.
+//!
+//! # Live data
+//! With [`SimConfig::live`] (or [`SimBuilder::clock_at_ms`], [`SimBuilder::arrivals_per_minute`])
+//! the details query, jobs and [`SimHandle::ground_truth`] answer as of the simulator clock
+//! ([`SimHandle::now_ms`], real time unless set; tests move it with [`SimHandle::advance`] or
+//! [`SimHandle::set_now_ms`], other processes with `POST /__clock`): a conversation appears
+//! once it has started; until its `conversationEnd` it has none, nor a MOS, its participants
+//! appear as they join, the running segment has no `segmentEnd` (nor `disconnectType`), and
+//! only metrics emitted so far are present; from its end it is exactly its final record.
+//! Arrivals continue after the data span at the configured rate. Filters on segment
+//! dimensions judge a conversation by its final sessions. A job renders the state at its
+//! submission. [`SimHandle::conversation_json_now`] gives one conversation's record as of now
+//! by id (an incremental sync re-fetches in-progress ones with a `conversationFilters` `or` of
+//! `conversationId` predicates, which the query supports).
 //!
 //! # Example
 //! ```
@@ -66,8 +101,39 @@
 //! sim.shutdown().await;
 //! # }
 //! ```
+//!
+//! Live data on a clock the test moves:
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use keel_sim::Simulator;
+//!
+//! let start = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+//! let sim = Simulator::builder()
+//!     .conversations(60)
+//!     .data_start_ms(start)
+//!     .data_span(Duration::from_secs(3_600))
+//!     .clock_at_ms(start + 3_600_000)
+//!     .arrivals_per_minute(2.0)
+//!     .start()
+//!     .await
+//!     .unwrap();
+//! let day = serde_json::json!({"interval": "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z"});
+//! let now: Vec<String> = sim.ground_truth(&day).unwrap().collect();
+//! assert_eq!(now.len(), 60);
+//! assert!(now.iter().any(|c| !c.contains("\"conversationEnd\"")), "some are in progress");
+//! sim.advance(Duration::from_secs(3_600));
+//! let later: Vec<String> = sim.ground_truth(&day).unwrap().collect();
+//! assert!(later.len() > 60, "new ones arrived");
+//! assert!(later[..60].iter().all(|c| c.contains("\"conversationEnd\"")), "those ended");
+//! assert_eq!(later[0], sim.conversation_json(0));
+//! # }
+//! ```
 
 mod api;
+mod churn;
+mod clock;
 mod config;
 mod data;
 mod oauth;
@@ -79,9 +145,10 @@ mod state;
 mod stats;
 mod tokens;
 
+pub use churn::ChurnTruth;
 pub use config::{
     parse_scripted_fault, ClientSecret, Fault, ParseFaultError, RetryAfterFormat, SimConfig,
 };
 pub use query::QueryError;
 pub use sim::{GroundTruth, SimBuilder, SimError, SimHandle, Simulator};
-pub use stats::SimStats;
+pub use stats::{ClientStats, SimStats};

@@ -88,15 +88,14 @@ pub(crate) async fn token(state: &State, req: Request<Incoming>, context_id: &st
         (Some(id), Some(secret)) => Some((id, secret)),
         _ => None,
     });
-    let valid =
-        creds.is_some_and(|(id, secret)| id == c.client_id && secret == c.client_secret.expose());
-    if !valid {
+    let client = creds.and_then(|(id, secret)| state.client_with(&id, &secret));
+    let Some(client) = client else {
         return oauth_error(
             state,
             "invalid_client",
             "client not found or secret mismatch",
         );
-    }
+    };
     if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(
             state,
@@ -104,8 +103,9 @@ pub(crate) async fn token(state: &State, req: Request<Incoming>, context_id: &st
             "only client_credentials is supported",
         );
     }
-    let access_token = state.tokens.issue(Instant::now());
+    let access_token = state.tokens.issue(Instant::now(), client);
     Counters::bump(&stats.tokens_issued);
+    Counters::bump(&state.clients[client].counters.token_grants);
     let body = serde_json::json!({
         "access_token": access_token,
         "token_type": "bearer",

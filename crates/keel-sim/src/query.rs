@@ -277,9 +277,10 @@ impl Selector {
 
     /// Whether conversation `f` passes every filter (the interval is checked by the caller).
     pub(crate) fn matches(&self, data: &Dataset, f: &Facts) -> bool {
+        let id = std::cell::OnceCell::new();
         self.conversation
             .iter()
-            .all(|flt| conv_filter(flt, data, f))
+            .all(|flt| conv_filter(flt, data, f, &id))
             && self
                 .segment
                 .iter()
@@ -287,7 +288,8 @@ impl Selector {
     }
 }
 
-fn conv_filter(flt: &Filter, data: &Dataset, f: &Facts) -> bool {
+/// `id`: the conversation's id, computed at most once however many predicates ask for it.
+fn conv_filter(flt: &Filter, data: &Dataset, f: &Facts, id: &std::cell::OnceCell<String>) -> bool {
     let preds = flt.predicates.iter().map(|p| match p.dim {
         Dim::OriginatingDirection => test_value(&p.test, Some(f.originating.as_str())),
         Dim::DivisionId => match &p.test {
@@ -296,10 +298,13 @@ fn conv_filter(flt: &Filter, data: &Dataset, f: &Facts) -> bool {
             Test::Exists => true,
             Test::NotExists => false,
         },
-        Dim::ConversationId => test_value(&p.test, Some(&data.conversation_id(f.index))),
+        Dim::ConversationId => test_value(
+            &p.test,
+            Some(id.get_or_init(|| data.conversation_id(f.index))),
+        ),
         _ => false,
     });
-    let clauses = flt.clauses.iter().map(|c| conv_filter(c, data, f));
+    let clauses = flt.clauses.iter().map(|c| conv_filter(c, data, f, id));
     combine(flt.all, preds.chain(clauses))
 }
 

@@ -9,11 +9,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::churn::ChurnTruth;
 use crate::config::{ClientSecret, Fault, RetryAfterFormat, SimConfig};
 use crate::query::{DetailsQuery, QueryError};
 use crate::server::accept_loop;
 use crate::state::{Selection, State};
-use crate::stats::SimStats;
+use crate::stats::{ClientStats, SimStats};
 
 /// Error starting the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,22 @@ setters! {
     job_delay: Duration => |c, v| c.job_delay = v;
     /// Time after which a job is forgotten.
     job_ttl: Duration => |c, v| c.job_ttl = v;
+    /// New conversations inserted inside the queried interval after each details page.
+    churn_inserts_per_page: u64 => |c, v| c.churn_inserts_per_page = v;
+    /// Conversations of the queried result set removed after each details page.
+    churn_removals_per_page: u64 => |c, v| c.churn_removals_per_page = v;
+    /// Stop inserting after this many insertions in all.
+    churn_max_inserts: u64 => |c, v| c.churn_max_inserts = Some(v);
+    /// Stop removing after this many removals in all.
+    churn_max_removals: u64 => |c, v| c.churn_max_removals = Some(v);
+    /// Churn only after each of the first P details pages.
+    churn_pages: u64 => |c, v| c.churn_pages = Some(v);
+    /// Live data on or off (also turned on by `clock_at_ms` and `arrivals_per_minute`).
+    live: bool => |c, v| c.live = v;
+    /// Live data, with the simulator clock frozen at this Unix time (ms) until moved.
+    clock_at_ms: i64 => |c, v| { c.live = true; c.clock_start_ms = Some(v) };
+    /// Live data, with new conversations arriving after the data span at this rate per minute.
+    arrivals_per_minute: f64 => |c, v| { c.live = true; c.arrivals_per_minute = Some(v) };
 }
 
 impl SimBuilder {
@@ -122,6 +139,14 @@ impl SimBuilder {
     pub fn credentials(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
         self.config.client_id = client_id.into();
         self.config.client_secret = ClientSecret::new(secret);
+        self
+    }
+
+    /// Accepts one more OAuth client (its own rate-limit bucket and counters).
+    pub fn client(mut self, client_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.config
+            .extra_clients
+            .push((client_id.into(), ClientSecret::new(secret)));
         self
     }
 
@@ -160,7 +185,8 @@ impl SimBuilder {
     ///
     /// # Errors
     /// [`SimError::Bind`] if the address cannot be bound, [`SimError::Config`] for
-    /// probabilities outside `0..=1` or more than `u32::MAX` conversations.
+    /// probabilities outside `0..=1`, more than 3·2³⁰ conversations, a client id given twice,
+    /// an arrival rate below 0.001 per minute, or arrivals with late conversations.
     pub async fn start(self) -> Result<SimHandle, SimError> {
         let c = self.config;
         for (name, p) in [
@@ -171,8 +197,27 @@ impl SimBuilder {
                 return Err(SimError::Config(format!("{name} must be within 0..=1")));
             }
         }
-        if c.conversations + c.late_conversations > u64::from(u32::MAX) {
+        if c.conversations + c.late_conversations > crate::state::EXTRA_BASE {
             return Err(SimError::Config("too many conversations".into()));
+        }
+        let mut ids: Vec<&str> = std::iter::once(c.client_id.as_str())
+            .chain(c.extra_clients.iter().map(|(id, _)| id.as_str()))
+            .collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(SimError::Config("a client id is configured twice".into()));
+        }
+        if let Some(rate) = c.arrivals_per_minute {
+            if !(rate.is_finite() && rate >= 0.001) {
+                return Err(SimError::Config(
+                    "arrivals_per_minute must be a number of at least 0.001".into(),
+                ));
+            }
+            if c.late_conversations > 0 {
+                return Err(SimError::Config(
+                    "arrivals cannot be combined with late conversations".into(),
+                ));
+            }
         }
         let addr = c.bind;
         let listener = TcpListener::bind(addr)
@@ -241,22 +286,33 @@ impl SimHandle {
         self.state.config.client_secret.expose()
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters (with every client's, see [`SimStats::clients`]).
     pub fn stats(&self) -> SimStats {
-        self.state.stats.snapshot()
+        self.state.snapshot()
     }
 
-    /// Conversations visible now (grows once late conversations appear).
+    /// The counters of one OAuth client, if it is configured.
+    pub fn client_stats(&self, client_id: &str) -> Option<ClientStats> {
+        self.state
+            .clients
+            .iter()
+            .find(|c| c.id == client_id)
+            .map(|c| c.counters.snapshot())
+    }
+
+    /// Generated conversations visible now (grows once late conversations appear; with live
+    /// data, those started by [`SimHandle::now_ms`]); inserted and removed ones not counted.
     pub fn visible_conversations(&self) -> u64 {
         self.state.visible()
     }
 
-    /// The exact JSON the simulator serves for conversation `index` (0-based, in
-    /// `conversationStart` order), as a canonical compact string: keys sorted at every level,
-    /// so `serde_json::Value` round-trips it byte for byte.
+    /// The exact JSON the simulator serves for conversation `index` in its final state
+    /// (0-based, in `conversationStart` order; inserted conversations have the indices churn
+    /// gave them), as a canonical compact string: keys sorted at every level, so
+    /// `serde_json::Value` round-trips it byte for byte.
     pub fn conversation_json(&self, index: u64) -> String {
         let mut out = Vec::with_capacity(3_000);
-        self.state.data.write_conversation(index, &mut out);
+        self.state.write_conversation(index, None, &mut out);
         String::from_utf8(out).expect("generated JSON is UTF-8")
     }
 
@@ -265,20 +321,77 @@ impl SimHandle {
         self.state.data.conversation_id(index)
     }
 
+    /// The index of the conversation with this `conversationId` (generated or inserted, even
+    /// if removed or not started yet), if the simulator ever made it.
+    pub fn conversation_index(&self, conversation_id: &str) -> Option<u64> {
+        let i = self.state.data.index_of(conversation_id)?;
+        self.state.made(i).then_some(i)
+    }
+
+    /// What the API holds for this conversation right now: its JSON as of
+    /// [`SimHandle::now_ms`] with live data (final once ended), its final JSON otherwise;
+    /// `None` when it is unknown, removed by churn, not visible yet (late conversations) or
+    /// (live data) not started yet.
+    pub fn conversation_json_now(&self, conversation_id: &str) -> Option<String> {
+        let i = self.state.data.index_of(conversation_id)?;
+        if !self.state.made(i) || self.state.removed(i) {
+            return None;
+        }
+        let as_of = self.state.as_of();
+        let f = self.state.facts(i);
+        let hidden = if i < crate::state::EXTRA_BASE {
+            i >= self.state.visible_at(as_of)
+        } else {
+            as_of.is_some_and(|now| f.start_ms > now)
+        };
+        if hidden {
+            return None;
+        }
+        let mut out = Vec::with_capacity(3_000);
+        self.state.data.write_facts(&f, as_of, &mut out);
+        Some(String::from_utf8(out).expect("generated JSON is UTF-8"))
+    }
+
+    /// The simulator clock, Unix milliseconds (real time unless set or advanced). Live data
+    /// ([`SimConfig::live`]) is served as of this moment.
+    pub fn now_ms(&self) -> i64 {
+        self.state.clock.now_ms()
+    }
+
+    /// Moves the simulator clock forward (a real-time clock keeps ticking from there); returns
+    /// the new time. Conversations that end in between reach their final state, and new ones
+    /// that start appear.
+    pub fn advance(&self, by: Duration) -> i64 {
+        self.state.clock.advance(by)
+    }
+
+    /// Freezes the simulator clock at `unix_ms` (moving it back hides what started since).
+    pub fn set_now_ms(&self, unix_ms: i64) {
+        self.state.clock.set(unix_ms);
+    }
+
+    /// What churn ([`SimConfig::churn_inserts_per_page`], …) did so far.
+    pub fn churn_truth(&self) -> ChurnTruth {
+        self.state.churn_truth()
+    }
+
     /// What a complete export of `query` (a details-query or job body; paging is ignored)
     /// must contain right now, in the order the simulator serves it: one canonical JSON
-    /// string per conversation (see [`SimHandle::conversation_json`]).
+    /// string per conversation (see [`SimHandle::conversation_json`]; with live data, as of
+    /// [`SimHandle::now_ms`], like [`SimHandle::conversation_json_now`]). Churn's insertions
+    /// and removals so far are included.
     ///
     /// # Errors
     /// The same [`QueryError`] the API would answer 400 with.
     pub fn ground_truth(&self, query: &serde_json::Value) -> Result<GroundTruth, QueryError> {
         let body = serde_json::to_vec(query).expect("a Value serialises");
         let q = DetailsQuery::parse(&body, false)?;
-        let selection = self.state.select(&q.selector);
+        let snapshot = self.state.select(&q.selector);
         Ok(GroundTruth {
             state: self.state.clone(),
-            end: selection.len(),
-            selection,
+            end: snapshot.selection.len(),
+            selection: snapshot.selection,
+            as_of: snapshot.as_of,
             descending: q.descending,
             next: 0,
         })
@@ -309,6 +422,7 @@ impl Drop for SimHandle {
 pub struct GroundTruth {
     state: Arc<State>,
     selection: Selection,
+    as_of: Option<i64>,
     descending: bool,
     next: u64,
     end: u64,
@@ -340,7 +454,7 @@ impl Iterator for GroundTruth {
         let i = self.selection.get(self.next, self.descending);
         self.next += 1;
         let mut out = Vec::with_capacity(3_000);
-        self.state.data.write_conversation(i, &mut out);
+        self.state.write_conversation(i, self.as_of, &mut out);
         Some(String::from_utf8(out).expect("generated JSON is UTF-8"))
     }
 

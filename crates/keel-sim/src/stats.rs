@@ -1,5 +1,6 @@
 //! Counters of everything the simulator served, and their snapshot [`SimStats`].
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 macro_rules! counters {
@@ -9,6 +10,9 @@ macro_rules! counters {
         #[non_exhaustive]
         pub struct SimStats {
             $( $(#[$doc])* pub $name: u64, )*
+            /// Counters per OAuth client, by client id (every configured client, also idle).
+            #[serde(default)]
+            pub clients: BTreeMap<String, ClientStats>,
         }
 
         #[derive(Debug, Default)]
@@ -18,7 +22,7 @@ macro_rules! counters {
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> SimStats {
-                SimStats { $( $name: self.$name.load(Relaxed), )* }
+                SimStats { $( $name: self.$name.load(Relaxed), )* clients: BTreeMap::new() }
             }
         }
     };
@@ -100,5 +104,47 @@ pub(crate) struct InFlight<'a>(&'a Counters);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// What the simulator counted for one OAuth client (in [`SimStats::clients`], and from
+/// [`crate::SimHandle::client_stats`]), across all its tokens and connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Tokens granted to this client by `POST /oauth/token`.
+    pub token_grants: u64,
+    /// API requests carrying a valid token of this client (before the rate limit).
+    pub api_requests: u64,
+    /// 429s from this client's rate-limit bucket.
+    pub rate_limited: u64,
+    /// 401s for an expired or revoked token of this client (the revocation fault included).
+    pub unauthorized: u64,
+    /// Distinct tokens of this client refused as revoked (by time, count, fault or
+    /// [`crate::SimHandle::revoke_all_tokens`]), each counted once, at its first refusal: a
+    /// fleet sharing tokens well needs at most one new grant per revoked token (plus one per
+    /// token lifetime).
+    pub revoked_tokens: u64,
+}
+
+/// The live counters behind a [`ClientStats`].
+#[derive(Debug, Default)]
+pub(crate) struct ClientCounters {
+    pub(crate) token_grants: AtomicU64,
+    pub(crate) api_requests: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) unauthorized: AtomicU64,
+    pub(crate) revoked_tokens: AtomicU64,
+}
+
+impl ClientCounters {
+    pub(crate) fn snapshot(&self) -> ClientStats {
+        ClientStats {
+            token_grants: self.token_grants.load(Relaxed),
+            api_requests: self.api_requests.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
+            unauthorized: self.unauthorized.load(Relaxed),
+            revoked_tokens: self.revoked_tokens.load(Relaxed),
+        }
     }
 }

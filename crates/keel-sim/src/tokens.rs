@@ -12,10 +12,13 @@ use crate::state::later;
 
 #[derive(Debug)]
 struct Entry {
+    client: usize,
     expires_at: Instant,
     revoke_at: Option<Instant>,
     uses: AtomicU64,
     revoked: AtomicBool,
+    /// Set at the first refusal of this token as revoked.
+    refused_as_revoked: AtomicBool,
 }
 
 /// The verdict on a request's `Authorization` header.
@@ -26,6 +29,16 @@ pub(crate) enum Verdict {
     Unknown,
     Expired,
     Revoked,
+}
+
+/// The verdict on a request's token, and whose token it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) verdict: Verdict,
+    /// The client the token was issued to (when it is one of ours).
+    pub(crate) client: Option<usize>,
+    /// This is the first time the token is refused as revoked.
+    pub(crate) first_revocation: bool,
 }
 
 /// All tokens issued so far.
@@ -56,8 +69,8 @@ impl TokenStore {
         }
     }
 
-    /// Issues a new token valid from `now`.
-    pub(crate) fn issue(&self, now: Instant) -> String {
+    /// Issues a new token for client number `client`, valid from `now`.
+    pub(crate) fn issue(&self, now: Instant, client: usize) -> String {
         let n = self.issued.fetch_add(1, Relaxed);
         let token = format!(
             "sim-{:016x}{:016x}{:08x}",
@@ -66,10 +79,12 @@ impl TokenStore {
             n
         );
         let entry = Entry {
+            client,
             expires_at: later(now, self.lifetime),
             revoke_at: self.revoke_after.map(|d| later(now, d)),
             uses: AtomicU64::new(0),
             revoked: AtomicBool::new(false),
+            refused_as_revoked: AtomicBool::new(false),
         };
         self.map
             .write()
@@ -87,32 +102,52 @@ impl TokenStore {
     }
 
     /// Checks a raw `Authorization` header value and, if valid, counts one use of the token.
+    #[cfg(test)]
     pub(crate) fn check(&self, authorization: Option<&[u8]>, now: Instant) -> Verdict {
-        let Some(token) = authorization.and_then(bearer) else {
-            return Verdict::Missing;
-        };
-        let Some(entry) = self.lookup(token) else {
-            return Verdict::Unknown;
-        };
-        if entry.revoked.load(Relaxed) || entry.revoke_at.is_some_and(|at| now >= at) {
-            return Verdict::Revoked;
-        }
-        if now >= entry.expires_at {
-            return Verdict::Expired;
-        }
-        let uses = entry.uses.fetch_add(1, Relaxed) + 1;
-        if self.revoke_after_requests.is_some_and(|limit| uses > limit) {
-            entry.revoked.store(true, Relaxed);
-            return Verdict::Revoked;
-        }
-        Verdict::Valid
+        self.check_client(authorization, now).verdict
     }
 
-    /// Revokes the token in an `Authorization` value, if it is one of ours.
-    pub(crate) fn revoke_presented(&self, authorization: Option<&[u8]>) {
-        if let Some(entry) = authorization.and_then(bearer).and_then(|t| self.lookup(t)) {
+    /// Like `check`, also naming the client the token was issued to (when it is ours).
+    pub(crate) fn check_client(&self, authorization: Option<&[u8]>, now: Instant) -> Checked {
+        let refuse = |verdict| Checked {
+            verdict,
+            client: None,
+            first_revocation: false,
+        };
+        let Some(token) = authorization.and_then(bearer) else {
+            return refuse(Verdict::Missing);
+        };
+        let Some(entry) = self.lookup(token) else {
+            return refuse(Verdict::Unknown);
+        };
+        let verdict = if entry.revoked.load(Relaxed) || entry.revoke_at.is_some_and(|at| now >= at)
+        {
+            Verdict::Revoked
+        } else if now >= entry.expires_at {
+            Verdict::Expired
+        } else if self
+            .revoke_after_requests
+            .is_some_and(|limit| entry.uses.fetch_add(1, Relaxed) >= limit)
+        {
             entry.revoked.store(true, Relaxed);
+            Verdict::Revoked
+        } else {
+            Verdict::Valid
+        };
+        Checked {
+            verdict,
+            client: Some(entry.client),
+            first_revocation: verdict == Verdict::Revoked
+                && !entry.refused_as_revoked.swap(true, Relaxed),
         }
+    }
+
+    /// Revokes the token in an `Authorization` value, if it is one of ours; returns
+    /// whose it is and whether this is its first refusal as revoked.
+    pub(crate) fn revoke_presented(&self, authorization: Option<&[u8]>) -> Option<(usize, bool)> {
+        let entry = self.lookup(authorization.and_then(bearer)?)?;
+        entry.revoked.store(true, Relaxed);
+        Some((entry.client, !entry.refused_as_revoked.swap(true, Relaxed)))
     }
 
     /// Revokes every token issued so far.
@@ -143,7 +178,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn tokens_expire_at_their_advertised_lifetime() {
         let store = TokenStore::new(1, Duration::from_secs(60), None, None);
-        let t = store.issue(Instant::now());
+        let t = store.issue(Instant::now(), 0);
         assert_eq!(
             store.check(Some(&header(&t)), Instant::now()),
             Verdict::Valid
@@ -163,7 +198,7 @@ mod tests {
             Some(Duration::from_secs(10)),
             None,
         );
-        let t = store.issue(Instant::now());
+        let t = store.issue(Instant::now(), 0);
         tokio::time::advance(Duration::from_secs(9)).await;
         assert_eq!(
             store.check(Some(&header(&t)), Instant::now()),
@@ -180,12 +215,12 @@ mod tests {
     fn count_based_revocation_allows_exactly_n_requests() {
         let store = TokenStore::new(1, Duration::from_secs(60), None, Some(3));
         let now = Instant::now();
-        let t = store.issue(now);
+        let t = store.issue(now, 0);
         for _ in 0..3 {
             assert_eq!(store.check(Some(&header(&t)), now), Verdict::Valid);
         }
         assert_eq!(store.check(Some(&header(&t)), now), Verdict::Revoked);
-        let fresh = store.issue(now);
+        let fresh = store.issue(now, 0);
         assert_ne!(fresh, t);
         assert_eq!(store.check(Some(&header(&fresh)), now), Verdict::Valid);
     }

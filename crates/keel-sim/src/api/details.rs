@@ -22,12 +22,12 @@ pub(crate) async fn query(state: &State, body: &[u8], context_id: &str) -> Resp 
         }
     };
     page_latency(state).await;
-    let selection = state.select(&q.selector);
-    let total = selection.len();
+    let snapshot = state.select(&q.selector);
+    let total = snapshot.selection.len();
     let from = ((q.page_number - 1) * q.page_size).min(total);
     let to = (from + q.page_size).min(total);
     let mut out = Vec::with_capacity(64 + (to - from) as usize * 3_000);
-    push_conversations(state, &mut out, &selection, q.descending, from, to);
+    push_conversations(state, &mut out, &snapshot, q.descending, from, to);
     if to > from {
         out.push(b',');
     }
@@ -35,5 +35,6 @@ pub(crate) async fn query(state: &State, body: &[u8], context_id: &str) -> Resp 
     out.extend_from_slice(total.to_string().as_bytes());
     out.push(b'}');
     Counters::bump(&state.stats.pages_served);
+    state.after_page(&q.selector, &snapshot);
     reply::json(StatusCode::OK, out)
 }

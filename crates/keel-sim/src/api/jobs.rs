@@ -17,7 +17,7 @@ use crate::data::iso;
 use crate::query::DetailsQuery;
 use crate::server::not_found;
 use crate::server::reply::{self, counted_error, Resp};
-use crate::state::{Selection, State};
+use crate::state::{Snapshot, State};
 use crate::stats::Counters;
 
 const SALT_JOB: u64 = 50;
@@ -31,7 +31,8 @@ struct Job {
     number: u64,
     created: Instant,
     created_unix_ms: i64,
-    selection: Selection,
+    /// Taken at submission: the result set and the moment its records are rendered as of.
+    snapshot: Snapshot,
     descending: bool,
     fails: bool,
 }
@@ -81,7 +82,7 @@ pub(crate) fn create(state: &State, body: &[u8], context_id: &str) -> Resp {
         number,
         created: Instant::now(),
         created_unix_ms: unix_ms_now(),
-        selection: state.select(&q.selector),
+        snapshot: state.select(&q.selector),
         descending: q.descending,
         fails: state.config.failing_jobs.contains(&number),
     };
@@ -201,11 +202,11 @@ pub(crate) async fn results(state: &State, id: &str, query: &str, context_id: &s
         },
     };
     page_latency(state).await;
-    let total = job.selection.len();
+    let total = job.snapshot.selection.len();
     let from = from.min(total);
     let to = (from + page_size).min(total);
     let mut out = Vec::with_capacity(64 + (to - from) as usize * 3_000);
-    push_conversations(state, &mut out, &job.selection, job.descending, from, to);
+    push_conversations(state, &mut out, &job.snapshot, job.descending, from, to);
     if to < total {
         if to > from {
             out.push(b',');

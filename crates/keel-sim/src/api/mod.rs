@@ -4,14 +4,14 @@ pub(crate) mod details;
 pub(crate) mod jobs;
 pub(crate) mod users;
 
-use crate::state::{Selection, State};
+use crate::state::{Snapshot, State};
 
-/// Appends `{"conversations":[…]` for items `from..to` of a selection (no closing brace), or
+/// Appends `{"conversations":[…]` for items `from..to` of a snapshot (no closing brace), or
 /// `{` alone when the range is empty.
 pub(crate) fn push_conversations(
     state: &State,
     out: &mut Vec<u8>,
-    selection: &Selection,
+    snapshot: &Snapshot,
     descending: bool,
     from: u64,
     to: u64,
@@ -25,9 +25,8 @@ pub(crate) fn push_conversations(
         if k > from {
             out.push(b',');
         }
-        state
-            .data
-            .write_conversation(selection.get(k, descending), out);
+        let i = snapshot.selection.get(k, descending);
+        state.write_conversation(i, snapshot.as_of, out);
     }
     out.push(b']');
     state

@@ -1,7 +1,9 @@
 //! `keel-sim`: run the Genesys Cloud simulator on loopback.
 //!
 //! Prints `listening on http://127.0.0.1:PORT` as its first stdout line, then serves until
-//! interrupted. Counters are at `GET /__stats`.
+//! interrupted. Counters (per OAuth client too) are at `GET /__stats`, churn's record at
+//! `GET /__churn`, and the simulator clock at `GET /__clock` (moved by `POST /__clock` with
+//! `{"advanceMs": N}` or `{"nowMs": T}`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -104,6 +106,50 @@ struct Args {
     /// ...once this many details pages were served.
     #[arg(long, default_value_t = 0)]
     late_after_pages: u64,
+    /// Further accepted OAuth clients, ID:SECRET, comma-separated (from the environment so
+    /// no secret is in argv); each has its own rate-limit bucket and counters.
+    #[arg(
+        long,
+        env = "KEEL_SIM_EXTRA_CLIENTS",
+        value_delimiter = ',',
+        value_parser = parse_client,
+        hide_env_values = true
+    )]
+    extra_clients: Vec<(String, String)>,
+    /// New conversations inserted inside the queried interval after each details page.
+    #[arg(long, default_value_t = 0)]
+    churn_inserts_per_page: u64,
+    /// Conversations of the queried result set removed after each details page.
+    #[arg(long, default_value_t = 0)]
+    churn_removals_per_page: u64,
+    /// Stop inserting after this many insertions in all.
+    #[arg(long)]
+    churn_max_inserts: Option<u64>,
+    /// Stop removing after this many removals in all.
+    #[arg(long)]
+    churn_max_removals: Option<u64>,
+    /// Churn only after each of the first P details pages.
+    #[arg(long)]
+    churn_pages: Option<u64>,
+    /// Live data: answer as of the simulator clock (in-progress conversations, arrivals).
+    #[arg(long)]
+    live: bool,
+    /// Live data, with the simulator clock frozen at this Unix time in milliseconds (move it
+    /// with POST /__clock).
+    #[arg(long)]
+    clock_at_ms: Option<i64>,
+    /// Live data, with new conversations arriving after the data span at this rate per minute.
+    #[arg(long)]
+    arrivals_per_minute: Option<f64>,
+}
+
+fn parse_client(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((id, secret)) if !id.is_empty() && !secret.is_empty() => {
+            Ok((id.to_owned(), secret.to_owned()))
+        }
+        _ => Err("expected CLIENT_ID:SECRET".to_owned()),
+    }
 }
 
 #[tokio::main]
@@ -134,7 +180,28 @@ async fn main() -> ExitCode {
         .token_outage_for(Duration::from_millis(a.token_outage_ms))
         .job_delay(Duration::from_millis(a.job_delay_ms))
         .job_ttl(Duration::from_secs(a.job_ttl_secs))
-        .late_conversations(a.late_conversations, a.late_after_pages);
+        .late_conversations(a.late_conversations, a.late_after_pages)
+        .churn_inserts_per_page(a.churn_inserts_per_page)
+        .churn_removals_per_page(a.churn_removals_per_page)
+        .live(a.live);
+    for (id, secret) in a.extra_clients {
+        b = b.client(id, secret);
+    }
+    if let Some(n) = a.churn_max_inserts {
+        b = b.churn_max_inserts(n);
+    }
+    if let Some(n) = a.churn_max_removals {
+        b = b.churn_max_removals(n);
+    }
+    if let Some(n) = a.churn_pages {
+        b = b.churn_pages(n);
+    }
+    if let Some(t) = a.clock_at_ms {
+        b = b.clock_at_ms(t);
+    }
+    if let Some(r) = a.arrivals_per_minute {
+        b = b.arrivals_per_minute(r);
+    }
     if let Some(ms) = a.revoke_after_ms {
         b = b.revoke_after(Duration::from_millis(ms));
     }

@@ -92,6 +92,13 @@ impl Dataset {
         String::from_utf8(out).expect("ascii")
     }
 
+    /// The index whose `conversationId` this is (its last 12 hex digits encode the index).
+    pub(crate) fn index_of(&self, id: &str) -> Option<u64> {
+        let tail = u64::from_str_radix(id.get(id.len().checked_sub(12)?..)?, 16).ok()?;
+        let i = unique_tail(self.seed, SALT_ID, tail) & 0xFFFF_FFFF_FFFF;
+        (self.conversation_id(i) == id).then_some(i)
+    }
+
     fn push_conversation_id(&self, out: &mut Vec<u8>, i: u64) {
         push_uuid(
             out,
@@ -100,14 +107,30 @@ impl Dataset {
         );
     }
 
-    /// Appends the canonical JSON of conversation `i`.
+    /// Appends the canonical JSON of conversation `i` in its final state.
+    #[cfg(test)]
     pub(crate) fn write_conversation(&self, i: u64, out: &mut Vec<u8>) {
-        let f = self.facts(i);
-        let t = h3(self.seed, i, SALT_TEXT);
-        out.extend_from_slice(b"{\"conversationEnd\":");
-        iso::push_quoted(out, f.end_ms());
-        out.extend_from_slice(b",\"conversationId\":\"");
-        self.push_conversation_id(out, i);
+        self.write_facts(&self.facts(i), None, out);
+    }
+
+    /// Appends the canonical JSON of the conversation `f` describes, as it stands at `as_of`
+    /// (Unix ms; `None`: its final state).
+    ///
+    /// NOTE: before its end a conversation has no `conversationEnd` and no MOS; a participant
+    /// appears once its first segment has started; a segment still running has no
+    /// `segmentEnd` (nor `disconnectType`); a metric appears once emitted. At or after the end
+    /// the record is exactly the final one.
+    pub(crate) fn write_facts(&self, f: &Facts, as_of: Option<i64>, out: &mut Vec<u8>) {
+        let now = as_of.filter(|&t| t < f.end_ms());
+        let t = h3(self.seed, f.index, SALT_TEXT);
+        out.push(b'{');
+        if now.is_none() {
+            out.extend_from_slice(b"\"conversationEnd\":");
+            iso::push_quoted(out, f.end_ms());
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"conversationId\":\"");
+        self.push_conversation_id(out, f.index);
         out.extend_from_slice(b"\",\"conversationStart\":");
         iso::push_quoted(out, f.start_ms);
         out.extend_from_slice(b",\"divisionIds\":[");
@@ -122,7 +145,7 @@ impl Dataset {
             out.extend_from_slice(b",\"externalTag\":");
             push_str(out, &format!("ext-{:x}", t >> 40));
         }
-        if f.media == Media::Voice {
+        if f.media == Media::Voice && now.is_none() {
             out.extend_from_slice(b",\"mediaStatsMinConversationMos\":");
             // NOTE: multiples of 1/64 are exact in binary, so even serde_json's default
             // (not correctly rounded) float parser reads them back to the same text.
@@ -132,11 +155,18 @@ impl Dataset {
         out.extend_from_slice(b",\"originatingDirection\":\"");
         out.extend_from_slice(f.originating.as_str().as_bytes());
         out.extend_from_slice(b"\",\"participants\":[");
+        let mut first = true;
         for (k, s) in f.sessions().enumerate() {
-            if k > 0 {
+            let plan = self.plan(f, k as u64, s);
+            if now.is_some_and(|now| plan.segments[0].from > now) {
+                // NOTE: participants join in order, so the rest have not joined either.
+                break;
+            }
+            if !first {
                 out.push(b',');
             }
-            self.write_participant(&f, k as u64, s, out);
+            first = false;
+            self.write_participant(f, k as u64, s, &plan, now, out);
         }
         out.extend_from_slice(b"],\"simExtension\":{\"flags\":[");
         let flags = (t >> 16) % 4;
@@ -153,7 +183,15 @@ impl Dataset {
         out.extend_from_slice(b"}}");
     }
 
-    fn write_participant(&self, f: &Facts, k: u64, s: SessionFacts, out: &mut Vec<u8>) {
+    fn write_participant(
+        &self,
+        f: &Facts,
+        k: u64,
+        s: SessionFacts,
+        plan: &SessionPlan,
+        now: Option<i64>,
+        out: &mut Vec<u8>,
+    ) {
         let ph = h3(self.seed, f.index * 8 + k, SALT_PARTICIPANT);
         let user = (ph >> 4) % self.users;
         out.push(b'{');
@@ -180,7 +218,7 @@ impl Dataset {
         out.extend_from_slice(b",\"purpose\":\"");
         out.extend_from_slice(s.purpose.as_str().as_bytes());
         out.extend_from_slice(b"\",\"sessions\":[");
-        self.write_session(f, k, s, out);
+        self.write_session(f, s, plan, now, out);
         out.push(b']');
         if s.purpose == Purpose::Agent {
             out.extend_from_slice(b",\"userId\":");
@@ -189,13 +227,87 @@ impl Dataset {
         out.push(b'}');
     }
 
-    fn write_session(&self, f: &Facts, k: u64, s: SessionFacts, out: &mut Vec<u8>) {
+    /// The metrics and segments of participant `k`'s session, with their times.
+    fn plan(&self, f: &Facts, k: u64, s: SessionFacts) -> SessionPlan {
         let sh = h3(self.seed, f.index * 8 + k, SALT_SESSION);
         let (start, end) = (f.start_ms, f.end_ms());
         let acd = (((f.h2 >> 20) % 60_000 + 1_000) as i64).min(f.duration_ms / 4);
         let alert = ((f.h2 >> 36) % 8_000 + 500) as i64;
         let rest = end - (start + acd + alert);
         let wrap = ((sh >> 8) % 30_000).min(rest as u64 / 3) as i64;
+        let seg = |queued: bool, from, to, kind, disconnect| Seg {
+            queued,
+            from,
+            to,
+            kind,
+            disconnect,
+        };
+        let none = Metric(0, "", 0);
+        let none_seg = seg(false, 0, 0, "", None);
+        match s.purpose {
+            Purpose::Customer => SessionPlan {
+                sh,
+                metrics: ([Metric(end, "nConnected", 1), none, none], 1),
+                segments: [
+                    seg(false, start, end, "interact", Some("peer")),
+                    none_seg,
+                    none_seg,
+                ],
+                segment_count: 1,
+            },
+            Purpose::Acd => SessionPlan {
+                sh,
+                metrics: (
+                    [
+                        Metric(start + acd, "nOffered", 1),
+                        Metric(start + acd, "tAcd", acd),
+                        none,
+                    ],
+                    2,
+                ),
+                segments: [
+                    seg(true, start, start + acd, "interact", None),
+                    none_seg,
+                    none_seg,
+                ],
+                segment_count: 1,
+            },
+            Purpose::Agent => {
+                let from = if k >= 3 {
+                    start + acd + alert + rest / 2
+                } else {
+                    start + acd
+                };
+                let talk_end = (end - wrap).max(from + alert);
+                SessionPlan {
+                    sh,
+                    metrics: (
+                        [
+                            Metric(from + alert, "tAlert", alert),
+                            Metric(talk_end, "tTalk", talk_end - from - alert),
+                            Metric(end, "tAcw", wrap),
+                        ],
+                        3,
+                    ),
+                    segments: [
+                        seg(true, from, from + alert, "alert", None),
+                        seg(true, from + alert, talk_end, "interact", Some("client")),
+                        seg(true, talk_end, end, "wrapup", None),
+                    ],
+                    segment_count: 3,
+                }
+            }
+        }
+    }
+
+    fn write_session(
+        &self,
+        f: &Facts,
+        s: SessionFacts,
+        plan: &SessionPlan,
+        now: Option<i64>,
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(b"{\"ani\":\"");
         match s.media {
             Media::Email => {
@@ -220,52 +332,69 @@ impl Dataset {
         }
         out.extend_from_slice(b"\",\"mediaType\":\"");
         out.extend_from_slice(s.media.as_str().as_bytes());
-        out.extend_from_slice(b"\",\"metrics\":[");
+        out.push(b'"');
         let queue = s.queue.map(|q| self.queue_id(q));
-        match s.purpose {
-            Purpose::Customer => {
-                metric(out, end, "nConnected", 1);
-                out.extend_from_slice(b"],\"provider\":\"Edge\",\"segments\":[");
-                segment(out, None, start, end, "interact", Some("peer"));
+        let (metrics, count) = &plan.metrics;
+        let mut emitted = metrics[..*count]
+            .iter()
+            .filter(|m| now.is_none_or(|now| m.0 <= now))
+            .peekable();
+        if emitted.peek().is_some() {
+            out.extend_from_slice(b",\"metrics\":[");
+            for (n, m) in emitted.enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                metric(out, m.0, m.1, m.2);
             }
-            Purpose::Acd => {
-                metric(out, start + acd, "nOffered", 1);
-                out.push(b',');
-                metric(out, start + acd, "tAcd", acd);
-                out.extend_from_slice(b"],\"provider\":\"Edge\",\"segments\":[");
-                segment(out, queue, start, start + acd, "interact", None);
+            out.push(b']');
+        }
+        out.extend_from_slice(b",\"provider\":\"Edge\",\"segments\":[");
+        for (n, sg) in plan.segments[..plan.segment_count].iter().enumerate() {
+            if now.is_some_and(|now| sg.from > now) {
+                break;
             }
-            Purpose::Agent => {
-                let from = if k >= 3 {
-                    start + acd + alert + rest / 2
-                } else {
-                    start + acd
-                };
-                let talk_end = (end - wrap).max(from + alert);
-                metric(out, from + alert, "tAlert", alert);
+            if n > 0 {
                 out.push(b',');
-                metric(out, talk_end, "tTalk", talk_end - from - alert);
-                out.push(b',');
-                metric(out, end, "tAcw", wrap);
-                out.extend_from_slice(b"],\"provider\":\"Edge\",\"segments\":[");
-                segment(out, queue, from, from + alert, "alert", None);
-                out.push(b',');
-                segment(
-                    out,
-                    queue,
-                    from + alert,
-                    talk_end,
-                    "interact",
-                    Some("client"),
-                );
-                out.push(b',');
-                segment(out, queue, talk_end, end, "wrapup", None);
             }
+            let open = now.is_some_and(|now| sg.to > now);
+            segment(
+                out,
+                if sg.queued { queue } else { None },
+                sg.from,
+                (!open).then_some(sg.to),
+                sg.kind,
+                sg.disconnect.filter(|_| !open),
+            );
         }
         out.extend_from_slice(b"],\"sessionId\":");
-        push_quoted_uuid(out, sh, sh >> 12);
+        push_quoted_uuid(out, plan.sh, plan.sh >> 12);
         out.push(b'}');
     }
+}
+
+/// A metric: emit time, name, value.
+#[derive(Debug, Clone, Copy)]
+struct Metric(i64, &'static str, i64);
+
+/// A segment of a session.
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    queued: bool,
+    from: i64,
+    to: i64,
+    kind: &'static str,
+    disconnect: Option<&'static str>,
+}
+
+/// Everything time-dependent of one session, in emission order (segments are contiguous and
+/// in time order, so a prefix of them has started at any moment).
+#[derive(Debug, Clone, Copy)]
+struct SessionPlan {
+    sh: u64,
+    metrics: ([Metric; 3], usize),
+    segments: [Seg; 3],
+    segment_count: usize,
 }
 
 fn metric(out: &mut Vec<u8>, emit_ms: i64, name: &str, value: i64) {
@@ -282,7 +411,7 @@ fn segment(
     out: &mut Vec<u8>,
     queue: Option<&str>,
     from: i64,
-    to: i64,
+    to: Option<i64>,
     kind: &str,
     disconnect: Option<&str>,
 ) {
@@ -297,9 +426,12 @@ fn segment(
         out.extend_from_slice(q.as_bytes());
         out.extend_from_slice(b"\",");
     }
-    out.extend_from_slice(b"\"segmentEnd\":");
-    iso::push_quoted(out, to);
-    out.extend_from_slice(b",\"segmentStart\":");
+    if let Some(to) = to {
+        out.extend_from_slice(b"\"segmentEnd\":");
+        iso::push_quoted(out, to);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"segmentStart\":");
     iso::push_quoted(out, from);
     out.extend_from_slice(b",\"segmentType\":\"");
     out.extend_from_slice(kind.as_bytes());
@@ -329,6 +461,48 @@ mod tests {
                 "conversation {i} is not canonical"
             );
         }
+    }
+
+    #[test]
+    fn records_as_of_a_moment_are_canonical_prefixes_and_final_from_their_end() {
+        let d = dataset();
+        let mut open = 0;
+        for i in (0..2_000).step_by(7) {
+            let f = d.facts(i);
+            let mut final_ = Vec::new();
+            d.write_conversation(i, &mut final_);
+            for now in [f.start_ms, f.start_ms + f.duration_ms / 3, f.end_ms() - 1] {
+                let mut out = Vec::new();
+                d.write_facts(&f, Some(now), &mut out);
+                let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+                assert_eq!(serde_json::to_vec(&v).unwrap(), out, "canonical");
+                assert!(v.get("conversationEnd").is_none());
+                assert!(out.len() < final_.len());
+                let open_segments = out.windows(13).filter(|w| w == b"segmentStart\"").count()
+                    - out.windows(11).filter(|w| w == b"segmentEnd\"").count();
+                assert!(open_segments >= 1, "something is still running at {now}");
+                open += open_segments;
+            }
+            for now in [f.end_ms(), f.end_ms() + 1] {
+                let mut out = Vec::new();
+                d.write_facts(&f, Some(now), &mut out);
+                assert_eq!(out, final_);
+            }
+        }
+        assert!(open > 858, "{open}");
+    }
+
+    #[test]
+    fn ids_give_back_their_index() {
+        let d = dataset();
+        for i in [0, 1, 999, 3 << 30, (3 << 30) + 5] {
+            assert_eq!(d.index_of(&d.conversation_id(i)), Some(i));
+        }
+        let id = d.conversation_id(7);
+        let other = format!("{}{}", &id[..35], if id.ends_with('0') { '1' } else { '0' });
+        assert_eq!(d.index_of(&other), None);
+        assert_eq!(d.index_of("nope"), None);
+        assert_eq!(d.index_of(""), None);
     }
 
     #[test]

@@ -135,6 +135,16 @@ impl Dataset {
     }
 }
 
+impl Dataset {
+    /// The facts of conversation `i` with another `conversationStart` (an inserted one).
+    pub(crate) fn facts_at(&self, i: u64, start_ms: i64) -> Facts {
+        Facts {
+            start_ms,
+            ..self.facts(i)
+        }
+    }
+}
+
 impl Facts {
     /// `conversationEnd` in Unix milliseconds.
     pub(crate) fn end_ms(&self) -> i64 {

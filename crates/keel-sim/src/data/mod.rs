@@ -24,6 +24,10 @@ pub(crate) struct Dataset {
     pub(crate) span_ms: u64,
     pub(crate) total: u64,
     pub(crate) users: u64,
+    /// Mean gap between live arrivals after the span, in microseconds (0: none).
+    arrival_gap_us: u64,
+    /// Indices stay below this (arrivals stop there).
+    index_cap: u64,
     /// Division and queue ids, computed once (they are written into every record).
     divisions: Arc<[String]>,
     queues: Arc<[String]>,
@@ -39,6 +43,8 @@ impl Dataset {
             span_ms: span_ms.max(1),
             total,
             users: users.max(1),
+            arrival_gap_us: 0,
+            index_cap: total,
             divisions: (0..facts::DIVISIONS)
                 .map(|d| conversation::division_id(seed, d))
                 .collect(),
@@ -58,10 +64,43 @@ impl Dataset {
         &self.queues[usize::from(q)]
     }
 
+    /// Live arrivals: after the span, conversation `total + k` starts in the `k`-th slot of
+    /// `gap_us` microseconds (jittered inside it), for indices below `cap`.
+    pub(crate) fn with_arrivals(mut self, gap_us: u64, cap: u64) -> Self {
+        self.arrival_gap_us = gap_us.max(1);
+        self.index_cap = cap.max(self.total);
+        self
+    }
+
+    /// Indices `0..index_space()` are generated conversations (with arrivals: far more than
+    /// ever start).
+    pub(crate) fn index_space(&self) -> u64 {
+        self.index_cap
+    }
+
+    /// How many conversations have started at or before `now_ms` (they are `0..n`).
+    pub(crate) fn started_by(&self, now_ms: i64) -> u64 {
+        let span_end = self.base_ms + self.span_ms as i64;
+        let upper = if self.arrival_gap_us > 0 && now_ms >= span_end {
+            let slots = (now_ms - span_end) as u128 * 1_000 / u128::from(self.arrival_gap_us);
+            (self.total as u128 + slots + 1).min(u128::from(self.index_cap)) as u64
+        } else {
+            self.total
+        };
+        self.lower_bound(now_ms.saturating_add(1), upper)
+    }
+
     /// `conversationStart` of conversation `i`, in Unix milliseconds.
     ///
-    /// NOTE: monotonic non-decreasing in `i` (each index owns a jittered slot of the span).
+    /// NOTE: monotonic non-decreasing in `i` (each index owns a jittered slot of the span, and
+    /// arrivals a jittered slot after it).
     pub(crate) fn start_ms(&self, i: u64) -> i64 {
+        if i >= self.total && self.arrival_gap_us > 0 {
+            let gap = u128::from(self.arrival_gap_us);
+            let jitter = u128::from(hash::h3(self.seed, i, SALT_START)) % gap;
+            let offset = (u128::from(i - self.total) * gap + jitter) / 1_000;
+            return self.base_ms + self.span_ms as i64 + offset as i64;
+        }
         let span = u128::from(self.span_ms);
         let jitter = u128::from(hash::h3(self.seed, i, SALT_START) % self.span_ms);
         let offset = (u128::from(i) * span + jitter) / u128::from(self.total.max(1));

@@ -90,7 +90,7 @@ pub(crate) fn too_many_requests(state: &State, secs: u64, context_id: &str) -> R
     let h = r.headers_mut();
     set_retry_after(state, h, secs);
     // NOTE: without a configured limiter, advertise Genesys's usual 300 requests per window.
-    let allowed = state.limiter.as_ref().map_or(300, |l| l.burst);
+    let allowed = state.rate_burst.unwrap_or(300);
     rate_headers(h, allowed, allowed, secs.min(MAX_RETRY_AFTER_SECS));
     r
 }

@@ -76,8 +76,15 @@ async fn dispatch(
         return Ok(oauth::token(state, req, context_id).await);
     }
     if path == "/__stats" && req.method() == Method::GET {
-        let stats = serde_json::to_vec(&state.stats.snapshot()).expect("json");
+        let stats = serde_json::to_vec(&state.snapshot()).expect("json");
         return Ok(reply::json(StatusCode::OK, stats));
+    }
+    if path == "/__churn" && req.method() == Method::GET {
+        let truth = serde_json::to_vec(&state.churn_truth()).expect("json");
+        return Ok(reply::json(StatusCode::OK, truth));
+    }
+    if path == "/__clock" {
+        return Ok(clock(state, req, context_id).await);
     }
     if path.starts_with("/api/") {
         return api(state, req, context_id).await;
@@ -89,6 +96,40 @@ async fn dispatch(
         "The requested resource was not found.",
         context_id,
     ))
+}
+
+/// `{"advanceMs": N}` or `{"nowMs": T}` (both optional) for `POST /__clock`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ClockChange {
+    advance_ms: Option<u64>,
+    now_ms: Option<i64>,
+}
+
+/// `GET /__clock` → `{"nowMs": T}`; `POST /__clock` sets (`nowMs`) or moves (`advanceMs`) the
+/// simulator clock, then answers the same.
+async fn clock(state: &State, req: Request<Incoming>, context_id: &str) -> Resp {
+    let bad = |m: &str| counted_error(state, StatusCode::BAD_REQUEST, "bad.request", m, context_id);
+    match *req.method() {
+        Method::GET => {}
+        Method::POST => {
+            let Some(body) = read_body(req.into_body()).await else {
+                return bad("The request body could not be read.");
+            };
+            let Ok(change) = serde_json::from_slice::<ClockChange>(&body) else {
+                return bad("Expected {\"advanceMs\": N} or {\"nowMs\": T}.");
+            };
+            if let Some(t) = change.now_ms {
+                state.clock.set(t);
+            }
+            if let Some(d) = change.advance_ms {
+                state.clock.advance(std::time::Duration::from_millis(d));
+            }
+        }
+        _ => return not_found(state, context_id),
+    }
+    let body = serde_json::json!({ "nowMs": state.clock.now_ms() });
+    reply::json(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +176,13 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
                 ));
             }
             Fault::RevokeToken => {
-                state.tokens.revoke_presented(auth);
+                if let Some((client, first)) = state.tokens.revoke_presented(auth) {
+                    let counters = &state.clients[client].counters;
+                    Counters::bump(&counters.unauthorized);
+                    if first {
+                        Counters::bump(&counters.revoked_tokens);
+                    }
+                }
                 Counters::bump(&stats.revoked_token);
                 return Ok(unauthorized(state, context_id));
             }
@@ -151,7 +198,9 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
     if c.unavailable_probability > 0.0 && unit(h3(seed, n, SALT_503)) < c.unavailable_probability {
         return Ok(unavailable(state, context_id));
     }
-    let refused = match state.tokens.check(auth, Instant::now()) {
+    let checked = state.tokens.check_client(auth, Instant::now());
+    let client = checked.client.map(|c| &state.clients[c]);
+    let refused = match checked.verdict {
         Verdict::Valid => None,
         Verdict::Missing => Some(&stats.no_token),
         Verdict::Unknown => Some(&stats.unknown_token),
@@ -160,13 +209,25 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
     };
     if let Some(counter) = refused {
         Counters::bump(counter);
+        if let Some(client) = client {
+            Counters::bump(&client.counters.unauthorized);
+            if checked.first_revocation {
+                Counters::bump(&client.counters.revoked_tokens);
+            }
+        }
         return Ok(unauthorized(state, context_id));
     }
+    let Some(client) = client else {
+        // NOTE: unreachable (every issued token names its client); refuse rather than panic.
+        return Ok(unauthorized(state, context_id));
+    };
+    Counters::bump(&client.counters.api_requests);
     let mut rate = None;
-    if let Some(limiter) = &state.limiter {
+    if let Some(limiter) = &client.limiter {
         match limiter.take(Instant::now()) {
             Take::Allowed { used, reset_secs } => rate = Some((used, limiter.burst, reset_secs)),
             Take::Limited { wait } => {
+                Counters::bump(&client.counters.rate_limited);
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 return Ok(reply::too_many_requests(state, secs.max(1), context_id));
             }
