@@ -195,7 +195,7 @@ impl Dataset {
         let ph = h3(self.seed, f.index * 8 + k, SALT_PARTICIPANT);
         let user = (ph >> 4) % self.users;
         out.push(b'{');
-        if s.purpose == Purpose::Customer && ph % 2 == 0 {
+        if s.purpose == Purpose::Customer && ph.is_multiple_of(2) {
             out.extend_from_slice(b"\"attributes\":{\"crm.caseId\":");
             push_str(out, &format!("CASE-{}", (ph >> 8) % 1_000_000));
             out.extend_from_slice(b",\"lang\":");

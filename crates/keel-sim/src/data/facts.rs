@@ -111,13 +111,13 @@ impl Dataset {
             17 => Media::Callback,
             _ => Media::Message,
         };
-        let originating = if (h >> 8) % 4 == 0 {
+        let originating = if (h >> 8).is_multiple_of(4) {
             Dir::Outbound
         } else {
             Dir::Inbound
         };
         let first = ((h >> 12) % DIVISIONS) as u8;
-        let two = (h >> 16) % 5 == 0;
+        let two = (h >> 16).is_multiple_of(5);
         Facts {
             index: i,
             start_ms: self.start_ms(i),
@@ -128,7 +128,7 @@ impl Dataset {
             division_count: if two { 2 } else { 1 },
             queue: ((h >> 20) % QUEUES) as u8,
             participants: 2 + ((h >> 24) % 3) as u8,
-            transfer_flips_direction: (h >> 28) % 2 == 0,
+            transfer_flips_direction: (h >> 28).is_multiple_of(2),
             h,
             h2,
         }
