@@ -42,6 +42,7 @@ pub struct PgUrl {
 
 impl PgUrl {
     /// The URL including its password, for the driver only.
+    #[cfg(feature = "postgres")]
     pub(crate) fn secret_url(&self) -> &str {
         &self.url
     }

@@ -1,4 +1,4 @@
-//! Database destinations for Genesys Cloud exports: SQLite and PostgreSQL [`PageSink`]s.
+//! Database destinations for Genesys Cloud exports: SQLite and PostgreSQL [`PageSink`](keel_genesys::PageSink)s.
 //!
 //! A data team wants conversations in a database it can query, kept current by a job that
 //! runs every few minutes. These sinks make that exactly-once: each page's rows *and* the
@@ -43,11 +43,18 @@
 //! ```
 
 #![forbid(unsafe_code)]
+// NOTE: without a database feature only the destination and error types remain; the schema and
+// flattening code is then unused by design.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, unused_imports)
+)]
 
 mod destination;
 mod error;
 mod flatten;
 mod schema;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sink;
 mod spec;
 mod sql;
@@ -60,6 +67,7 @@ mod sqlite;
 pub use destination::{Destination, PgUrl};
 pub use error::DbError;
 pub use schema::SCHEMA_VERSION;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use sink::DbSink;
 pub use spec::ExportSpec;
 

@@ -40,10 +40,11 @@ const STAGE: &str = "keel_stage_conversations";
 ///
 /// One run at a time: the sink takes `pg_try_advisory_lock` on a connection of its own that
 /// it holds, idle, for the whole run (a lock belongs to its connection; it is never taken on
-/// a pooled one). The lock goes when the sink is dropped or the process dies.
+/// a pooled one). The lock goes at [`close`](PageSink::close), or with that connection when
+/// the sink is dropped or the process dies.
 pub struct PostgresSink {
     conn: PgConnection,
-    _lock: PgConnection,
+    lock: PgConnection,
     destination: String,
     secret: Option<String>,
     spec: ExportSpec,
@@ -106,7 +107,7 @@ impl PostgresSink {
             .map_err(err("create the staging table"))?;
         Ok(PostgresSink {
             conn,
-            _lock: lock,
+            lock,
             destination,
             secret,
             spec,
@@ -471,6 +472,13 @@ impl PageSink for PostgresSink {
             .execute(&mut self.conn)
             .await
             .map_err(|e| self.db_err("complete the export", &e))?;
+        // NOTE: released here rather than left to the connection's end, which the server
+        // notices only some time after the sink is dropped: the next run can start at once.
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut self.lock)
+            .await
+            .map_err(|e| self.db_err("release the run lock", &e))?;
         self.busy = false;
         self.resume_query = None;
         self.pending_watermark = None;

@@ -21,15 +21,15 @@ use crate::sql;
 /// The file is in WAL mode with `synchronous = FULL`: when [`commit`](PageSink::commit)
 /// returns, the page and its resume point are durable. SQLite work runs on tokio's blocking
 /// pool, so the sink does not stall the runtime. One run at a time: the sink holds an
-/// exclusive lock on `PATH.lock` (released by the OS when the process dies, so a killed run
-/// never leaves a stale lock).
+/// exclusive lock on `PATH.lock` until [`close`](PageSink::close) or drop (the OS releases it
+/// when the process dies, so a killed run never leaves a stale lock).
 pub struct SqliteSink {
     conn: Option<Connection>,
     destination: String,
     spec: ExportSpec,
     resume_query: Option<serde_json::Value>,
     pending_watermark: Option<OffsetDateTime>,
-    _lock: File,
+    lock: File,
 }
 
 impl fmt::Debug for SqliteSink {
@@ -81,7 +81,7 @@ impl SqliteSink {
             spec,
             resume_query: None,
             pending_watermark: None,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -473,6 +473,8 @@ impl PageSink for SqliteSink {
         .await?;
         self.resume_query = None;
         self.pending_watermark = None;
-        Ok(())
+        self.lock
+            .unlock()
+            .map_err(|e| DbError::database(&self.destination, "release the run lock", &e, None))
     }
 }

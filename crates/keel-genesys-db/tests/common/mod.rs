@@ -106,7 +106,7 @@ pub(crate) fn queue(i: u32) -> String {
     format!("q{}", i % 3)
 }
 pub(crate) fn direction(i: u32) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "inbound"
     } else {
         "outbound"
@@ -526,9 +526,10 @@ pub(crate) async fn a_second_run_is_locked_out<B: Backend>(b: B) {
         "{err}"
     );
     first.close().await.unwrap();
-    drop(first);
+    // `close` releases the lock at once, while the first sink still exists.
     let mut second = connect(&b).await;
     assert_eq!(second.open().await.unwrap(), SinkState::default());
+    drop(first);
 }
 
 pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
