@@ -217,7 +217,7 @@ impl Batch {
     }
 
     /// The ids of the conversations, in page order.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn ids(&self) -> Vec<String> {
         self.conversations.iter().map(|c| c.id.clone()).collect()
     }
