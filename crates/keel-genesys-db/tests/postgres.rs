@@ -125,3 +125,15 @@ async fn passwords_never_appear_in_errors_or_debug_output() {
     sink.open().await.unwrap();
     sink.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn child_commits_until_killed() {
+    common::child_commits_until_killed().await;
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_page_resumes_exactly() {
+    let Some(b) = Pg::new() else { return };
+    let text = b.db.url();
+    common::a_run_killed_mid_page_resumes_exactly(b, &text, "child_commits_until_killed").await;
+}

@@ -68,3 +68,15 @@ async fn the_lock_file_is_beside_the_database_and_released_on_drop() {
     drop(sink);
     drop(common::connect(&b).await);
 }
+
+#[tokio::test]
+async fn child_commits_until_killed() {
+    common::child_commits_until_killed().await;
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_page_resumes_exactly() {
+    let b = Sqlite::new().unwrap();
+    let text = format!("sqlite:{}", b.path.display());
+    common::a_run_killed_mid_page_resumes_exactly(b, &text, "child_commits_until_killed").await;
+}

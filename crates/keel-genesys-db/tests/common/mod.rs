@@ -737,3 +737,85 @@ macro_rules! all_tests {
         );
     };
 }
+
+// ---------------------------------------------------------------------------------------------
+// kill -9 in the middle of a run.
+// ---------------------------------------------------------------------------------------------
+
+/// Set in the child process: the destination it commits to until it is killed.
+pub(crate) const CHILD_ENV: &str = "KEEL_DB_KILL_CHILD";
+
+/// The child's side (a test that does nothing unless [`CHILD_ENV`] is set): resumes where the
+/// destination stands and commits pages of ten conversations, printing each, until killed.
+pub(crate) async fn child_commits_until_killed() {
+    let Ok(text) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let dest = Destination::parse(&text).unwrap();
+    let mut sink = DbSink::connect(&dest, spec()).await.unwrap();
+    let mut k = u32::try_from(sink.open().await.unwrap().pages).unwrap();
+    loop {
+        k += 1;
+        let page = records((k - 1) * 10..k * 10);
+        sink.commit(Commit {
+            records: &page,
+            resume: &checkpoint(k),
+        })
+        .await
+        .unwrap();
+        println!("committed {k}");
+    }
+}
+
+/// Runs this test binary's `child_test` as a child process against `dest_text`, kills it
+/// (SIGKILL) once it reported `after` pages, and returns.
+fn run_child_and_kill(child_test: &str, dest_text: &str, after: u32) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([child_test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dest_text)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let want = format!("committed {after}");
+    for line in out.lines() {
+        if line.unwrap() == want {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Connects, waiting (bounded) while the killed run's lock is still being released.
+async fn connect_after_kill<B: Backend>(b: &B) -> DbSink {
+    for _ in 0..200 {
+        match DbSink::connect(&b.destination(), spec()).await {
+            Ok(s) => return s,
+            Err(DbError::Locked { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the killed run's lock was never released");
+}
+
+pub(crate) async fn a_run_killed_mid_page_resumes_exactly<B: Backend>(
+    b: B,
+    dest_text: &str,
+    child_test: &str,
+) {
+    for round in 1..=2u32 {
+        run_child_and_kill(child_test, dest_text, round * 5);
+        let mut sink = connect_after_kill(&b).await;
+        let state = sink.open().await.unwrap();
+        let k = u32::try_from(state.pages).unwrap();
+        assert!(k >= round * 5, "round {round}: {k} pages");
+        assert_eq!(state.resume, Some(checkpoint(k)), "round {round}");
+        assert_eq!(state.conversations, u64::from(k) * 10);
+        assert_rows_of(&b, 0..k * 10).await;
+    }
+}
