@@ -38,6 +38,8 @@ const STAGE: &str = "keel_stage_conversations";
 /// file (`PGPASSFILE`) supplies it, as libpq does; `PGHOST`, `PGPORT`, `PGUSER` and
 /// `PGDATABASE` fill what the URL leaves out.
 ///
+/// Needs PostgreSQL 12 or newer (`plan_cache_mode`, set for the sink's session).
+///
 /// One run at a time: the sink takes `pg_try_advisory_lock` on a connection of its own that
 /// it holds, idle, for the whole run (a lock belongs to its connection; it is never taken on
 /// a pooled one). The lock goes at [`close`](PageSink::close), or with that connection when

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// two runs with the same key share one resume point, one watermark and one list of
 /// conversations in progress. `query` is the query as the run resolved it (JSON), stored with
 /// every resume point so that a resumed run continues the same query
-/// ([`SqliteSink::resume_query`](crate::SqliteSink::resume_query)).
+/// (`resume_query` of the sinks).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportSpec {
     pub(crate) key: String,
