@@ -1,0 +1,211 @@
+//! Conversations per second into SQLite and PostgreSQL, flattened tables included.
+//!
+//! ```text
+//! cargo run --release -p keel-genesys-db --example db_bench -- [CONVERSATIONS] [PAGE_SIZE]
+//! ```
+//!
+//! Each database gets CONVERSATIONS (default 50,000) records of a realistic shape (customer,
+//! ACD and agent participants with segments and metrics, about 2 KB of JSON each) committed
+//! in pages of PAGE_SIZE (default 100, the details query's maximum), one transaction per page
+//! with its resume point, then the same records again by a second run (the upsert path that
+//! replaces every conversation's child rows). Only the commits are timed; pages are generated one at a time, so the process's
+//! peak memory shows whether the sink's memory is flat in the number of conversations.
+//! Wall time depends on the disk's fsync latency (every commit is durable) and on other load;
+//! CPU seconds of this process and of the PostgreSQL backends serving the benchmark's database
+//! are reported too, as the figure that other load does not distort.
+//! PostgreSQL is a throwaway cluster from keel-testkit (durable settings: fsync on), skipped
+//! when it is not installed.
+
+use std::time::{Duration, Instant};
+
+use keel_genesys::sink::{Commit, PageSink};
+use keel_genesys::{Checkpoint, Interval, QueryCheckpoint, Record};
+use keel_genesys_db::{DbSink, Destination, ExportSpec};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+fn conversation(i: u64, base: OffsetDateTime) -> Record {
+    let start = base + time::Duration::seconds(i as i64);
+    let end = start + time::Duration::seconds(300 + (i % 600) as i64);
+    let iso = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let q = format!("4b8e6f3a-0000-4000-8000-{:012x}", i % 20);
+    let json = serde_json::json!({
+        "conversationId": format!("c0ffee00-0000-4000-8000-{i:012x}"),
+        "conversationStart": iso(start),
+        "conversationEnd": iso(end),
+        "originatingDirection": if i.is_multiple_of(3) { "outbound" } else { "inbound" },
+        "divisionIds": ["a1b2c3d4-0000-4000-8000-000000000001"],
+        "mediaStatsMinConversationMos": 4.88,
+        "participants": [
+            {"participantId": format!("p-c-{i}"), "purpose": "customer", "participantName": "Zoë Ångström",
+             "attributes": {"crm.caseId": format!("CASE-{i}")},
+             "sessions": [{"mediaType": "voice", "sessionId": format!("s-c-{i}"), "direction": "inbound",
+                 "ani": "tel:+15550001234", "dnis": "tel:+18000001234", "provider": "Edge",
+                 "segments": [{"segmentType": "interact", "segmentStart": iso(start), "segmentEnd": iso(end), "disconnectType": "peer"}],
+                 "metrics": [{"name": "nConnected", "value": 1, "emitDate": iso(end)}]}]},
+            {"participantId": format!("p-q-{i}"), "purpose": "acd",
+             "sessions": [{"mediaType": "voice", "sessionId": format!("s-q-{i}"), "direction": "inbound", "provider": "Edge",
+                 "segments": [{"segmentType": "interact", "queueId": q, "segmentStart": iso(start), "segmentEnd": iso(start)}],
+                 "metrics": [{"name": "nOffered", "value": 1, "emitDate": iso(start)},
+                             {"name": "tAcd", "value": 12000, "emitDate": iso(start)}]}]},
+            {"participantId": format!("p-a-{i}"), "purpose": "agent", "userId": "u-1", "participantName": "Ada Lovelace",
+             "sessions": [{"mediaType": "voice", "sessionId": format!("s-a-{i}"), "direction": "inbound", "provider": "Edge",
+                 "segments": [
+                     {"segmentType": "alert", "queueId": q, "segmentStart": iso(start), "segmentEnd": iso(start)},
+                     {"segmentType": "interact", "queueId": q, "segmentStart": iso(start), "segmentEnd": iso(end), "disconnectType": "client"},
+                     {"segmentType": "wrapup", "queueId": q, "segmentStart": iso(end), "segmentEnd": iso(end)}],
+                 "metrics": [{"name": "tAlert", "value": 3000, "emitDate": iso(start)},
+                             {"name": "tTalk", "value": 250000, "emitDate": iso(end)},
+                             {"name": "tAcw", "value": 20000, "emitDate": iso(end)}]}]}
+        ],
+        "simExtension": {"flags": ["vip"], "locale": "sv-SE", "note": "résumé attached 📎"}
+    });
+    Record {
+        id: json["conversationId"].as_str().unwrap().to_owned(),
+        start,
+        raw: RawValue::from_string(json.to_string()).unwrap(),
+    }
+}
+
+fn checkpoint(page: u32, size: u32) -> Checkpoint {
+    let interval: Interval = "2024-01-01T00:00:00Z/2024-02-01T00:00:00Z".parse().unwrap();
+    Checkpoint::Query(QueryCheckpoint {
+        query_interval: interval,
+        part: interval,
+        part_index: 0,
+        page_number: page,
+        page_size: size,
+        total_hits: None,
+        skip_ids: Vec::new(),
+    })
+}
+
+/// CPU seconds (user + system) of a process, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // NOTE: fields 14 and 15 of the file are the 12th and 13th after the command name.
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// CPU seconds of this process and of the PostgreSQL backends serving database `db`.
+fn cpu_total(db: Option<&str>) -> f64 {
+    let mut total = cpu_seconds("self");
+    if let Some(db) = db {
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmd.starts_with("postgres: ") && cmd.contains(&format!(" {db} ")) {
+                total += cpu_seconds(&pid);
+            }
+        }
+    }
+    total
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Times the commits of `n` conversations: (wall time, CPU seconds of client and server).
+async fn pass(sink: &mut DbSink, n: u64, page_size: u64, db: Option<&str>) -> (Duration, f64) {
+    let base = OffsetDateTime::parse(
+        "2024-01-01T00:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let mut spent = Duration::ZERO;
+    let mut cpu = 0.0;
+    let mut page_no = 0u32;
+    let mut i = 0u64;
+    while i < n {
+        let page: Vec<Record> = (i..(i + page_size).min(n))
+            .map(|k| conversation(k, base))
+            .collect();
+        page_no += 1;
+        let resume = checkpoint(page_no, page_size as u32);
+        let c = cpu_total(db);
+        let t = Instant::now();
+        sink.commit(Commit {
+            records: &page,
+            resume: &resume,
+        })
+        .await
+        .expect("commit");
+        spent += t.elapsed();
+        cpu += cpu_total(db) - c;
+        i += page.len() as u64;
+    }
+    (spent, cpu)
+}
+
+async fn bench(name: &str, dest: &Destination, db: Option<&str>, n: u64, page_size: u64) {
+    let spec = ExportSpec::new("bench", serde_json::json!({}));
+    let mut sink = DbSink::connect(dest, spec.clone()).await.expect("connect");
+    sink.open().await.expect("open");
+    let first = pass(&mut sink, n, page_size, db).await;
+    sink.close().await.expect("close");
+    drop(sink);
+    // A second run over the same interval: every conversation is updated, its child rows replaced.
+    let mut sink = DbSink::connect(dest, spec).await.expect("connect");
+    sink.open().await.expect("open");
+    let again = pass(&mut sink, n, page_size, db).await;
+    sink.close().await.expect("close");
+    for (what, (wall, cpu)) in [("first write", first), ("re-run", again)] {
+        println!(
+            "{name:<8} {what:<11} {n} conversations, pages of {page_size}: {:>7.0} conv/s wall \
+             ({:.2} s), {:>7.0} conv per CPU-second (client + server, {:.2} s); peak RSS {:.0} MiB",
+            n as f64 / wall.as_secs_f64(),
+            wall.as_secs_f64(),
+            n as f64 / cpu,
+            cpu,
+            peak_rss_mib().unwrap_or(f64::NAN),
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
+    let page_size: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let sample = conversation(0, OffsetDateTime::UNIX_EPOCH);
+    println!(
+        "record size {} bytes; {} rows per conversation across the five tables; load average {}",
+        sample.raw.get().len(),
+        1 + 3 + 3 + 5 + 6,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Destination::Sqlite(dir.path().join("bench.db"));
+    bench("sqlite", &sqlite, None, n, page_size).await;
+
+    match keel_testkit::postgres::PgCluster::shared() {
+        Some(pg) => {
+            let db = pg.create_database();
+            let dest = Destination::parse(&db.url()).expect("url");
+            bench("postgres", &dest, Some(&db.name), n, page_size).await;
+        }
+        None => println!("postgres   skipped: PostgreSQL is not installed"),
+    }
+}

@@ -1,0 +1,402 @@
+//! A page of records turned into the rows of every table.
+//!
+//! Only the fields the flattened tables hold are read; every other field is ignored here and
+//! kept in the record column, which stores the JSON as sent. A record may lack any optional
+//! part (participants, sessions, segments, metrics, an end); a field of the wrong type is an
+//! error for the page rather than a silently missing row.
+
+use std::collections::HashMap;
+
+use keel_genesys::Record;
+use serde::Deserialize;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+const ISO_MS: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+const DAY: &[FormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
+/// `2024-01-01T00:00:00.000Z`: UTC, milliseconds, so text order is time order (SQLite) and
+/// PostgreSQL reads it as `timestamptz`.
+pub(crate) fn iso_ms(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(ISO_MS)
+        .unwrap_or_else(|_| String::from("invalid"))
+}
+
+/// Reads a timestamp written by [`iso_ms`] (or any RFC 3339 text).
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conv {
+    #[serde(default)]
+    conversation_end: Option<String>,
+    #[serde(default)]
+    originating_direction: Option<String>,
+    #[serde(default)]
+    division_ids: Vec<String>,
+    #[serde(default)]
+    participants: Vec<Part>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Part {
+    #[serde(default)]
+    participant_id: Option<String>,
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    participant_name: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    sessions: Vec<Sess>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Sess {
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    segments: Vec<Seg>,
+    #[serde(default)]
+    metrics: Vec<Metric>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Seg {
+    #[serde(default)]
+    segment_type: Option<String>,
+    #[serde(default)]
+    segment_start: Option<String>,
+    #[serde(default)]
+    segment_end: Option<String>,
+    #[serde(default)]
+    queue_id: Option<String>,
+    #[serde(default)]
+    disconnect_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metric {
+    name: String,
+    #[serde(default)]
+    value: Option<serde_json::Number>,
+    #[serde(default)]
+    emit_date: Option<String>,
+}
+
+/// A row of `conversations` (without `written_at` and `run_id`, which the sink adds).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConvRow {
+    pub(crate) id: String,
+    pub(crate) start: OffsetDateTime,
+    pub(crate) end: Option<OffsetDateTime>,
+    pub(crate) start_day: String,
+    pub(crate) start_hour: i32,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) direction: Option<String>,
+    pub(crate) media_types: String,
+    pub(crate) division_ids: String,
+    pub(crate) raw: String,
+}
+
+/// A row of `participants`; `conv` indexes [`Batch::conversations`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ParticipantRow {
+    pub(crate) conv: usize,
+    pub(crate) index: i32,
+    pub(crate) participant_id: Option<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) user_id: Option<String>,
+}
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SessionRow {
+    pub(crate) conv: usize,
+    pub(crate) participant: i32,
+    pub(crate) index: i32,
+    pub(crate) session_id: Option<String>,
+    pub(crate) media_type: Option<String>,
+    pub(crate) direction: Option<String>,
+    /// The first queue among the session's segments.
+    pub(crate) queue_id: Option<String>,
+}
+
+/// A row of `segments`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SegmentRow {
+    pub(crate) conv: usize,
+    pub(crate) participant: i32,
+    pub(crate) session: i32,
+    pub(crate) index: i32,
+    pub(crate) segment_type: Option<String>,
+    pub(crate) start: Option<OffsetDateTime>,
+    pub(crate) end: Option<OffsetDateTime>,
+    pub(crate) queue_id: Option<String>,
+    pub(crate) disconnect_type: Option<String>,
+}
+
+/// A row of `session_metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricRow {
+    pub(crate) conv: usize,
+    pub(crate) participant: i32,
+    pub(crate) session: i32,
+    pub(crate) index: i32,
+    pub(crate) name: String,
+    pub(crate) value: Option<i64>,
+    pub(crate) emit_date: Option<OffsetDateTime>,
+}
+
+/// The rows of one page, each conversation once (the last of duplicate ids wins).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) conversations: Vec<ConvRow>,
+    pub(crate) participants: Vec<ParticipantRow>,
+    pub(crate) sessions: Vec<SessionRow>,
+    pub(crate) segments: Vec<SegmentRow>,
+    pub(crate) metrics: Vec<MetricRow>,
+}
+
+/// A record that cannot be flattened: its id and why.
+#[derive(Debug)]
+pub(crate) struct BadRecord {
+    pub(crate) id: String,
+    pub(crate) message: String,
+}
+
+fn time_field(field: &str, v: Option<&str>) -> Result<Option<OffsetDateTime>, String> {
+    v.map(|s| parse_time(s).ok_or_else(|| format!("`{field}` is not an RFC 3339 time: {s:?}")))
+        .transpose()
+        .map(|t| t.map(truncate_ms))
+}
+
+fn truncate_ms(t: OffsetDateTime) -> OffsetDateTime {
+    let ns = t.nanosecond();
+    t.replace_nanosecond(ns - ns % 1_000_000).unwrap_or(t)
+}
+
+fn index(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+impl Batch {
+    /// Flattens a page; an id that occurs more than once keeps its last record only (one
+    /// upsert statement may not touch a row twice).
+    pub(crate) fn from_records(records: &[Record]) -> Result<Batch, BadRecord> {
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            last.insert(r.id.as_str(), i);
+        }
+        let mut b = Batch::default();
+        for (i, r) in records.iter().enumerate() {
+            if last.get(r.id.as_str()) == Some(&i) {
+                b.push(r).map_err(|message| BadRecord {
+                    id: r.id.clone(),
+                    message,
+                })?;
+            }
+        }
+        Ok(b)
+    }
+
+    /// The ids of the conversations, in page order.
+    #[cfg(test)]
+    pub(crate) fn ids(&self) -> Vec<String> {
+        self.conversations.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn push(&mut self, r: &Record) -> Result<(), String> {
+        let c: Conv = serde_json::from_str(r.raw.get()).map_err(|e| e.to_string())?;
+        let conv = self.conversations.len();
+        let start = truncate_ms(r.start.to_offset(UtcOffset::UTC));
+        let end = time_field("conversationEnd", c.conversation_end.as_deref())?;
+        let duration_ms = end
+            .map(|e| (e - start).whole_milliseconds())
+            .filter(|d| *d >= 0)
+            .and_then(|d| i64::try_from(d).ok());
+        let mut media: Vec<&str> = Vec::new();
+        for (pi, p) in c.participants.iter().enumerate() {
+            for (si, s) in p.sessions.iter().enumerate() {
+                if let Some(m) = s.media_type.as_deref() {
+                    if !media.contains(&m) {
+                        media.push(m);
+                    }
+                }
+                for (gi, g) in s.segments.iter().enumerate() {
+                    self.segments.push(SegmentRow {
+                        conv,
+                        participant: index(pi),
+                        session: index(si),
+                        index: index(gi),
+                        segment_type: g.segment_type.clone(),
+                        start: time_field("segmentStart", g.segment_start.as_deref())?,
+                        end: time_field("segmentEnd", g.segment_end.as_deref())?,
+                        queue_id: g.queue_id.clone(),
+                        disconnect_type: g.disconnect_type.clone(),
+                    });
+                }
+                for (mi, m) in s.metrics.iter().enumerate() {
+                    let value = m
+                        .value
+                        .as_ref()
+                        .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f.round() as i64)));
+                    self.metrics.push(MetricRow {
+                        conv,
+                        participant: index(pi),
+                        session: index(si),
+                        index: index(mi),
+                        name: m.name.clone(),
+                        value,
+                        emit_date: time_field("emitDate", m.emit_date.as_deref())?,
+                    });
+                }
+                self.sessions.push(SessionRow {
+                    conv,
+                    participant: index(pi),
+                    index: index(si),
+                    session_id: s.session_id.clone(),
+                    media_type: s.media_type.clone(),
+                    direction: s.direction.clone(),
+                    queue_id: s.segments.iter().find_map(|g| g.queue_id.clone()),
+                });
+            }
+            self.participants.push(ParticipantRow {
+                conv,
+                index: index(pi),
+                participant_id: p.participant_id.clone(),
+                purpose: p.purpose.clone(),
+                name: p.participant_name.clone(),
+                user_id: p.user_id.clone(),
+            });
+        }
+        self.conversations.push(ConvRow {
+            id: r.id.clone(),
+            start,
+            end,
+            start_day: start.format(DAY).unwrap_or_default(),
+            start_hour: i32::from(start.hour()),
+            duration_ms,
+            direction: c.originating_direction,
+            media_types: media.join(","),
+            division_ids: c.division_ids.join(","),
+            raw: r.raw.get().to_owned(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+    use time::macros::datetime;
+
+    pub(crate) fn record(json: &str) -> Record {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let start = parse_time(v["conversationStart"].as_str().unwrap()).unwrap();
+        Record {
+            id: v["conversationId"].as_str().unwrap().to_owned(),
+            start,
+            raw: RawValue::from_string(json.to_owned()).unwrap(),
+        }
+    }
+
+    const FULL: &str = r#"{"conversationId":"c1","conversationStart":"2024-03-01T10:15:00.250Z",
+        "conversationEnd":"2024-03-01T10:20:00.750Z","originatingDirection":"inbound",
+        "divisionIds":["d1","d2"],"unknownTop":{"x":[1,2]},
+        "participants":[
+          {"participantId":"p0","purpose":"customer","participantName":"Zoë","extra":1,
+           "sessions":[{"mediaType":"voice","sessionId":"s0","direction":"inbound",
+             "segments":[{"segmentType":"interact","segmentStart":"2024-03-01T10:15:00.250Z",
+                          "segmentEnd":"2024-03-01T10:20:00.750Z","disconnectType":"peer"}],
+             "metrics":[{"name":"nConnected","value":1,"emitDate":"2024-03-01T10:20:00.750Z"}]}]},
+          {"participantId":"p1","purpose":"agent","userId":"u1",
+           "sessions":[{"mediaType":"callback","segments":[
+              {"segmentType":"alert","queueId":"q1"},{"segmentType":"interact","queueId":"q2"}],
+             "metrics":[{"name":"tTalk","value":1000.4},{"name":"tAcw","value":500}]}]}
+        ]}"#;
+
+    #[test]
+    fn every_level_is_flattened_and_unknown_fields_ignored() {
+        let b = Batch::from_records(&[record(FULL)]).unwrap();
+        let c = &b.conversations[0];
+        assert_eq!(c.start, datetime!(2024-03-01 10:15:00.250 UTC));
+        assert_eq!(c.duration_ms, Some(300_500));
+        assert_eq!((c.start_day.as_str(), c.start_hour), ("2024-03-01", 10));
+        assert_eq!(c.media_types, "voice,callback");
+        assert_eq!(c.division_ids, "d1,d2");
+        assert!(c.raw.contains("unknownTop"));
+        assert_eq!(b.participants.len(), 2);
+        assert_eq!(b.participants[1].user_id.as_deref(), Some("u1"));
+        assert_eq!(b.sessions.len(), 2);
+        assert_eq!(b.sessions[1].queue_id.as_deref(), Some("q1"));
+        assert_eq!(b.segments.len(), 3);
+        assert_eq!(b.segments[2].index, 1);
+        assert_eq!(b.metrics.len(), 3);
+        assert_eq!(b.metrics[1].value, Some(1000));
+        assert_eq!(b.metrics[1].participant, 1);
+    }
+
+    #[test]
+    fn a_record_with_only_id_and_start_is_fine() {
+        let b = Batch::from_records(&[record(
+            r#"{"conversationId":"c","conversationStart":"2024-01-01T00:00:00Z"}"#,
+        )])
+        .unwrap();
+        let c = &b.conversations[0];
+        assert_eq!((c.end, c.duration_ms), (None, None));
+        assert_eq!(c.media_types, "");
+        assert!(b.participants.is_empty());
+    }
+
+    #[test]
+    fn duplicate_ids_keep_the_last_record_in_first_place_order() {
+        let a1 = r#"{"conversationId":"a","conversationStart":"2024-01-01T00:00:00Z","originatingDirection":"inbound"}"#;
+        let b1 = r#"{"conversationId":"b","conversationStart":"2024-01-01T00:00:00Z"}"#;
+        let a2 = r#"{"conversationId":"a","conversationStart":"2024-01-01T00:00:00Z","originatingDirection":"outbound"}"#;
+        let b = Batch::from_records(&[record(a1), record(b1), record(a2)]).unwrap();
+        assert_eq!(b.ids(), ["b", "a"]);
+        assert_eq!(b.conversations[1].direction.as_deref(), Some("outbound"));
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_names_the_record() {
+        let e = Batch::from_records(&[record(
+            r#"{"conversationId":"bad","conversationStart":"2024-01-01T00:00:00Z","participants":"no"}"#,
+        )])
+        .unwrap_err();
+        assert_eq!(e.id, "bad");
+        let e = Batch::from_records(&[record(
+            r#"{"conversationId":"t","conversationStart":"2024-01-01T00:00:00Z","conversationEnd":"yesterday"}"#,
+        )])
+        .unwrap_err();
+        assert!(e.message.contains("conversationEnd"), "{}", e.message);
+    }
+
+    #[test]
+    fn iso_ms_sorts_like_time() {
+        let a = iso_ms(datetime!(2024-01-01 09:00:00.5 UTC));
+        let b = iso_ms(datetime!(2024-01-01 10:00:00 +01:00));
+        assert_eq!(a, "2024-01-01T09:00:00.500Z");
+        assert_eq!(b, "2024-01-01T09:00:00.000Z");
+        assert!(b < a);
+        assert_eq!(parse_time(&a), Some(datetime!(2024-01-01 09:00:00.5 UTC)));
+    }
+}
