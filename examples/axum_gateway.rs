@@ -32,9 +32,9 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use keel::auth::{ClientCredentials, Origin, TokenCache};
 use keel::backoff::BackoffPolicy;
-use keel::gateway::Upstream;
+use keel::gateway::{GatewayLayer, Upstream};
 use keel::genesys::Environment;
-use keel::ServiceBuilderExt;
+use keel::ServiceBuilderExt as _;
 use secrecy::SecretString;
 use tower::{BoxError, ServiceBuilder};
 
@@ -97,7 +97,7 @@ pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
     ));
     let api: http::Uri = config.api_url.parse()?;
     let gateway = ServiceBuilder::new()
-        .gateway(Upstream::new(&api)?)
+        .layer(GatewayLayer::new(Upstream::new(&api)?))
         .replay_body(config.replay_cap)
         .refresh_on_401(tokens.clone())
         .backoff(config.backoff)

@@ -46,7 +46,7 @@
 //! use http_body_util::Full;
 //! use keel::auth::{token_source_fn, Origin, Token, TokenCache};
 //! use keel::backoff::BackoffPolicy;
-//! use keel::ServiceBuilderExt;
+//! use keel::ServiceBuilderExt as _;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -93,14 +93,12 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `genesys` | yes | `keel::genesys` (the `keel-genesys` crate): the Genesys Cloud client, models and exports |
-//! | `gateway` | yes | `keel::gateway`: `Gateway`, forwarding through a keel stack with hop-by-hop and credential headers removed, and `ServiceBuilderExt::gateway` |
+//! | `gateway` | yes | `keel::gateway`: `Gateway`, forwarding through a keel stack with hop-by-hop and credential headers removed (`.layer(GatewayLayer::new(upstream))`) |
 //! | `sim` | no | `keel::sim` (the `keel-sim` crate): the Genesys Cloud simulator |
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod builder;
-
-pub use builder::ServiceBuilderExt;
+pub use keel_layers::ServiceBuilderExt;
 pub use keel_layers::{auth, backoff, replay};
 pub use keel_paginate as paginate;
 

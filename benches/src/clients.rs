@@ -221,7 +221,7 @@ impl StackTarget<KeelService> {
         let refresh = RefreshOn401Layer::new(tokens.clone());
         let service = ServiceBuilder::new()
             .layer(ReplayBodyLayer::new(64 * 1024))
-            .layer(BackoffLayer::new(BackoffPolicy::default()).refresh_on_401(&refresh))
+            .layer(BackoffLayer::new(BackoffPolicy::default()).replay_on(refresh.clone()))
             .layer(BearerLayer::new(tokens, Origin::parse(url)?))
             .service(keel_client());
         Self::new(service, url)
@@ -321,7 +321,7 @@ pub fn future_sizes() -> String {
     let one_loop = ServiceBuilder::new()
         .layer(
             BackoffLayer::new(BackoffPolicy::default())
-                .refresh_on_401(&RefreshOn401Layer::new(tokens())),
+                .replay_on(RefreshOn401Layer::new(tokens())),
         )
         .layer(bearer.clone())
         .service(client());

@@ -36,8 +36,8 @@
 //! use http_body_util::{BodyExt, Full};
 //! use keel::auth::{token_source_fn, Origin, Token, TokenCache};
 //! use keel::backoff::BackoffPolicy;
-//! use keel::gateway::Upstream;
-//! use keel::ServiceBuilderExt;
+//! use keel::gateway::{GatewayLayer, Upstream};
+//! use keel::ServiceBuilderExt as _;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -52,7 +52,7 @@
 //! });
 //!
 //! let gateway = ServiceBuilder::new()
-//!     .gateway(Upstream::new(&api.parse()?)?)
+//!     .layer(GatewayLayer::new(Upstream::new(&api.parse()?)?))
 //!     .replay_body(1024 * 1024)
 //!     .refresh_on_401(tokens.clone())
 //!     .backoff(BackoffPolicy::default())

@@ -73,6 +73,7 @@
 
 mod bearer;
 mod cache;
+#[cfg(feature = "client-credentials")]
 mod client_credentials;
 mod origin;
 mod refresh;
@@ -84,6 +85,8 @@ mod tests;
 
 pub use bearer::{Bearer, BearerLayer, ResponseFuture as BearerResponseFuture};
 pub use cache::{TokenCache, TokenCacheStats};
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use client_credentials::ClientCredentials;
 pub use origin::{Origin, OriginError};
 pub(crate) use refresh::Refresh;

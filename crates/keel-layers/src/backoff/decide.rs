@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::headers::{server_delay, DelaySource};
+use crate::hints::{server_delay, DelaySource};
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
 use super::{is_timeout_error, is_transport_error};

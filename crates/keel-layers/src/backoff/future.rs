@@ -37,7 +37,7 @@ pin_project! {
         paced_since: Option<Instant>,
         shared: Arc<Shared<S>>,
         attempts: u32,
-        // Replays after a 401 still allowed (0 unless the layer also refreshes).
+        // Replays a hook may still ask for (0 without a hook).
         replays_left: u32,
         started: Instant,
         retry_safe: bool,
@@ -191,17 +191,23 @@ where
                                 response.headers(),
                                 *this.retry_safe,
                             ) else {
-                                let refresh = match &this.shared.refresh {
-                                    Some(refresh) if *this.replays_left > 0 => refresh,
+                                let hook = match &this.shared.hook {
+                                    Some(hook) if *this.replays_left > 0 => hook,
                                     _ => return Poll::Ready(Ok(response)),
                                 };
-                                let Some((rejected, replay)) =
-                                    refresh.replay_for(&response, this.request.as_ref())
+                                if !hook.wants_replay(status, response.extensions()) {
+                                    return Poll::Ready(Ok(response));
+                                }
+                                // NOTE: asked again after the attempt: a body may have found
+                                // out while it was sent that it outgrew its replay cap.
+                                let Some(replay) =
+                                    this.request.as_ref().and_then(try_clone_request)
                                 else {
+                                    hook.not_replayable();
                                     return Poll::Ready(Ok(response));
                                 };
+                                hook.replaying(status, response.extensions());
                                 drop(response);
-                                refresh.replaying(rejected);
                                 *this.replays_left -= 1;
                                 // NOTE: from here on, as a new call of this layer: what the
                                 // stacked `RefreshOn401` above it would make.

@@ -38,10 +38,11 @@
 //! to [`drain_limit`](BackoffPolicy::drain_limit)) during the wait and dropped before the
 //! replay, so the connection can be reused.
 //!
-//! Stacked under [`RefreshOn401Layer`](crate::auth::RefreshOn401Layer), the two retry loops
-//! can be one: [`BackoffLayer::refresh_on_401`] makes this layer also replay after a 401 as
-//! that layer would, with one request backup and one spare service for both kinds of retry
-//! (cheaper for every request, retried or not; same behaviour and counters).
+//! Another retrying layer stacked directly above this one can share its retry loop:
+//! [`BackoffLayer::replay_on`] takes a [`ReplayOnResponse`](crate::hook::ReplayOnResponse)
+//! hook (refresh-on-401's layer is one) and replays after the responses it asks for, with
+//! one request backup and one spare service for both kinds of retry (cheaper for every
+//! request, retried or not; same behaviour and counters).
 //!
 //! Each retry emits a `tracing` event at `INFO` with `status`, `attempt`, `delay_ms` and
 //! `source` (`retry-after`, `ratelimit-reset` or `schedule`); [`BackoffStats`] counts 429
@@ -123,7 +124,6 @@
 mod classify;
 mod decide;
 mod future;
-mod headers;
 mod layer;
 mod pacing;
 mod policy;
@@ -133,7 +133,7 @@ mod tower_policy;
 
 pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
 pub use future::ResponseFuture;
-pub use headers::{
+pub use crate::hints::{
     parse_ratelimit_reset, parse_retry_after, server_delay, DelaySource, ININ_RATELIMIT_RESET,
     RATELIMIT_RESET, X_RATELIMIT_RESET,
 };

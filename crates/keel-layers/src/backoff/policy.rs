@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use rand::Rng;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::headers::DelaySource;
+use crate::hints::DelaySource;
+use crate::jitter::full_jitter;
 use super::pacing::{Pacer, Pacing};
 use super::stats::{BackoffStats, RetryKind};
 
@@ -252,66 +252,9 @@ impl GiveUp {
     }
 }
 
-/// The upper bound of the jittered wait before retry `retry` (from 1): `min(cap, base * 2^(retry-1))`.
-pub(super) fn schedule_bound(base: Duration, cap: Duration, retry: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(retry.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    base.saturating_mul(factor).min(cap)
-}
-
-/// A uniformly random wait in `0..=schedule_bound(base, cap, retry)`.
-pub(super) fn full_jitter<R: Rng + ?Sized>(
-    base: Duration,
-    cap: Duration,
-    retry: u32,
-    rng: &mut R,
-) -> Duration {
-    let bound = schedule_bound(base, cap, retry);
-    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rng.random_range(0..=nanos))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
-
-    #[test]
-    fn schedule_doubles_up_to_the_cap() {
-        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
-        let bounds: Vec<_> = (1..=6)
-            .map(|n| schedule_bound(base, cap, n).as_millis())
-            .collect();
-        assert_eq!(bounds, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(schedule_bound(base, cap, 200), cap);
-    }
-
-    #[test]
-    fn jitter_stays_within_bounds_and_spreads() {
-        let mut rng = SmallRng::seed_from_u64(7);
-        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(2));
-        for retry in 1..=8 {
-            let bound = schedule_bound(base, cap, retry);
-            let samples: Vec<_> = (0..500)
-                .map(|_| full_jitter(base, cap, retry, &mut rng))
-                .collect();
-            assert!(
-                samples.iter().all(|d| *d <= bound),
-                "retry {retry} exceeded {bound:?}"
-            );
-            // Full jitter: both halves of the range are used.
-            assert!(
-                samples.iter().any(|d| *d < bound / 4),
-                "retry {retry} never low"
-            );
-            assert!(
-                samples.iter().any(|d| *d > bound * 3 / 4),
-                "retry {retry} never high"
-            );
-        }
-    }
 
     #[test]
     fn only_429_and_503_are_retried_by_default() {

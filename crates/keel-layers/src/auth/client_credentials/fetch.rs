@@ -7,7 +7,6 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use rand::Rng as _;
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceExt};
@@ -17,7 +16,8 @@ use super::response::{parse_token, rejected};
 use super::Config;
 use crate::auth::origin::is_loopback_host;
 use crate::auth::{Token, TokenError};
-use crate::backoff::parse_retry_after;
+use crate::hints::parse_retry_after;
+use crate::jitter::equal_jitter;
 
 pub(super) async fn fetch_with_retries<S, ResB>(
     service: S,
@@ -70,10 +70,7 @@ where
 }
 
 fn backoff_delay(config: &Config, attempt: u32) -> Duration {
-    let exp = config.base_delay.saturating_mul(1 << (attempt - 1).min(20));
-    let ceiling = exp.min(config.max_delay);
-    let half = ceiling / 2;
-    half + rand::rng().random_range(Duration::ZERO..=half)
+    equal_jitter(config.base_delay, config.max_delay, attempt, &mut rand::rng())
 }
 
 type Failure = (TokenError, Option<Duration>);

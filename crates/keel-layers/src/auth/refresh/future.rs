@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::service::Shared;
-use crate::replay::TryCloneBody;
+use crate::replay::{try_clone_request, TryCloneBody};
 
 pin_project! {
     /// Response future of [`RefreshOn401`](super::RefreshOn401).
@@ -71,9 +71,15 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let refresh = &this.shared.refresh;
-                    let Some((rejected, replay)) =
-                        refresh.replay_for(&response, this.backup.as_ref())
+                    let Some(rejected) =
+                        refresh.rejected(response.status(), response.extensions())
                     else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    // NOTE: asked again after the attempt: a body may have found out while it
+                    // was sent that it outgrew its replay cap.
+                    let Some(replay) = this.backup.as_ref().and_then(try_clone_request) else {
+                        refresh.not_replayable();
                         return Poll::Ready(Ok(response));
                     };
                     // NOTE: the spare is kept whenever a backup is: see `RefreshOn401::call`.

@@ -1,9 +1,12 @@
 //! The auth suite: layers driven with tower-test mocks, time paused.
 
+#[cfg(feature = "client-credentials")]
 mod bearer;
 mod cache;
+#[cfg(feature = "client-credentials")]
 mod client_credentials;
 mod refresh;
+#[cfg(feature = "client-credentials")]
 mod secrets;
 mod streaming;
 
@@ -49,6 +52,7 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
 }
 
 /// A `ClientCredentials` over a tower-test mock token endpoint.
+#[cfg(feature = "client-credentials")]
 fn client_credentials() -> (ClientCredentials<TokenEndpoint>, TokenHandle) {
     let (service, handle) = mock::pair();
     let source = ClientCredentials::new(
