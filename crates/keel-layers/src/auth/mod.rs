@@ -93,5 +93,5 @@ pub(crate) use refresh::Refresh;
 pub use refresh::{
     RefreshOn401, RefreshOn401Layer, RefreshStats, ResponseFuture as RefreshOn401ResponseFuture,
 };
-pub use source::{token_source_fn, FetchFuture, TokenSource, TokenSourceFn};
+pub use source::{token_source_fn, FetchFuture, InvalidateFuture, TokenSource, TokenSourceFn};
 pub use token::{Token, TokenError, TokenId};

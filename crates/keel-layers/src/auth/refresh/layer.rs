@@ -6,8 +6,7 @@ use crate::auth::{Refresh, TokenCache};
 /// Layer that applies [`RefreshOn401`].
 ///
 /// It is also a [`ReplayOnResponse`](crate::hook::ReplayOnResponse) hook, so a retry loop
-/// below it can do its work in the same loop (see
-/// [`BackoffLayer::replay_on`](crate::backoff::BackoffLayer::replay_on)).
+/// below it that takes such a hook can do its work in the same loop (see [`crate::hook`]).
 #[derive(Debug, Clone)]
 pub struct RefreshOn401Layer {
     pub(super) refresh: Refresh,
