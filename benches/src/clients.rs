@@ -320,8 +320,7 @@ pub fn future_sizes() -> String {
         .service(client());
     let one_loop = ServiceBuilder::new()
         .layer(
-            BackoffLayer::new(BackoffPolicy::default())
-                .replay_on(RefreshOn401Layer::new(tokens())),
+            BackoffLayer::new(BackoffPolicy::default()).replay_on(RefreshOn401Layer::new(tokens())),
         )
         .layer(bearer.clone())
         .service(client());

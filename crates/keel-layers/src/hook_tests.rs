@@ -16,9 +16,9 @@ use http_body_util::{BodyExt, Full};
 use tokio::time::{sleep, timeout, Instant};
 use tower::{Layer, ServiceExt};
 
+use crate::auth::{token_source_fn, BearerLayer, Origin, RefreshOn401Layer, Token, TokenCache};
 use crate::backoff::{BackoffLayer, BackoffPolicy, TpsBudget};
 use crate::test_support::*;
-use crate::auth::{token_source_fn, BearerLayer, Origin, RefreshOn401Layer, Token, TokenCache};
 
 const API: &str = "http://127.0.0.1:8080";
 

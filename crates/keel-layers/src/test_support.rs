@@ -130,7 +130,6 @@ impl TryCloneBody for CappedBody {
     }
 }
 
-
 /// A service that counts how often it is cloned.
 pub(crate) struct CountClones<S> {
     pub(crate) inner: S,
@@ -160,4 +159,3 @@ impl<S: Service<R>, R> Service<R> for CountClones<S> {
         self.inner.call(req)
     }
 }
-

@@ -118,7 +118,7 @@ pub enum TokenError {
         /// The HTTP status of the refusal.
         status: StatusCode,
         /// The OAuth `error` code (`invalid_client`, …), or `unknown`. Text from the server:
-    /// `Display` shows it with control characters escaped.
+        /// `Display` shows it with control characters escaped.
         error: String,
         /// The OAuth `error_description`, if any (server text, escaped in `Display` as `error`).
         description: Option<String>,

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use crate::hints::{server_delay, DelaySource};
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
 use super::{is_timeout_error, is_transport_error};
+use crate::hints::{server_delay, DelaySource};
 
 /// A retryable outcome: which counter it goes to and what the server asked for.
 #[derive(Clone, Copy, Debug)]

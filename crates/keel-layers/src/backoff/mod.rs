@@ -131,12 +131,12 @@ mod service;
 mod stats;
 mod tower_policy;
 
-pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
-pub use future::ResponseFuture;
 pub use crate::hints::{
     parse_ratelimit_reset, parse_retry_after, server_delay, DelaySource, ININ_RATELIMIT_RESET,
     RATELIMIT_RESET, X_RATELIMIT_RESET,
 };
+pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
+pub use future::ResponseFuture;
 pub use layer::BackoffLayer;
 pub use pacing::Pacing;
 pub use policy::BackoffPolicy;

@@ -8,10 +8,10 @@ use http::StatusCode;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::hints::DelaySource;
-use crate::jitter::full_jitter;
 use super::pacing::{Pacer, Pacing};
 use super::stats::{BackoffStats, RetryKind};
+use crate::hints::DelaySource;
+use crate::jitter::full_jitter;
 
 /// Configuration and shared state of a [`BackoffLayer`](super::BackoffLayer).
 ///

@@ -70,7 +70,12 @@ where
 }
 
 fn backoff_delay(config: &Config, attempt: u32) -> Duration {
-    equal_jitter(config.base_delay, config.max_delay, attempt, &mut rand::rng())
+    equal_jitter(
+        config.base_delay,
+        config.max_delay,
+        attempt,
+        &mut rand::rng(),
+    )
 }
 
 type Failure = (TokenError, Option<Duration>);

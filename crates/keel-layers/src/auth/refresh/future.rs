@@ -71,8 +71,7 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let refresh = &this.shared.refresh;
-                    let Some(rejected) =
-                        refresh.rejected(response.status(), response.extensions())
+                    let Some(rejected) = refresh.rejected(response.status(), response.extensions())
                     else {
                         return Poll::Ready(Ok(response));
                     };

@@ -351,3 +351,39 @@ async fn retry_after_from_the_endpoint_is_honoured() {
     respond.send_response(token_json("later", 60));
     assert!(fetch.await.unwrap().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lifetime_under_a_second_is_an_endpoint_fault_retried_within_bounds() {
+    let (source, mut handle) = client_credentials();
+    let tokens = TokenCache::new(source.max_attempts(3));
+    let fetch = tokio::spawn({
+        let tokens = tokens.clone();
+        async move { tokens.token().await }
+    });
+    let mut attempts = 0;
+    while let Ok(Some((_, respond))) =
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request()).await
+    {
+        attempts += 1;
+        let body = r#"{"access_token":"short-lived","token_type":"bearer","expires_in":0.5}"#;
+        respond.send_response(json(StatusCode::OK, body.into()));
+    }
+    assert_eq!(attempts, 3, "bounded retries, not a fetch per request");
+    let err = fetch.await.unwrap().unwrap_err();
+    let TokenError::Unavailable { attempts: 3, last } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        matches!(**last, TokenError::LifetimeTooShort { .. }),
+        "{last:?}"
+    );
+
+    // A zero lifetime followed by a sound answer: the sound token is used.
+    let fetch = tokio::spawn(async move { tokens.token().await });
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json("zero", 0));
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json("sound", 3600));
+    let token = fetch.await.unwrap().unwrap();
+    assert_eq!(token.header_value(), "Bearer sound");
+}

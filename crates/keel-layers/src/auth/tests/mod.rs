@@ -8,6 +8,7 @@ mod client_credentials;
 mod refresh;
 #[cfg(feature = "client-credentials")]
 mod secrets;
+mod store;
 mod streaming;
 
 use std::collections::HashMap;
