@@ -28,6 +28,7 @@ pub(crate) fn full_jitter<R: Rng + ?Sized>(
 
 /// Half of `schedule_bound(base, cap, retry)` plus a uniformly random share of the other half
 /// ("equal jitter"): never shorter than half the schedule.
+#[cfg_attr(not(feature = "client-credentials"), allow(dead_code))]
 pub(crate) fn equal_jitter<R: Rng + ?Sized>(
     base: Duration,
     cap: Duration,

@@ -20,7 +20,9 @@
 //!
 //! After a 429 with a reset time, the [cooperative gate](BackoffPolicy::cooperative_gate)
 //! holds every *new* request through any clone until that time, instead of each request
-//! discovering the limit on its own. Optional client-side [`Pacing`] spreads requests with
+//! discovering the limit on its own. The gate and the pacing permits live behind the
+//! [`RateState`] trait: in this process by default ([`LocalRateState`]), or in a store shared
+//! by a fleet of processes ([`BackoffPolicy::rate_state`]). Optional client-side [`Pacing`] spreads requests with
 //! a shared token bucket, fixed (`Pacing::per_second(n)`) or learned from 429s
 //! (`Pacing::adaptive`, AIMD), so a long job settles just under the server's limit.
 //!
@@ -127,6 +129,7 @@ mod future;
 mod layer;
 mod pacing;
 mod policy;
+mod rate_state;
 mod service;
 mod stats;
 mod tower_policy;
@@ -138,8 +141,9 @@ pub use crate::hints::{
 pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
 pub use future::ResponseFuture;
 pub use layer::BackoffLayer;
-pub use pacing::Pacing;
+pub use pacing::{LocalRateState, Pacing};
 pub use policy::BackoffPolicy;
+pub use rate_state::{GateWait, RateState};
 pub use service::Backoff;
 pub use stats::BackoffStats;
 pub use tower::retry::budget::{Budget, TpsBudget};

@@ -114,7 +114,7 @@ where
         let policy = &shared.policy;
         policy.budget.deposit();
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
-        match policy.pacer.try_acquire(now) {
+        match policy.rate.try_acquire(now) {
             Ok(()) => {
                 let backup = if policy.max_attempts > 1 || shared.max_replays > 0 {
                     try_clone_request(&req)

@@ -23,5 +23,6 @@ mod events;
 mod hints;
 mod limits;
 mod pacing;
+mod rate_state;
 mod tower_retry;
 mod transport;
