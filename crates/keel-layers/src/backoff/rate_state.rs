@@ -1,7 +1,7 @@
 //! The rate-state seam: where the cooperative 429 gate and client-side pacing permits live.
 //!
 //! [`Backoff`](super::Backoff) asks a [`RateState`] before every attempt and tells it about
-//! every 429. By default that state is in-process ([`LocalRateState`], one `Arc` shared by
+//! every 429. By default that state is in-process ([`LocalRateState`](super::LocalRateState), one `Arc` shared by
 //! every clone of a policy), so one process behaves as one client. A fleet of processes that
 //! share one API client and one rate limit plugs a shared implementation (Redis, a
 //! database) in through [`BackoffPolicy::rate_state`](super::BackoffPolicy::rate_state),
@@ -48,7 +48,7 @@ pub type GateWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///   the store hands out, say, 20 permits at once); `try_acquire` takes from the local batch,
 ///   and when it is empty answers `Err(now)` after starting one refill, which `wait`
 ///   resolves on. At high rates the store sees one round trip per batch, not per request.
-/// - if the store is unreachable, fall back to in-process behaviour (a [`LocalRateState`]
+/// - if the store is unreachable, fall back to in-process behaviour (a [`LocalRateState`](super::LocalRateState)
 ///   inside it) rather than holding requests.
 ///
 /// # Example

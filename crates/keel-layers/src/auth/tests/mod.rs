@@ -1,8 +1,5 @@
 //! The auth suite: layers driven with tower-test mocks, time paused.
-#![cfg_attr(
-    not(feature = "client-credentials"),
-    allow(unused_imports, dead_code)
-)]
+#![cfg_attr(not(feature = "client-credentials"), allow(unused_imports, dead_code))]
 
 #[cfg(feature = "client-credentials")]
 mod bearer;
