@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -131,7 +132,12 @@ where
         secrecy::SecretString::from(b.creds.secret().expose_secret().to_owned()),
         token_http,
     );
-    let tokens = TokenCache::new(grant).refresh_before(settings.refresh_before);
+    // NOTE: no invalidation floor: this client's callers cannot provoke 401s, so each one is
+    // a real revocation, and pages in flight must get a fresh token at once (the floor is for
+    // gateways, whose callers can).
+    let tokens = TokenCache::new(grant)
+        .refresh_before(settings.refresh_before)
+        .invalidation_floor(Duration::ZERO);
     let origin =
         Origin::from_uri(b.env.api_url()).map_err(|e| Error::config(format!("api url: {e}")))?;
 
