@@ -20,6 +20,7 @@
 //! use http_body_util::Full;
 //! use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
 //! use keel_layers::hook::ReplayOnResponse;
+//! use tokio::time::Instant;
 //! use tower::{service_fn, BoxError, Layer, ServiceExt};
 //!
 //! #[derive(Debug, Default)]
@@ -30,8 +31,9 @@
 //!     fn wants_replay(&self, status: StatusCode, _: &Extensions) -> bool {
 //!         status == StatusCode::CONFLICT
 //!     }
-//!     fn replaying(&self, _: StatusCode, _: &Extensions) {
+//!     fn replaying(&self, _: StatusCode, _: &Extensions) -> Option<Instant> {
 //!         self.0.fetch_add(1, Ordering::Relaxed);
+//!         None // replay at once
 //!     }
 //! }
 //!
@@ -57,6 +59,7 @@
 use std::fmt;
 
 use http::{Extensions, StatusCode};
+use tokio::time::Instant;
 
 /// Decides, for a response a retry loop would otherwise return, whether the request is sent
 /// again (as a new request to that loop: its own attempts, elapsed time and budget).
@@ -76,8 +79,9 @@ pub trait ReplayOnResponse: fmt::Debug + Send + Sync + 'static {
     /// Whether a response with this status and these extensions should be replayed.
     fn wants_replay(&self, status: StatusCode, extensions: &Extensions) -> bool;
 
-    /// The request is about to be sent again after this response.
-    fn replaying(&self, status: StatusCode, extensions: &Extensions);
+    /// The request is about to be sent again after this response; it is sent at once, or
+    /// (`Some(t)`) not before `t`.
+    fn replaying(&self, status: StatusCode, extensions: &Extensions) -> Option<Instant>;
 
     /// A replay was wanted but the request body could not be replayed; the response goes
     /// back as it is. The default does nothing.

@@ -37,7 +37,8 @@ const DEFAULT_INVALIDATION_FLOOR: Duration = Duration::from_secs(1);
 ///   [`invalidation_floor`](TokenCache::invalidation_floor) apart (1 s by default), so
 ///   callers who can provoke 401s at will (through a gateway) cannot make it fetch a token
 ///   per request. A rejection inside the floor keeps the current token in service until the
-///   floor ends; then it is refreshed (in the background, as near its expiry).
+///   floor ends, when it counts as expired; a replay of the rejected request waits for
+///   that ([`replay_not_before`](TokenCache::replay_not_before)).
 /// - **Robust fetches**: on a tokio runtime a fetch runs as its own task, so a fetch every
 ///   waiter gave up on still finishes on its own clock (its timeouts are not counted from a
 ///   start long past); a source that panics fails that fetch (as a
@@ -104,6 +105,9 @@ struct Invalidation {
 /// lead changes), so the fast path compares two instants instead of redoing that arithmetic.
 struct Cached {
     token: Token,
+    /// The token's expiry, or the end of the invalidation floor for a token rejected inside
+    /// it (whichever comes first).
+    expires_at: Option<Instant>,
     /// `None` for a token that never expires.
     due: Option<Instant>,
 }
@@ -214,8 +218,12 @@ impl TokenCache {
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let Cached { token, due } = current.as_ref()?;
-        match freshness(token.expires_at(), *due, Instant::now()) {
+        let Cached {
+            token,
+            expires_at,
+            due,
+        } = current.as_ref()?;
+        match freshness(*expires_at, *due, Instant::now()) {
             Freshness::Fresh | Freshness::Due => Some(token.clone()),
             Freshness::Expired => None,
         }
@@ -230,8 +238,12 @@ impl TokenCache {
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let Cached { token, due } = current.as_ref()?;
-        match freshness(token.expires_at(), *due, now) {
+        let Cached {
+            token,
+            expires_at,
+            due,
+        } = current.as_ref()?;
+        match freshness(*expires_at, *due, now) {
             Freshness::Fresh => Some(read(token)),
             Freshness::Expired => None,
             Freshness::Due => {
@@ -251,7 +263,7 @@ impl TokenCache {
     /// and the next fetch waits for that to finish.
     ///
     /// Within the [`invalidation_floor`](Self::invalidation_floor) of the last drop, the
-    /// token is kept (and `false` returned); it is refreshed when the floor ends.
+    /// token is kept (and `false` returned) until the floor ends, when it counts as expired.
     pub fn invalidate(&self, rejected: impl Into<TokenId>) -> bool {
         let rejected = rejected.into();
         let mut current = self
@@ -275,6 +287,7 @@ impl TokenCache {
                 tracing::debug!(token = ?rejected, "access token rejected again within the invalidation floor; refreshing when it ends");
             }
             invalidation.deferred = Some(cached.token.clone());
+            cached.expires_at = Some(cached.expires_at.map_or(end, |at| at.min(end)));
             cached.due = Some(cached.due.map_or(end, |due| due.min(end)));
             return false;
         }
@@ -289,6 +302,22 @@ impl TokenCache {
         self.inner.invalidations.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(token = ?rejected, "access token invalidated");
         true
+    }
+
+    /// When a request rejected with `rejected` may be replayed: `Some(end of the floor)` if
+    /// that rejection was deferred by the [`invalidation_floor`](Self::invalidation_floor)
+    /// (the token is still served until then), `None` if it may be replayed at once.
+    pub fn replay_not_before(&self, rejected: impl Into<TokenId>) -> Option<Instant> {
+        let rejected = rejected.into();
+        let current = self
+            .inner
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let cached = current.as_ref().filter(|c| c.token.id() == rejected)?;
+        cached
+            .expires_at
+            .filter(|at| cached.token.expires_at() != Some(*at) && Instant::now() < *at)
     }
 
     /// The cache's counters so far.
@@ -434,6 +463,7 @@ impl Inner {
                 tracing::debug!(token = ?token.id(), expires_at = ?token.expires_at(), "access token fetched");
                 let cached = Cached {
                     token: token.clone(),
+                    expires_at: token.expires_at(),
                     due: self.due(token),
                 };
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(cached);

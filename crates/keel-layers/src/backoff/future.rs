@@ -208,7 +208,7 @@ where
                                     hook.not_replayable();
                                     return Poll::Ready(Ok(response));
                                 };
-                                hook.replaying(status, response.extensions());
+                                let not_before = hook.replaying(status, response.extensions());
                                 drop(response);
                                 *this.replays_left -= 1;
                                 // NOTE: from here on, as a new call of this layer: what the
@@ -217,7 +217,16 @@ where
                                 *this.attempts = 0;
                                 *this.started = Instant::now();
                                 *this.request = Some(replay);
-                                this.state.set(State::Pacing { wait: None });
+                                match not_before {
+                                    Some(at) => {
+                                        match this.sleep.as_mut() {
+                                            Some(sleep) => sleep.as_mut().reset(at),
+                                            None => *this.sleep = Some(Box::pin(sleep_until(at))),
+                                        }
+                                        this.state.set(State::Waiting);
+                                    }
+                                    None => this.state.set(State::Pacing { wait: None }),
+                                }
                                 continue;
                             };
                             let attempt = Attempt::Status(status);

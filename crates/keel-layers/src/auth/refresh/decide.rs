@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{Extensions, StatusCode};
+use tokio::time::Instant;
 
 use super::{RefreshOn401Layer, RefreshStats};
 use crate::auth::{TokenCache, TokenId};
@@ -56,11 +57,15 @@ impl Refresh {
         tracing::debug!("401 returned as is: the request body cannot be replayed");
     }
 
-    /// Invalidates `rejected` (if still current) and counts the replay about to be sent.
-    pub(crate) fn replaying(&self, rejected: TokenId) {
+    /// Invalidates `rejected` (if still current) and counts the replay about to be sent;
+    /// returns when it may be sent (`Some` while the cache's invalidation floor holds the
+    /// rejected token in service).
+    pub(crate) fn replaying(&self, rejected: TokenId) -> Option<Instant> {
         self.tokens.invalidate(rejected);
         self.stats.record_replay();
-        tracing::debug!(token = ?rejected, "401: replaying the request with a fresh token");
+        let not_before = self.tokens.replay_not_before(rejected);
+        tracing::debug!(token = ?rejected, ?not_before, "401: replaying the request with a fresh token");
+        not_before
     }
 }
 
@@ -73,10 +78,9 @@ impl ReplayOnResponse for RefreshOn401Layer {
         self.refresh.rejected(status, extensions).is_some()
     }
 
-    fn replaying(&self, status: StatusCode, extensions: &Extensions) {
-        if let Some(rejected) = self.refresh.rejected(status, extensions) {
-            self.refresh.replaying(rejected);
-        }
+    fn replaying(&self, status: StatusCode, extensions: &Extensions) -> Option<Instant> {
+        let rejected = self.refresh.rejected(status, extensions)?;
+        self.refresh.replaying(rejected)
     }
 
     fn not_replayable(&self) {

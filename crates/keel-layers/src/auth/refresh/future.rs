@@ -5,6 +5,7 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tokio::time::{sleep_until, Sleep};
 use tower::Service;
 
 use super::service::Shared;
@@ -31,7 +32,7 @@ pin_project! {
         // NOTE: the replay lives in this variant, not beside `state`: it then shares the
         // space of the (large) inner future instead of adding to it. The service, cloned
         // from the shared spare for this replay, is boxed for the same reason.
-        WaitingForReady { replay: Option<R>, service: Box<S> },
+        WaitingForReady { replay: Option<R>, service: Box<S>, not_before: Option<Pin<Box<Sleep>>> },
     }
 }
 
@@ -85,7 +86,9 @@ where
                     let service = this.shared.spare.clone_service();
                     let service = Box::new(service.expect("a spare with a backup"));
                     drop(response);
-                    refresh.replaying(rejected);
+                    let not_before = refresh
+                        .replaying(rejected)
+                        .map(|t| Box::pin(sleep_until(t)));
                     *this.replays_left -= 1;
                     if *this.replays_left == 0 {
                         *this.backup = None;
@@ -93,9 +96,18 @@ where
                     this.state.set(State::WaitingForReady {
                         replay: Some(replay),
                         service,
+                        not_before,
                     });
                 }
-                StateProj::WaitingForReady { replay, service } => {
+                StateProj::WaitingForReady {
+                    replay,
+                    service,
+                    not_before,
+                } => {
+                    if let Some(sleep) = not_before.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                        *not_before = None;
+                    }
                     ready!(service.poll_ready(cx))?;
                     let request = replay.take().expect("a replay is pending");
                     let future = service.call(request);

@@ -157,16 +157,56 @@ async fn rejections_within_the_floor_keep_the_token_until_the_floor_ends() {
     assert_eq!(cache.stats().deferred_invalidations, 1);
     assert_eq!(source.invalidations(), 1);
 
+    assert_eq!(
+        cache.replay_not_before(&second),
+        Some(Instant::now() + Duration::from_secs(1))
+    );
+
     tokio::time::advance(Duration::from_secs(1)).await;
     // The floor has ended: the deferred rejection is acted on, once.
-    assert_eq!(cache.token().await.unwrap().id(), second.id());
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(cache.stats().fetches, 3);
-    assert_eq!(source.invalidations(), 2);
+    assert_eq!(cache.replay_not_before(&second), None);
     assert_eq!(
         cache.token().await.unwrap().header_value(),
         "Bearer token-3"
     );
+    assert_eq!(cache.stats().fetches, 3);
+    assert_eq!(source.invalidations(), 2);
+    assert_eq!(
+        source.log()[3..],
+        ["invalidated Bearer token-2", "fetch token-3"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replay_after_a_rejection_inside_the_floor_waits_for_a_fresh_token() {
+    let (source, _) = counting_source(Duration::ZERO, None);
+    let tokens = TokenCache::new(source).invalidation_floor(Duration::from_secs(1));
+    let (bearer, mut api) = bearer_stack::<Full<Bytes>>(&tokens);
+    let service = RefreshOn401Layer::new(tokens.clone()).layer(bearer);
+    let started = Instant::now();
+
+    // token-1 is revoked: refreshed at once.
+    let call = tokio::spawn(service.clone().oneshot(get("/a")));
+    let (req, respond) = api.next_request().await.unwrap();
+    assert_eq!(auth_header(&req).as_deref(), Some("Bearer token-1"));
+    respond.send_response(empty(StatusCode::UNAUTHORIZED));
+    let (req, respond) = api.next_request().await.unwrap();
+    assert_eq!(auth_header(&req).as_deref(), Some("Bearer token-2"));
+    respond.send_response(empty(StatusCode::OK));
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+
+    // token-2 is revoked right away, inside the floor: the replay waits for its end and goes
+    // out with token-3, not again with the rejected token-2.
+    let call = tokio::spawn(service.clone().oneshot(get("/b")));
+    let (req, respond) = api.next_request().await.unwrap();
+    assert_eq!(auth_header(&req).as_deref(), Some("Bearer token-2"));
+    respond.send_response(empty(StatusCode::UNAUTHORIZED));
+    let (req, respond) = api.next_request().await.unwrap();
+    assert_eq!(auth_header(&req).as_deref(), Some("Bearer token-3"));
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    respond.send_response(empty(StatusCode::OK));
+    assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(tokens.stats().fetches, 3);
 }
 
 #[tokio::test(start_paused = true)]
