@@ -153,7 +153,7 @@ impl Target for ReqwestTarget {
 pub type KeelBody = ReplayBody<Empty<Bytes>>;
 
 /// keel's full stack on a hyper-util legacy client, outermost first:
-/// `ReplayBodyLayer → BackoffLayer::refresh_on_401 (refresh on 401 and backoff, one retry
+/// `ReplayBodyLayer → BackoffLayer::replay_on(RefreshOn401Layer) (refresh on 401 and backoff, one retry
 /// loop) → BearerLayer → client`.
 pub type KeelService = ReplayBodyService<Backoff<Bearer<Client<HttpConnector, KeelBody>>>>;
 
