@@ -72,6 +72,10 @@ use tokio::time::Instant;
 ///
 /// Implementations are shared by every clone of the loop: keep their state behind `Arc`s
 /// or atomics.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a replay hook",
+    note = "`BackoffLayer::replay_on` takes a `ReplayOnResponse`, such as a `RefreshOn401Layer`"
+)]
 pub trait ReplayOnResponse: fmt::Debug + Send + Sync + 'static {
     /// Replays allowed per request (0 turns the hook off).
     fn max_replays(&self) -> u32;

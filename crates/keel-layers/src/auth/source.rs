@@ -84,6 +84,10 @@ pub type InvalidateFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// ```
 ///
 /// Closures adapt with [`token_source_fn`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a token source",
+    note = "`TokenCache::new` takes a `TokenSource`: `ClientCredentials::new(..)`, or a closure wrapped in `token_source_fn(|| async {{ Token::bearer(..) }})`"
+)]
 pub trait TokenSource: Send + Sync + 'static {
     /// Fetches a new token.
     fn fetch(&self) -> FetchFuture;

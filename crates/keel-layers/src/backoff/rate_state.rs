@@ -99,6 +99,10 @@ pub type GateWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// let worker_b = BackoffPolicy::new().rate_state(gate);
 /// # let _ = (worker_a, worker_b);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a rate state",
+    note = "`BackoffPolicy::rate_state` takes a `RateState` (`LocalRateState`, or a shared implementation); for client pacing alone use `BackoffPolicy::pacing`"
+)]
 pub trait RateState: fmt::Debug + Send + Sync + 'static {
     /// Lets one attempt go now (taking a pacing permit, if pacing is on), or says when to
     /// ask again. Synchronous and cheap: called before every attempt.
