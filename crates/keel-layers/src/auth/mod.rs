@@ -10,6 +10,12 @@
 //! answers a 401 by invalidating exactly the token that was rejected and replaying the request
 //! once. Secrets and tokens never reach `Debug` output, error messages or logs.
 //!
+//! A token shared by many processes goes through the token-store seam: a [`TokenSource`] is
+//! told [`invalidate`](TokenSource::invalidate) when the cache drops a rejected token, and the
+//! cache's next fetch waits for it, so a store shared by a fleet (Redis) drops exactly the
+//! rejected token before anyone fetches again. A store wraps the grant and is a
+//! `TokenSource` itself; see the trait's docs for an example.
+//!
 //! Outermost first, the stack is `RefreshOn401Layer` → (backoff) → `BearerLayer` → client, with
 //! a [`ReplayBodyLayer`](crate::replay::ReplayBodyLayer) on top when request bodies are not
 //! in memory.
