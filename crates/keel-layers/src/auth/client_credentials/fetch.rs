@@ -14,7 +14,6 @@ use zeroize::Zeroizing;
 
 use super::response::{parse_token, rejected};
 use super::Config;
-use crate::auth::origin::is_loopback_host;
 use crate::auth::{Token, TokenError};
 use crate::hints::parse_retry_after;
 use crate::jitter::equal_jitter;
@@ -29,15 +28,7 @@ where
     ResB: Body,
     ResB::Error: Into<BoxError>,
 {
-    let url = &config.token_url;
-    let secure = match url.scheme_str() {
-        Some("https") => true,
-        Some("http") => url.host().is_some_and(is_loopback_host),
-        _ => false,
-    };
-    if !secure {
-        return Err(TokenError::InsecureTokenUrl);
-    }
+    config.check_url()?;
     let started = Instant::now();
     let mut attempt = 0;
     loop {

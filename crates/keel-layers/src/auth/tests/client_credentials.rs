@@ -387,3 +387,37 @@ async fn a_lifetime_under_a_second_is_an_endpoint_fault_retried_within_bounds() 
     let token = fetch.await.unwrap().unwrap();
     assert_eq!(token.header_value(), "Bearer sound");
 }
+
+#[tokio::test(start_paused = true)]
+async fn plain_http_in_a_private_network_is_refused_at_construction_unless_opted_in() {
+    let (service, mut handle) = mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let url: http::Uri = "http://auth:8080/oauth/token".parse().unwrap();
+    let refused = ClientCredentials::try_new(
+        url.clone(),
+        "id",
+        SecretString::from(SECRET),
+        service.clone(),
+    );
+    assert!(matches!(refused, Err(TokenError::InsecureTokenUrl)));
+    for ok in [
+        "https://login.example.com/token",
+        "http://localhost:9/token",
+    ] {
+        let grant = ClientCredentials::try_new(
+            ok.parse().unwrap(),
+            "id",
+            SecretString::from(SECRET),
+            service.clone(),
+        );
+        assert!(grant.is_ok(), "{ok}");
+    }
+
+    let grant =
+        ClientCredentials::new(url, "id", SecretString::from(SECRET), service).allow_plain_http();
+    assert!(grant.check().is_ok());
+    let fetch = tokio::spawn(grant.fetch());
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri(), "http://auth:8080/oauth/token");
+    respond.send_response(token_json("private", 60));
+    assert!(fetch.await.unwrap().is_ok());
+}
