@@ -119,7 +119,8 @@ pub trait PageSink: Send {
 
     /// Stores `page.records` and `page.resume` atomically: after a crash either both are
     /// there or neither is. When this returns `Ok`, both are durable.
-    fn commit(&mut self, page: Commit<'_>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn commit(&mut self, page: Commit<'_>)
+        -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Ids of the committed records whose start lies in `part` (the engine asks when it
     /// restarts a part that an earlier run began, so none of them is written twice).
