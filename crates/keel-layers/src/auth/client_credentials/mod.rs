@@ -1,4 +1,5 @@
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,9 +43,10 @@ mod response;
 ///
 /// The secret is held in a [`SecretString`]; `Debug` prints `[redacted]` for it and no error
 /// or log line carries it or a token.
-pub struct ClientCredentials<S> {
+pub struct ClientCredentials<S, B = Full<Bytes>> {
     service: Mutex<S>,
     config: Arc<Config>,
+    body: PhantomData<fn() -> B>,
 }
 
 #[derive(Clone)]
@@ -92,6 +94,7 @@ impl<S> ClientCredentials<S> {
         service: S,
     ) -> Self {
         ClientCredentials {
+            body: PhantomData,
             service: Mutex::new(service),
             config: Arc::new(Config {
                 token_url,
@@ -126,6 +129,23 @@ impl<S> ClientCredentials<S> {
         grant.check()?;
         Ok(grant)
     }
+}
+
+impl<S, B> ClientCredentials<S, B> {
+    fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Sends the token requests with bodies of type `B2` (built from the form's `Bytes`), so
+    /// the grant can share one HTTP client with the API when that client's body type is not
+    /// `Full<Bytes>` (the default).
+    pub fn request_body<B2: From<Bytes>>(self) -> ClientCredentials<S, B2> {
+        ClientCredentials {
+            service: self.service,
+            config: self.config,
+            body: PhantomData,
+        }
+    }
 
     /// Checks the token URL as a fetch would: `https`, or `http` to a loopback host, or
     /// `http` anywhere after [`allow_plain_http`](Self::allow_plain_http).
@@ -158,10 +178,6 @@ impl<S> ClientCredentials<S> {
     pub fn allow_plain_http(mut self) -> Self {
         self.config_mut().allow_plain_http = true;
         self
-    }
-
-    fn config_mut(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
     }
 
     /// Requests this `scope` (space-separated scopes) with each token.
@@ -209,9 +225,10 @@ impl<S> ClientCredentials<S> {
     }
 }
 
-impl<S, ResB> TokenSource for ClientCredentials<S>
+impl<S, B, ResB> TokenSource for ClientCredentials<S, B>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + 'static,
+    B: From<Bytes> + Send + 'static,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     ResB: Body + Send + 'static,
@@ -224,11 +241,14 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        Box::pin(fetch::fetch_with_retries(service, Arc::clone(&self.config)))
+        Box::pin(fetch::fetch_with_retries::<S, B, ResB>(
+            service,
+            Arc::clone(&self.config),
+        ))
     }
 }
 
-impl<S> fmt::Debug for ClientCredentials<S> {
+impl<S, B> fmt::Debug for ClientCredentials<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("ClientCredentials")

@@ -421,3 +421,34 @@ async fn plain_http_in_a_private_network_is_refused_at_construction_unless_opted
     respond.send_response(token_json("private", 60));
     assert!(fetch.await.unwrap().is_ok());
 }
+
+/// An API client's own request body type, buildable from `Bytes`.
+struct ApiBody(Full<Bytes>);
+
+impl From<Bytes> for ApiBody {
+    fn from(bytes: Bytes) -> Self {
+        ApiBody(Full::new(bytes))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_grant_shares_a_client_whose_body_type_is_not_full_bytes() {
+    let (service, mut handle) = mock::pair::<Request<ApiBody>, Response<Full<Bytes>>>();
+    let grant = ClientCredentials::new(
+        "https://login.example.com/oauth/token".parse().unwrap(),
+        "client-id",
+        SecretString::from(SECRET),
+        service,
+    )
+    .request_body::<ApiBody>();
+    let tokens = TokenCache::new(grant);
+    let fetch = tokio::spawn(async move { tokens.token().await });
+    let (req, respond) = handle.next_request().await.unwrap();
+    let form = req.into_body().0.collect().await.unwrap().to_bytes();
+    assert_eq!(form, "grant_type=client_credentials");
+    respond.send_response(token_json("shared-client", 3600));
+    assert_eq!(
+        fetch.await.unwrap().unwrap().header_value(),
+        "Bearer shared-client"
+    );
+}
