@@ -49,7 +49,7 @@ use keel::auth::{ClientCredentials, Origin, TokenCache};
 use keel::backoff::BackoffPolicy;
 use keel::gateway::{check_path, Forwarding, GatewayLayer, Upstream};
 use keel::genesys::Environment;
-use keel::ServiceBuilderExt;
+use keel::ServiceBuilderExt as _;
 use secrecy::SecretString;
 use tower::{BoxError, ServiceBuilder};
 

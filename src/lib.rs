@@ -46,7 +46,7 @@
 //! use http_body_util::Full;
 //! use keel::auth::{token_source_fn, Origin, Token, TokenCache};
 //! use keel::backoff::BackoffPolicy;
-//! use keel::ServiceBuilderExt;
+//! use keel::ServiceBuilderExt as _;
 //! use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -98,9 +98,7 @@
 //! | `full` | no | all of the above |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod builder;
-
-pub use builder::ServiceBuilderExt;
+pub use keel_layers::ServiceBuilderExt;
 pub use keel_layers::{auth, backoff, replay};
 pub use keel_paginate as paginate;
 

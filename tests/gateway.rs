@@ -490,7 +490,6 @@ async fn behind_trusted_proxies_the_peer_address_is_appended_to_the_chain() {
 /// A caller can provoke upstream 401s at will; one after another they must not make the
 /// gateway fetch a token each (at most one refresh per token, and a floor between refreshes).
 #[tokio::test]
-#[ignore = "needs TokenCache refresh floor"]
 async fn fifty_caller_provoked_401s_cause_a_bounded_number_of_token_fetches() {
     let up = Arc::new(Upstream::default());
     let upstream = start_upstream(up.clone()).await;

@@ -155,7 +155,7 @@ pub async fn keel_breakdown(
         rows.first(),
     ));
     let s = ServiceBuilder::new()
-        .layer(backoff().refresh_on_401(&refresh()))
+        .layer(backoff().replay_on(refresh()))
         .layer(bearer())
         .service(hyper_client());
     let t = StackTarget::new(s, url)?;

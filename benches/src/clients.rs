@@ -153,7 +153,7 @@ impl Target for ReqwestTarget {
 pub type KeelBody = ReplayBody<Empty<Bytes>>;
 
 /// keel's full stack on a hyper-util legacy client, outermost first:
-/// `ReplayBodyLayer → BackoffLayer::refresh_on_401 (refresh on 401 and backoff, one retry
+/// `ReplayBodyLayer → BackoffLayer::replay_on(RefreshOn401Layer) (refresh on 401 and backoff, one retry
 /// loop) → BearerLayer → client`.
 pub type KeelService = ReplayBodyService<Backoff<Bearer<Client<HttpConnector, KeelBody>>>>;
 
@@ -221,7 +221,7 @@ impl StackTarget<KeelService> {
         let refresh = RefreshOn401Layer::new(tokens.clone());
         let service = ServiceBuilder::new()
             .layer(ReplayBodyLayer::new(64 * 1024))
-            .layer(BackoffLayer::new(BackoffPolicy::default()).refresh_on_401(&refresh))
+            .layer(BackoffLayer::new(BackoffPolicy::default()).replay_on(refresh.clone()))
             .layer(BearerLayer::new(tokens, Origin::parse(url)?))
             .service(keel_client());
         Self::new(service, url)
@@ -320,8 +320,7 @@ pub fn future_sizes() -> String {
         .service(client());
     let one_loop = ServiceBuilder::new()
         .layer(
-            BackoffLayer::new(BackoffPolicy::default())
-                .refresh_on_401(&RefreshOn401Layer::new(tokens())),
+            BackoffLayer::new(BackoffPolicy::default()).replay_on(RefreshOn401Layer::new(tokens())),
         )
         .layer(bearer.clone())
         .service(client());

@@ -14,6 +14,7 @@ use tower::BoxError;
 use crate::headers::{remove_hop_by_hop, remove_upstream_cookies};
 use crate::{GatewayBody, PathError};
 use keel_layers::auth::TokenError;
+use keel_layers::error_chain::find;
 
 pin_project! {
     /// Response future of [`Gateway`](crate::Gateway).
@@ -86,13 +87,13 @@ where
 
 /// The gateway's own answer when the upstream could not be asked or did not answer.
 fn failure_response(err: &BoxError) -> Response<GatewayBody> {
-    let (status, code, message) = if find::<tower::timeout::error::Elapsed>(err.as_ref()) {
+    let (status, code, message) = if find::<tower::timeout::error::Elapsed>(err.as_ref()).is_some() {
         (
             StatusCode::GATEWAY_TIMEOUT,
             "gateway.upstream.timeout",
             "the upstream did not answer in time",
         )
-    } else if find::<TokenError>(err.as_ref()) {
+    } else if find::<TokenError>(err.as_ref()).is_some() {
         (
             StatusCode::BAD_GATEWAY,
             "gateway.token.unavailable",
@@ -130,15 +131,4 @@ fn error_response(
         header::HeaderValue::from_static("application/json"),
     );
     response
-}
-
-fn find<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if e.is::<T>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
 }

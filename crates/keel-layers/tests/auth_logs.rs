@@ -3,6 +3,7 @@
 //!
 //! This is its own test binary because it installs a global subscriber: with a thread-local
 //! one, callsites first hit by tests on other threads could be cached as disabled.
+#![cfg(feature = "client-credentials")]
 
 use base64::Engine as _;
 use bytes::Bytes;

@@ -1,6 +1,5 @@
 //! Sending one API request through the stack and classifying its outcome.
 
-use std::error::Error as StdError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -101,7 +100,7 @@ impl Client {
 
     fn classify(&self, endpoint: &str, err: BoxError) -> Error {
         let client_id = self.inner.client_id.clone();
-        if let Some(token) = find::<TokenError>(err.as_ref()) {
+        if let Some(token) = keel_layers::error_chain::find::<TokenError>(err.as_ref()) {
             return match token {
                 TokenError::Rejected { .. } => Error::Credentials {
                     client_id,
@@ -113,7 +112,7 @@ impl Client {
                 },
             };
         }
-        if let Some(too_large) = find::<BodyTooLarge>(err.as_ref()) {
+        if let Some(too_large) = keel_layers::error_chain::find::<BodyTooLarge>(err.as_ref()) {
             return Error::decode(endpoint, too_large.to_string());
         }
         Error::Transport {
@@ -121,17 +120,6 @@ impl Client {
             source: err,
         }
     }
-}
-
-fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        next = e.source();
-    }
-    None
 }
 
 fn api_error(status: StatusCode, endpoint: &str, body: &[u8]) -> Error {

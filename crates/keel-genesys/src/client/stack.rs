@@ -1,13 +1,14 @@
 //! Assembles the tower stack of a [`Client`].
 //!
-//! Outermost first: replay body → refresh on 401 and backoff (one retry loop,
-//! `BackoffLayer::refresh_on_401`) → bearer → per-attempt timeout →
+//! Outermost first: refresh on 401 and backoff (one retry loop,
+//! `BackoffLayer::replay_on`) → bearer → per-attempt timeout →
 //! read the body (capped) → trace → gzip decompression → hyper-util client (rustls).
 //! Reading the body inside the stack means a connection dropped mid-body is a transport error
 //! the backoff layer retries, and the timeout covers the whole attempt.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -18,7 +19,6 @@ use keel_layers::auth::{
     BearerLayer, ClientCredentials, Origin, RefreshOn401Layer, RefreshStats, TokenCache,
 };
 use keel_layers::backoff::{BackoffLayer, BackoffStats};
-use keel_layers::replay::{ReplayBody, ReplayBodyLayer};
 use secrecy::ExposeSecret;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
@@ -95,7 +95,7 @@ pub(crate) fn build(b: ClientBuilder) -> Result<Client, Error> {
     // the grant's own retries stay independent of the API's backoff.
     let token_http: HyperClient<Https, Full<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(https.clone());
-    let api_http: HyperClient<Https, ReplayBody<Full<Bytes>>> =
+    let api_http: HyperClient<Https, Full<Bytes>> =
         HyperClient::builder(TokioExecutor::new()).build(https);
     assemble(b, token_http, api_http)
 }
@@ -114,7 +114,7 @@ where
     TB: http_body::Body + Send + 'static,
     TB::Data: Send,
     TB::Error: Into<BoxError>,
-    A: tower::Service<Request<ReplayBody<Full<Bytes>>>, Response = Response<AB>>
+    A: tower::Service<Request<Full<Bytes>>, Response = Response<AB>>
         + Clone
         + Send
         + Sync
@@ -132,7 +132,12 @@ where
         secrecy::SecretString::from(b.creds.secret().expose_secret().to_owned()),
         token_http,
     );
-    let tokens = TokenCache::new(grant).refresh_before(settings.refresh_before);
+    // NOTE: no invalidation floor: this client's callers cannot provoke 401s, so each one is
+    // a real revocation, and pages in flight must get a fresh token at once (the floor is for
+    // gateways, whose callers can).
+    let tokens = TokenCache::new(grant)
+        .refresh_before(settings.refresh_before)
+        .invalidation_floor(Duration::ZERO);
     let origin =
         Origin::from_uri(b.env.api_url()).map_err(|e| Error::config(format!("api url: {e}")))?;
 
@@ -150,8 +155,7 @@ where
 
     let limit = settings.max_body_bytes;
     let svc = ServiceBuilder::new()
-        .layer(ReplayBodyLayer::new(settings.max_replay_bytes))
-        .layer(backoff.refresh_on_401(&refresh))
+        .layer(backoff.replay_on(refresh))
         .layer(BearerLayer::new(tokens, origin))
         .timeout(settings.request_timeout)
         .and_then(move |res: Response<_>| collect(res, limit))

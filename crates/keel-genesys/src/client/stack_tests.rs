@@ -8,7 +8,6 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full, StreamBody};
-use keel_layers::replay::ReplayBody;
 use secrecy::SecretString;
 
 use super::stack::assemble;
@@ -23,7 +22,7 @@ fn client(total: usize, timeout: Duration) -> Client {
         let body = r#"{"access_token":"t","token_type":"bearer","expires_in":3600}"#;
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
     });
-    let api = tower::service_fn(move |req: Request<ReplayBody<Full<Bytes>>>| async move {
+    let api = tower::service_fn(move |req: Request<Full<Bytes>>| async move {
         let q: serde_json::Value =
             serde_json::from_slice(&req.into_body().collect().await.unwrap().to_bytes()).unwrap();
         let size = q["paging"]["pageSize"].as_u64().unwrap() as usize;

@@ -10,6 +10,12 @@
 //! answers a 401 by invalidating exactly the token that was rejected and replaying the request
 //! once. Secrets and tokens never reach `Debug` output, error messages or logs.
 //!
+//! A token shared by many processes goes through the token-store seam: a [`TokenSource`] is
+//! told [`invalidate`](TokenSource::invalidate) when the cache drops a rejected token, and the
+//! cache's next fetch waits for it, so a store shared by a fleet (Redis) drops exactly the
+//! rejected token before anyone fetches again. A store wraps the grant and is a
+//! `TokenSource` itself; see the trait's docs for an example.
+//!
 //! Outermost first, the stack is `RefreshOn401Layer` → (backoff) → `BearerLayer` → client, with
 //! a [`ReplayBodyLayer`](crate::replay::ReplayBodyLayer) on top when request bodies are not
 //! in memory.
@@ -73,6 +79,7 @@
 
 mod bearer;
 mod cache;
+#[cfg(feature = "client-credentials")]
 mod client_credentials;
 mod origin;
 mod refresh;
@@ -84,11 +91,13 @@ mod tests;
 
 pub use bearer::{Bearer, BearerLayer, ResponseFuture as BearerResponseFuture};
 pub use cache::{TokenCache, TokenCacheStats};
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use client_credentials::ClientCredentials;
 pub use origin::{Origin, OriginError};
 pub(crate) use refresh::Refresh;
 pub use refresh::{
     RefreshOn401, RefreshOn401Layer, RefreshStats, ResponseFuture as RefreshOn401ResponseFuture,
 };
-pub use source::{token_source_fn, FetchFuture, TokenSource, TokenSourceFn};
+pub use source::{token_source_fn, FetchFuture, InvalidateFuture, TokenSource, TokenSourceFn};
 pub use token::{Token, TokenError, TokenId};

@@ -1,4 +1,4 @@
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,13 +113,14 @@ impl fmt::Debug for Token {
 #[non_exhaustive]
 pub enum TokenError {
     /// The token endpoint refused the credentials (HTTP 400 or 401). Permanent: not retried.
-    #[error("token endpoint rejected the client credentials ({status}): {error}{}", description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("token endpoint rejected the client credentials ({status}): {}{}", Escaped(error), description.as_deref().map(|d| format!(" ({})", Escaped(d))).unwrap_or_default())]
     Rejected {
         /// The HTTP status of the refusal.
         status: StatusCode,
-        /// The OAuth `error` code (`invalid_client`, …), or `unknown`.
+        /// The OAuth `error` code (`invalid_client`, …), or `unknown`. Text from the server:
+        /// `Display` shows it with control characters escaped.
         error: String,
-        /// The OAuth `error_description`, if any.
+        /// The OAuth `error_description`, if any (server text, escaped in `Display` as `error`).
         description: Option<String>,
     },
     /// The token endpoint answered with a status that is neither success nor a refusal.
@@ -134,6 +135,14 @@ pub enum TokenError {
     /// The token response was not a usable token response.
     #[error("invalid token response: {0}")]
     InvalidResponse(String),
+    /// The token endpoint issued a token that expires in less than a second (`expires_in` of
+    /// 0 or a fraction): a fault of the endpoint, retried like a 5xx, never used (it would
+    /// cost a token fetch per request).
+    #[error("token endpoint issued a token that expires in {expires_in:?} (less than a second)")]
+    LifetimeTooShort {
+        /// The lifetime the endpoint gave.
+        expires_in: Duration,
+    },
     /// The token response body was larger than the limit.
     #[error("token response body exceeds {limit} bytes")]
     BodyTooLarge {
@@ -166,9 +175,28 @@ impl TokenError {
     pub fn is_transient(&self) -> bool {
         match self {
             TokenError::Status(s) => *s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error(),
-            TokenError::Transport(_) | TokenError::Timeout(_) => true,
+            TokenError::Transport(_)
+            | TokenError::Timeout(_)
+            | TokenError::LifetimeTooShort { .. } => true,
             _ => false,
         }
+    }
+}
+
+/// Shows server text with control characters escaped (`\n`, `\u{1b}`, …), so an error
+/// message cannot move a terminal's cursor, change its colours or forge a log line.
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +226,22 @@ pub(crate) fn bearer_header(access_token: &str) -> Result<HeaderValue, TokenErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_shows_server_text_with_control_characters_escaped() {
+        let err = TokenError::Rejected {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_client\x1b[31m".into(),
+            description: Some("line one\nforged: line two\u{7}".into()),
+        };
+        let shown = err.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "token endpoint rejected the client credentials (401 Unauthorized): \
+             invalid_client\\u{1b}[31m (line one\\nforged: line two\\u{7})"
+        );
+    }
 
     #[test]
     fn bearer_takes_every_visible_ascii_character() {

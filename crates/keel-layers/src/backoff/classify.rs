@@ -3,6 +3,8 @@
 use std::error::Error;
 use std::io;
 
+use crate::error_chain::chain;
+
 /// Request extension: this request is safe to send again even if the server may have
 /// seen it, so 502, 504 and transport failures are retried for it.
 ///
@@ -30,7 +32,8 @@ pub struct RetrySafe;
 /// reset, aborted, closed, or a message cut short.
 ///
 /// Walks the whole [`source`](Error::source) chain, so it sees through client and
-/// `BoxError` wrappers to the `std::io::Error` or `hyper::Error` underneath. Timeouts
+/// `BoxError` wrappers to the `std::io::Error` underneath (and, with the `hyper` feature, a
+/// `hyper::Error` for a connection closed before a complete response). Timeouts
 /// are not transport failures here: the server may still be working on the request.
 ///
 /// ```
@@ -42,20 +45,23 @@ pub struct RetrySafe;
 /// assert!(!is_transport_error(&io::Error::from(io::ErrorKind::InvalidData)));
 /// ```
 pub fn is_transport_error(err: &(dyn Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if is_transport_kind(io.kind()) {
-                return true;
-            }
-        }
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
-                return true;
-            }
-        }
-        next = err.source();
-    }
+    chain(err).any(|err| {
+        err.downcast_ref::<io::Error>()
+            .is_some_and(|io| is_transport_kind(io.kind()))
+            || is_hyper_transport_error(err)
+    })
+}
+
+/// hyper reports a connection closed before a complete response without an `io::Error`
+/// underneath: with the `hyper` feature its error type is recognised too.
+#[cfg(feature = "hyper")]
+fn is_hyper_transport_error(err: &(dyn Error + 'static)) -> bool {
+    err.downcast_ref::<hyper::Error>()
+        .is_some_and(|h| h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+}
+
+#[cfg(not(feature = "hyper"))]
+fn is_hyper_transport_error(_: &(dyn Error + 'static)) -> bool {
     false
 }
 
@@ -74,19 +80,13 @@ pub fn is_transport_error(err: &(dyn Error + 'static)) -> bool {
 /// assert!(!is_timeout_error(&std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
 /// ```
 pub fn is_timeout_error(err: &(dyn Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if err.is::<tower::timeout::error::Elapsed>() || err.is::<tokio::time::error::Elapsed>() {
-            return true;
-        }
-        if let Some(io) = err.downcast_ref::<io::Error>() {
-            if io.kind() == io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        next = err.source();
-    }
-    false
+    chain(err).any(|err| {
+        err.is::<tower::timeout::error::Elapsed>()
+            || err.is::<tokio::time::error::Elapsed>()
+            || err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+    })
 }
 
 fn is_transport_kind(kind: io::ErrorKind) -> bool {

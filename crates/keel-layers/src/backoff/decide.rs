@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::headers::{server_delay, DelaySource};
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
 use super::{is_timeout_error, is_transport_error};
+use crate::hints::{server_delay, DelaySource};
 
 /// A retryable outcome: which counter it goes to and what the server asked for.
 #[derive(Clone, Copy, Debug)]
@@ -38,16 +38,16 @@ impl BackoffPolicy {
         retry_safe: bool,
     ) -> Option<Retryable> {
         if status == StatusCode::TOO_MANY_REQUESTS {
-            self.pacer.on_throttled(Instant::now());
-        } else if !status.is_server_error() && self.pacer.is_adaptive() {
-            self.pacer.on_success(Instant::now());
+            self.rate.throttled(Instant::now());
+        } else if self.learns && !status.is_server_error() {
+            self.rate.succeeded(Instant::now());
         }
         let kind = self.classify(status, retry_safe)?;
         let hint = server_delay(headers, SystemTime::now());
         if let (RetryKind::Throttled, true, Some((delay, _))) = (kind, self.gate, hint) {
             // NOTE: a reset beyond max_delay is not worth holding every request for.
             if delay <= self.max_delay {
-                self.pacer.block_until(Instant::now() + delay);
+                self.rate.close_until(Instant::now() + delay);
             }
         }
         Some(Retryable { kind, hint })

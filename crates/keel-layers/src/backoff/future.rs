@@ -12,6 +12,7 @@ use tokio::time::{sleep_until, Instant, Sleep};
 use tower::{BoxError, Service};
 
 use super::decide::Attempt;
+use super::rate_state::GateWait;
 use super::service::Shared;
 use crate::replay::{try_clone_request, TryCloneBody};
 
@@ -37,7 +38,7 @@ pin_project! {
         paced_since: Option<Instant>,
         shared: Arc<Shared<S>>,
         attempts: u32,
-        // Replays after a 401 still allowed (0 unless the layer also refreshes).
+        // Replays a hook may still ask for (0 without a hook).
         replays_left: u32,
         started: Instant,
         retry_safe: bool,
@@ -47,8 +48,9 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        // Waiting for the shared gate or token bucket before an attempt.
-        Pacing,
+        // Waiting for the rate state (gate, pacing permits) before an attempt: `wait` is
+        // its slow path, set while it asked to wait.
+        Pacing { wait: Option<GateWait> },
         // Waiting for the inner service to be ready.
         Ready,
         Called { #[pin] future: F },
@@ -91,10 +93,12 @@ where
         started: Instant,
     ) -> Self {
         ResponseFuture {
-            state: State::Pacing,
+            state: State::Pacing {
+                wait: Some(shared.policy.rate.wait(until)),
+            },
             service: None,
             request: Some(request),
-            sleep: Some(Box::pin(sleep_until(until))),
+            sleep: None,
             drain: None,
             paced_since: Some(started),
             replays_left: shared.max_replays,
@@ -112,7 +116,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
-            State::Pacing => "pacing",
+            State::Pacing { .. } => "pacing",
             State::Ready => "ready",
             State::Called { .. } => "called",
             State::Waiting => "waiting",
@@ -138,12 +142,13 @@ where
         let policy = &this.shared.policy;
         loop {
             match this.state.as_mut().project() {
-                StateProj::Pacing => {
-                    if let Some(sleep) = this.sleep.as_mut() {
-                        ready!(sleep.as_mut().poll(cx));
+                StateProj::Pacing { wait } => {
+                    if let Some(pending) = wait.as_mut() {
+                        ready!(pending.as_mut().poll(cx));
+                        *wait = None;
                     }
                     let now = Instant::now();
-                    match policy.pacer.try_acquire(now) {
+                    match policy.rate.try_acquire(now) {
                         Ok(()) => {
                             if let Some(since) = this.paced_since.take() {
                                 policy.stats.record_paced(now - since);
@@ -152,10 +157,7 @@ where
                         }
                         Err(until) => {
                             this.paced_since.get_or_insert(now);
-                            match this.sleep.as_mut() {
-                                Some(sleep) => sleep.as_mut().reset(until),
-                                None => *this.sleep = Some(Box::pin(sleep_until(until))),
-                            }
+                            *wait = Some(policy.rate.wait(until));
                         }
                     }
                 }
@@ -191,17 +193,23 @@ where
                                 response.headers(),
                                 *this.retry_safe,
                             ) else {
-                                let refresh = match &this.shared.refresh {
-                                    Some(refresh) if *this.replays_left > 0 => refresh,
+                                let hook = match &this.shared.hook {
+                                    Some(hook) if *this.replays_left > 0 => hook,
                                     _ => return Poll::Ready(Ok(response)),
                                 };
-                                let Some((rejected, replay)) =
-                                    refresh.replay_for(&response, this.request.as_ref())
+                                if !hook.wants_replay(status, response.extensions()) {
+                                    return Poll::Ready(Ok(response));
+                                }
+                                // NOTE: asked again after the attempt: a body may have found
+                                // out while it was sent that it outgrew its replay cap.
+                                let Some(replay) =
+                                    this.request.as_ref().and_then(try_clone_request)
                                 else {
+                                    hook.not_replayable();
                                     return Poll::Ready(Ok(response));
                                 };
+                                let not_before = hook.replaying(status, response.extensions());
                                 drop(response);
-                                refresh.replaying(rejected);
                                 *this.replays_left -= 1;
                                 // NOTE: from here on, as a new call of this layer: what the
                                 // stacked `RefreshOn401` above it would make.
@@ -209,7 +217,16 @@ where
                                 *this.attempts = 0;
                                 *this.started = Instant::now();
                                 *this.request = Some(replay);
-                                this.state.set(State::Pacing);
+                                match not_before {
+                                    Some(at) => {
+                                        match this.sleep.as_mut() {
+                                            Some(sleep) => sleep.as_mut().reset(at),
+                                            None => *this.sleep = Some(Box::pin(sleep_until(at))),
+                                        }
+                                        this.state.set(State::Waiting);
+                                    }
+                                    None => this.state.set(State::Pacing { wait: None }),
+                                }
                                 continue;
                             };
                             let attempt = Attempt::Status(status);
@@ -265,7 +282,7 @@ where
                     }
                     // NOTE: whatever is left of the old body is dropped before the replay.
                     *this.drain = None;
-                    this.state.set(State::Pacing);
+                    this.state.set(State::Pacing { wait: None });
                 }
             }
         }

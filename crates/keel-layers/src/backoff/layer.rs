@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::{Backoff, BackoffPolicy, BackoffStats};
-use crate::auth::{Refresh, RefreshOn401Layer};
+use crate::hook::ReplayOnResponse;
 
 /// Layer that applies [`Backoff`]: retries 429/503 after the wait the server asks for.
 ///
@@ -14,7 +14,7 @@ use crate::auth::{Refresh, RefreshOn401Layer};
 #[derive(Clone, Debug)]
 pub struct BackoffLayer {
     policy: Arc<BackoffPolicy>,
-    refresh: Option<(Refresh, u32)>,
+    hook: Option<Arc<dyn ReplayOnResponse>>,
 }
 
 impl BackoffLayer {
@@ -22,34 +22,26 @@ impl BackoffLayer {
     pub fn new(policy: BackoffPolicy) -> Self {
         BackoffLayer {
             policy: Arc::new(policy),
-            refresh: None,
+            hook: None,
         }
     }
 
-    /// Also does what `refresh` would do stacked directly above this layer, in the same retry
-    /// loop: a final 401 (one this layer does not retry) invalidates the token that was sent
-    /// and the request is sent again, as a new request to this layer (its own attempts,
-    /// elapsed time, budget deposit and pacing), at most `refresh`'s `max_replays` times.
+    /// Also replays after the responses `hook` asks for, in this layer's retry loop: a final
+    /// response (one this layer does not retry) that the hook
+    /// [wants replayed](ReplayOnResponse::wants_replay) is dropped and the request is sent
+    /// again, as a new request to this layer (its own attempts, elapsed time, budget deposit
+    /// and pacing), at most the hook's [`max_replays`](ReplayOnResponse::max_replays) times.
     ///
-    /// `ServiceBuilder::new().layer(refresh).layer(backoff)` and
-    /// `ServiceBuilder::new().layer(backoff.refresh_on_401(&refresh))` behave the same and
-    /// count into the same [`RefreshStats`](crate::auth::RefreshStats) and
-    /// [`BackoffStats`]; the second keeps one request backup and one spare service for both
-    /// kinds of retry, and its response future is one retry loop instead of two nested ones,
-    /// which is what a request that is not retried pays for.
+    /// With a `RefreshOn401Layer` as the hook,
+    /// `ServiceBuilder::new().layer(refresh.clone()).layer(backoff)` and
+    /// `ServiceBuilder::new().layer(backoff.replay_on(refresh))` behave the same and count
+    /// into the same counters; the second keeps one request backup and one spare service for
+    /// both kinds of retry, and its response future is one retry loop instead of two nested
+    /// ones, which is what a request that is not retried pays for.
     ///
-    /// ```
-    /// use keel_layers::auth::{token_source_fn, RefreshOn401Layer, Token, TokenCache};
-    /// use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
-    ///
-    /// let tokens = TokenCache::new(token_source_fn(|| async { Token::bearer("t", None) }));
-    /// let refresh = RefreshOn401Layer::new(tokens);
-    /// let replays = refresh.stats();
-    /// let backoff = BackoffLayer::new(BackoffPolicy::default()).refresh_on_401(&refresh);
-    /// # let _ = (backoff, replays);
-    /// ```
-    pub fn refresh_on_401(mut self, refresh: &RefreshOn401Layer) -> Self {
-        self.refresh = Some(refresh.refresh());
+    /// See [`crate::hook`] for an example hook.
+    pub fn replay_on(mut self, hook: impl ReplayOnResponse) -> Self {
+        self.hook = Some(Arc::new(hook));
         self
     }
 
@@ -63,6 +55,6 @@ impl<S> Layer<S> for BackoffLayer {
     type Service = Backoff<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Backoff::from_shared(inner, self.policy.clone(), self.refresh.clone())
+        Backoff::from_shared(inner, self.policy.clone(), self.hook.clone())
     }
 }

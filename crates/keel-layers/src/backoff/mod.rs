@@ -20,7 +20,9 @@
 //!
 //! After a 429 with a reset time, the [cooperative gate](BackoffPolicy::cooperative_gate)
 //! holds every *new* request through any clone until that time, instead of each request
-//! discovering the limit on its own. Optional client-side [`Pacing`] spreads requests with
+//! discovering the limit on its own. The gate and the pacing permits live behind the
+//! [`RateState`] trait: in this process by default ([`LocalRateState`]), or in a store shared
+//! by a fleet of processes ([`BackoffPolicy::rate_state`]). Optional client-side [`Pacing`] spreads requests with
 //! a shared token bucket, fixed (`Pacing::per_second(n)`) or learned from 429s
 //! (`Pacing::adaptive`, AIMD), so a long job settles just under the server's limit.
 //!
@@ -38,10 +40,11 @@
 //! to [`drain_limit`](BackoffPolicy::drain_limit)) during the wait and dropped before the
 //! replay, so the connection can be reused.
 //!
-//! Stacked under [`RefreshOn401Layer`](crate::auth::RefreshOn401Layer), the two retry loops
-//! can be one: [`BackoffLayer::refresh_on_401`] makes this layer also replay after a 401 as
-//! that layer would, with one request backup and one spare service for both kinds of retry
-//! (cheaper for every request, retried or not; same behaviour and counters).
+//! Another retrying layer stacked directly above this one can share its retry loop:
+//! [`BackoffLayer::replay_on`] takes a [`ReplayOnResponse`](crate::hook::ReplayOnResponse)
+//! hook (refresh-on-401's layer is one) and replays after the responses it asks for, with
+//! one request backup and one spare service for both kinds of retry (cheaper for every
+//! request, retried or not; same behaviour and counters).
 //!
 //! Each retry emits a `tracing` event at `INFO` with `status`, `attempt`, `delay_ms` and
 //! `source` (`retry-after`, `ratelimit-reset` or `schedule`); [`BackoffStats`] counts 429
@@ -123,23 +126,24 @@
 mod classify;
 mod decide;
 mod future;
-mod headers;
 mod layer;
 mod pacing;
 mod policy;
+mod rate_state;
 mod service;
 mod stats;
 mod tower_policy;
 
-pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
-pub use future::ResponseFuture;
-pub use headers::{
+pub use crate::hints::{
     parse_ratelimit_reset, parse_retry_after, server_delay, DelaySource, ININ_RATELIMIT_RESET,
     RATELIMIT_RESET, X_RATELIMIT_RESET,
 };
+pub use classify::{is_timeout_error, is_transport_error, RetrySafe};
+pub use future::ResponseFuture;
 pub use layer::BackoffLayer;
-pub use pacing::Pacing;
+pub use pacing::{LocalRateState, Pacing};
 pub use policy::BackoffPolicy;
+pub use rate_state::{GateWait, RateState};
 pub use service::Backoff;
 pub use stats::BackoffStats;
 pub use tower::retry::budget::{Budget, TpsBudget};

@@ -1,10 +1,13 @@
-//! The pacing state shared by every clone: the 429 reset gate and an optional token bucket.
+//! The in-process rate state shared by every clone: the 429 reset gate and an optional
+//! token bucket.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::RateState;
 
 /// A 429 is expected to have been caused by requests already sent at most this long ago;
 /// further 429s inside the window do not lower the adaptive rate again.
@@ -109,10 +112,14 @@ impl Pacing {
     }
 }
 
-/// The shared pacing state. All methods take the lock briefly and never across an await,
-/// and waiting is done by the caller with a plain timer, so a dropped waiter holds nothing.
+/// The default [`RateState`]: the 429 gate and an optional [`Pacing`] token bucket, in this
+/// process, shared through one `Arc` by every clone of a [`BackoffPolicy`](super::BackoffPolicy).
+///
+/// All methods take a lock briefly and never across an await (with the gate open and no
+/// pacing, [`try_acquire`](RateState::try_acquire) takes none: one atomic load), and waiting
+/// is a plain timer, so a dropped waiter holds nothing.
 #[derive(Debug)]
-pub(super) struct Pacer {
+pub struct LocalRateState {
     state: Mutex<PacerState>,
     /// Whether there is a token bucket (fixed for the pacer's life).
     has_bucket: bool,
@@ -148,8 +155,15 @@ impl Bucket {
     }
 }
 
-impl Pacer {
-    pub(super) fn new(pacing: Option<&Pacing>) -> Self {
+impl Default for LocalRateState {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl LocalRateState {
+    /// The gate alone (no pacing) with `None`, or the gate and a token bucket.
+    pub fn new(pacing: Option<&Pacing>) -> Self {
         let bucket = pacing.map(|p| Bucket {
             rate: p.per_second,
             capacity: p.burst,
@@ -159,7 +173,7 @@ impl Pacer {
             last_decrease: None,
             ceiling: None,
         });
-        Pacer {
+        LocalRateState {
             has_bucket: bucket.is_some(),
             adaptive: bucket.as_ref().is_some_and(|b| b.adaptive.is_some()),
             blocked: AtomicBool::new(false),
@@ -174,15 +188,14 @@ impl Pacer {
         // NOTE: no code panics while holding the lock; recover rather than propagate.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
 
-    /// Whether the bucket's rate is learned from responses ([`on_success`](Self::on_success)
-    /// and [`on_throttled`](Self::on_throttled) do nothing otherwise).
-    pub(super) fn is_adaptive(&self) -> bool {
+impl RateState for LocalRateState {
+    fn learns(&self) -> bool {
         self.adaptive
     }
 
-    /// Lets one attempt go now (taking a token), or says when to ask again.
-    pub(super) fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
+    fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
         // NOTE: an attempt racing with a 429's `block_until` may go out as if it had come
         // just before the 429; with no gate set and no bucket there is nothing to lock.
         if !self.has_bucket && !self.blocked.load(Ordering::Acquire) {
@@ -208,15 +221,13 @@ impl Pacer {
         Err(now + Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(1)))
     }
 
-    /// Holds every new attempt until `until` (a later time already set wins).
-    pub(super) fn block_until(&self, until: Instant) {
+    fn close_until(&self, until: Instant) {
         let mut state = self.lock();
         state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
         self.blocked.store(true, Ordering::Release);
     }
 
-    /// A 429 came back: lower the adaptive rate and empty the bucket.
-    pub(super) fn on_throttled(&self, now: Instant) {
+    fn throttled(&self, now: Instant) {
         if !self.adaptive {
             return;
         }
@@ -240,8 +251,7 @@ impl Pacer {
         bucket.last_decrease = Some(now);
     }
 
-    /// A response that was not a 429: let the adaptive rate creep up.
-    pub(super) fn on_success(&self, now: Instant) {
+    fn succeeded(&self, now: Instant) {
         if !self.adaptive {
             return;
         }
@@ -264,8 +274,7 @@ impl Pacer {
         bucket.rate = (bucket.rate + step / bucket.rate).clamp(adaptive.min, adaptive.max);
     }
 
-    /// The current rate of the token bucket, if pacing is on.
-    pub(super) fn rate(&self) -> Option<f64> {
+    fn pacing_rate(&self) -> Option<f64> {
         self.lock().bucket.as_ref().map(|b| b.rate)
     }
 }
@@ -276,7 +285,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bucket_spaces_requests_evenly() {
-        let pacer = Pacer::new(Some(&Pacing::per_second(4)));
+        let pacer = LocalRateState::new(Some(&Pacing::per_second(4)));
         let now = Instant::now();
         assert_eq!(pacer.try_acquire(now), Ok(()));
         let next = pacer.try_acquire(now).unwrap_err();
@@ -286,25 +295,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn gate_holds_until_the_latest_reset() {
-        let pacer = Pacer::new(None);
+        let pacer = LocalRateState::new(None);
         let now = Instant::now();
-        pacer.block_until(now + Duration::from_secs(5));
-        pacer.block_until(now + Duration::from_secs(2));
+        pacer.close_until(now + Duration::from_secs(5));
+        pacer.close_until(now + Duration::from_secs(2));
         assert_eq!(pacer.try_acquire(now), Err(now + Duration::from_secs(5)));
         assert_eq!(pacer.try_acquire(now + Duration::from_secs(5)), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
     async fn adaptive_rate_decreases_once_per_burst_and_creeps_back() {
-        let pacer = Pacer::new(Some(&Pacing::adaptive(10.0).decrease(0.5).increase(1.0)));
+        let pacer = LocalRateState::new(Some(&Pacing::adaptive(10.0).decrease(0.5).increase(1.0)));
         let now = Instant::now();
-        pacer.on_throttled(now);
-        pacer.on_throttled(now + Duration::from_millis(10));
-        assert_eq!(pacer.rate(), Some(5.0));
-        pacer.on_success(now + Duration::from_millis(20));
-        assert_eq!(pacer.rate(), Some(5.2));
-        pacer.on_throttled(now + Duration::from_secs(2));
-        assert!((pacer.rate().unwrap() - 2.6).abs() < 1e-9);
+        pacer.throttled(now);
+        pacer.throttled(now + Duration::from_millis(10));
+        assert_eq!(pacer.pacing_rate(), Some(5.0));
+        pacer.succeeded(now + Duration::from_millis(20));
+        assert_eq!(pacer.pacing_rate(), Some(5.2));
+        pacer.throttled(now + Duration::from_secs(2));
+        assert!((pacer.pacing_rate().unwrap() - 2.6).abs() < 1e-9);
     }
 
     #[test]

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use rand::Rng;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::headers::DelaySource;
-use super::pacing::{Pacer, Pacing};
+use super::pacing::{LocalRateState, Pacing};
+use super::rate_state::RateState;
 use super::stats::{BackoffStats, RetryKind};
+use crate::hints::DelaySource;
+use crate::jitter::full_jitter;
 
 /// Configuration and shared state of a [`BackoffLayer`](super::BackoffLayer).
 ///
@@ -42,7 +43,8 @@ use super::stats::{BackoffStats, RetryKind};
 /// `Arc`s: every clone of a policy, and every layer and service built from it, shares
 /// them. That is the point (a retry storm spends one budget; a 429 seen by one clone holds
 /// back all of them). A policy built separately with [`BackoffPolicy::new`] has its own.
-/// [`pacing`](Self::pacing), [`budget`](Self::budget) and [`stats_handle`](Self::stats_handle)
+/// [`pacing`](Self::pacing), [`rate_state`](Self::rate_state), [`budget`](Self::budget) and
+/// [`stats_handle`](Self::stats_handle)
 /// replace the shared piece for this value only, so call them before cloning.
 #[derive(Clone)]
 pub struct BackoffPolicy {
@@ -56,7 +58,9 @@ pub struct BackoffPolicy {
     pub(super) gate: bool,
     pub(super) drain_limit: usize,
     pub(super) budget: Arc<dyn Budget + Send + Sync>,
-    pub(super) pacer: Arc<Pacer>,
+    pub(super) rate: Arc<dyn RateState>,
+    /// Whether `rate` learns from successful responses (asked once, when it is set).
+    pub(super) learns: bool,
     pub(super) stats: BackoffStats,
 }
 
@@ -73,7 +77,8 @@ impl Default for BackoffPolicy {
             gate: true,
             drain_limit: 64 * 1024,
             budget: Arc::new(TpsBudget::default()),
-            pacer: Arc::new(Pacer::new(None)),
+            rate: Arc::new(LocalRateState::default()),
+            learns: false,
             stats: BackoffStats::new(),
         }
     }
@@ -90,7 +95,7 @@ impl fmt::Debug for BackoffPolicy {
             .field("retry_gateway", &self.retry_gateway)
             .field("retry_transport", &self.retry_transport)
             .field("gate", &self.gate)
-            .field("pacing_rate", &self.pacer.rate())
+            .field("rate_state", &self.rate)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -159,8 +164,16 @@ impl BackoffPolicy {
     }
 
     /// Client-side pacing shared by all clones (default none).
-    pub fn pacing(mut self, pacing: Pacing) -> Self {
-        self.pacer = Arc::new(Pacer::new(Some(&pacing)));
+    pub fn pacing(self, pacing: Pacing) -> Self {
+        self.rate_state(LocalRateState::new(Some(&pacing)))
+    }
+
+    /// Where the 429 gate and pacing permits live (default: a [`LocalRateState`] in this
+    /// process, with no pacing). Replaces [`pacing`](Self::pacing); a shared implementation
+    /// makes many processes hold back together (see [`RateState`]).
+    pub fn rate_state(mut self, state: impl RateState) -> Self {
+        self.learns = state.learns();
+        self.rate = Arc::new(state);
         self
     }
 
@@ -186,7 +199,7 @@ impl BackoffPolicy {
     /// The current client-side rate in requests per second, if pacing is on (in adaptive
     /// mode, what it has learned so far).
     pub fn pacing_rate(&self) -> Option<f64> {
-        self.pacer.rate()
+        self.rate.pacing_rate()
     }
 
     /// Which counter a retryable status goes to, or `None` if it is not retried.
@@ -252,66 +265,9 @@ impl GiveUp {
     }
 }
 
-/// The upper bound of the jittered wait before retry `retry` (from 1): `min(cap, base * 2^(retry-1))`.
-pub(super) fn schedule_bound(base: Duration, cap: Duration, retry: u32) -> Duration {
-    let factor = 1u32
-        .checked_shl(retry.saturating_sub(1))
-        .unwrap_or(u32::MAX);
-    base.saturating_mul(factor).min(cap)
-}
-
-/// A uniformly random wait in `0..=schedule_bound(base, cap, retry)`.
-pub(super) fn full_jitter<R: Rng + ?Sized>(
-    base: Duration,
-    cap: Duration,
-    retry: u32,
-    rng: &mut R,
-) -> Duration {
-    let bound = schedule_bound(base, cap, retry);
-    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-    Duration::from_nanos(rng.random_range(0..=nanos))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::SmallRng;
-    use rand::SeedableRng;
-
-    #[test]
-    fn schedule_doubles_up_to_the_cap() {
-        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(1));
-        let bounds: Vec<_> = (1..=6)
-            .map(|n| schedule_bound(base, cap, n).as_millis())
-            .collect();
-        assert_eq!(bounds, [100, 200, 400, 800, 1000, 1000]);
-        assert_eq!(schedule_bound(base, cap, 200), cap);
-    }
-
-    #[test]
-    fn jitter_stays_within_bounds_and_spreads() {
-        let mut rng = SmallRng::seed_from_u64(7);
-        let (base, cap) = (Duration::from_millis(100), Duration::from_secs(2));
-        for retry in 1..=8 {
-            let bound = schedule_bound(base, cap, retry);
-            let samples: Vec<_> = (0..500)
-                .map(|_| full_jitter(base, cap, retry, &mut rng))
-                .collect();
-            assert!(
-                samples.iter().all(|d| *d <= bound),
-                "retry {retry} exceeded {bound:?}"
-            );
-            // Full jitter: both halves of the range are used.
-            assert!(
-                samples.iter().any(|d| *d < bound / 4),
-                "retry {retry} never low"
-            );
-            assert!(
-                samples.iter().any(|d| *d > bound * 3 / 4),
-                "retry {retry} never high"
-            );
-        }
-    }
 
     #[test]
     fn only_429_and_503_are_retried_by_default() {

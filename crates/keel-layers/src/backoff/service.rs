@@ -7,7 +7,7 @@ use tower::{BoxError, Service};
 
 use super::future::ResponseFuture;
 use super::{BackoffLayer, BackoffPolicy, BackoffStats, RetrySafe};
-use crate::auth::Refresh;
+use crate::hook::ReplayOnResponse;
 use crate::replay::{try_clone_request, TryCloneBody};
 use crate::spare::Spare;
 
@@ -36,9 +36,9 @@ pub struct Backoff<S> {
 pub(super) struct Shared<S> {
     pub(super) policy: BackoffPolicy,
     pub(super) spare: Spare<S>,
-    /// Refresh-on-401 done in the same loop (see [`BackoffLayer::refresh_on_401`]).
-    pub(super) refresh: Option<Refresh>,
-    /// Replays after a 401 per request (0 without `refresh`).
+    /// Replays decided by a hook, done in the same loop (see [`BackoffLayer::replay_on`]).
+    pub(super) hook: Option<Arc<dyn ReplayOnResponse>>,
+    /// Replays per request the hook allows (0 without a hook).
     pub(super) max_replays: u32,
 }
 
@@ -51,19 +51,16 @@ impl<S> Backoff<S> {
     pub(super) fn from_shared(
         inner: S,
         policy: Arc<BackoffPolicy>,
-        refresh: Option<(Refresh, u32)>,
+        hook: Option<Arc<dyn ReplayOnResponse>>,
     ) -> Self {
         let policy = Arc::unwrap_or_clone(policy);
-        let (refresh, max_replays) = match refresh {
-            Some((refresh, replays)) => (Some(refresh), replays),
-            None => (None, 0),
-        };
+        let max_replays = hook.as_ref().map_or(0, |hook| hook.max_replays());
         Backoff {
             inner,
             shared: Arc::new(Shared {
                 policy,
                 spare: Spare::new(),
-                refresh,
+                hook,
                 max_replays,
             }),
         }
@@ -117,7 +114,7 @@ where
         let policy = &shared.policy;
         policy.budget.deposit();
         let retry_safe = req.extensions().get::<RetrySafe>().is_some();
-        match policy.pacer.try_acquire(now) {
+        match policy.rate.try_acquire(now) {
             Ok(()) => {
                 let backup = if policy.max_attempts > 1 || shared.max_replays > 0 {
                     try_clone_request(&req)

@@ -9,7 +9,7 @@ use tokio::time::{sleep_until, Instant};
 use tower::retry::Policy;
 
 use super::decide::Attempt;
-use super::pacing::Pacer;
+use super::rate_state::RateState;
 use super::{BackoffPolicy, RetrySafe};
 use crate::replay::{try_clone_request, TryCloneBody};
 
@@ -116,7 +116,7 @@ where
         // NOTE: `Retry` sends `req` itself next; it may only if it can still be replayed.
         let replayable = || req.body().try_clone_body().map(drop);
         let (delay, ()) = policy.plan(retryable, attempt, self.attempts, started, replayable)?;
-        Some(Box::pin(paced_wait(self.policy.pacer.clone(), now + delay)))
+        Some(Box::pin(paced_wait(self.policy.rate.clone(), now + delay)))
     }
 
     fn clone_request(&mut self, req: &Request<B>) -> Option<Request<B>> {
@@ -130,9 +130,9 @@ where
 }
 
 /// Sleeps until `until`, then until the shared gate and bucket let an attempt go.
-async fn paced_wait(pacer: Arc<Pacer>, until: Instant) {
+async fn paced_wait(rate: Arc<dyn RateState>, until: Instant) {
     sleep_until(until).await;
-    while let Err(next) = pacer.try_acquire(Instant::now()) {
-        sleep_until(next).await;
+    while let Err(next) = rate.try_acquire(Instant::now()) {
+        rate.wait(next).await;
     }
 }

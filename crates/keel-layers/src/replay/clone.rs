@@ -8,6 +8,12 @@ use http_body_util::{Empty, Full};
 /// attempt (to keep a backup) and again on the backup *after* a retryable response: a body
 /// that learned during the first attempt that it cannot be replayed (it outgrew its cap)
 /// answers `None` then, and the response goes back to the caller as it is.
+#[diagnostic::on_unimplemented(
+    message = "the request body `{Self}` cannot be replayed by keel's retrying layers",
+    label = "this body type does not implement `TryCloneBody`",
+    note = "put `.replay_body(cap)` (`ReplayBodyLayer::new(cap)`) above the retrying layers to make any body replayable, or send an in-memory body (`Full<Bytes>`, `Empty<Bytes>`, `String`)",
+    note = "check that the HTTP client's body type matches the stack's: below `ReplayBodyLayer` it is `ReplayBody<B>`"
+)]
 pub trait TryCloneBody: http_body::Body + Sized {
     /// Returns a body that yields the same bytes from the start, or `None` when that is
     /// no longer possible.

@@ -6,8 +6,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use rand::Rng as _;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceExt};
@@ -15,36 +14,29 @@ use zeroize::Zeroizing;
 
 use super::response::{parse_token, rejected};
 use super::Config;
-use crate::auth::origin::is_loopback_host;
 use crate::auth::{Token, TokenError};
-use crate::backoff::parse_retry_after;
+use crate::hints::parse_retry_after;
+use crate::jitter::equal_jitter;
 
-pub(super) async fn fetch_with_retries<S, ResB>(
+pub(super) async fn fetch_with_retries<S, B, ResB>(
     service: S,
     config: Arc<Config>,
 ) -> Result<Token, TokenError>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone,
+    B: From<Bytes>,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<BoxError>,
     ResB: Body,
     ResB::Error: Into<BoxError>,
 {
-    let url = &config.token_url;
-    let secure = match url.scheme_str() {
-        Some("https") => true,
-        Some("http") => url.host().is_some_and(is_loopback_host),
-        _ => false,
-    };
-    if !secure {
-        return Err(TokenError::InsecureTokenUrl);
-    }
+    config.check_url()?;
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let outcome = tokio::time::timeout(
             config.attempt_timeout,
-            attempt_once(service.clone(), &config),
+            attempt_once::<S, B, ResB>(service.clone(), &config),
         )
         .await;
         let (error, retry_after) = match outcome {
@@ -70,23 +62,26 @@ where
 }
 
 fn backoff_delay(config: &Config, attempt: u32) -> Duration {
-    let exp = config.base_delay.saturating_mul(1 << (attempt - 1).min(20));
-    let ceiling = exp.min(config.max_delay);
-    let half = ceiling / 2;
-    half + rand::rng().random_range(Duration::ZERO..=half)
+    equal_jitter(
+        config.base_delay,
+        config.max_delay,
+        attempt,
+        &mut rand::rng(),
+    )
 }
 
 type Failure = (TokenError, Option<Duration>);
 
-async fn attempt_once<S, ResB>(service: S, config: &Config) -> Result<Token, Failure>
+async fn attempt_once<S, B, ResB>(service: S, config: &Config) -> Result<Token, Failure>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>>,
+    B: From<Bytes>,
+    S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
     ResB: Body,
     ResB::Error: Into<BoxError>,
 {
     let sent_at = Instant::now();
-    let request = token_request(config);
+    let request = token_request::<B>(config);
     let response = service
         .oneshot(request)
         .await
@@ -123,13 +118,13 @@ where
     }
 }
 
-fn token_request(config: &Config) -> Request<Full<Bytes>> {
+fn token_request<B: From<Bytes>>(config: &Config) -> Request<B> {
     let mut form = vec![("grant_type", "client_credentials")];
     if let Some(scope) = &config.scope {
         form.push(("scope", scope));
     }
     let form = serde_urlencoded::to_string(form).unwrap_or_default();
-    let mut request = Request::new(Full::new(Bytes::from(form)));
+    let mut request = Request::new(B::from(Bytes::from(form)));
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = config.token_url.clone();
     let headers = request.headers_mut();

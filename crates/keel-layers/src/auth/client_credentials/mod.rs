@@ -1,4 +1,5 @@
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ use http_body_util::Full;
 use secrecy::SecretString;
 use tower::{BoxError, Service};
 
-use super::{FetchFuture, TokenSource};
+use super::origin::is_loopback_host;
+use super::{FetchFuture, TokenError, TokenSource};
 
 mod fetch;
 mod response;
@@ -34,13 +36,17 @@ mod response;
 ///   0.5 s doubling to 8 s, 10 s per attempt) ride out a token endpoint that is down for
 ///   more than 10 seconds. Past the limits: [`TokenError::Unavailable`](super::TokenError::Unavailable).
 /// - The token URL must be `https`, or `http` to a loopback host
-///   ([`TokenError::InsecureTokenUrl`](super::TokenError::InsecureTokenUrl) otherwise).
+///   ([`TokenError::InsecureTokenUrl`](super::TokenError::InsecureTokenUrl) otherwise, from
+///   [`try_new`](ClientCredentials::try_new) or [`check`](ClientCredentials::check), else at
+///   the first fetch); [`allow_plain_http`](ClientCredentials::allow_plain_http) opts in to
+///   plain `http` inside a private network.
 ///
 /// The secret is held in a [`SecretString`]; `Debug` prints `[redacted]` for it and no error
 /// or log line carries it or a token.
-pub struct ClientCredentials<S> {
+pub struct ClientCredentials<S, B = Full<Bytes>> {
     service: Mutex<S>,
     config: Arc<Config>,
+    body: PhantomData<fn() -> B>,
 }
 
 #[derive(Clone)]
@@ -55,6 +61,27 @@ struct Config {
     max_delay: Duration,
     attempt_timeout: Duration,
     body_limit: usize,
+    allow_plain_http: bool,
+}
+
+impl Config {
+    /// Whether credentials may be sent to the token URL: `https`, `http` to a loopback host,
+    /// or `http` anywhere once [`allow_plain_http`](ClientCredentials::allow_plain_http).
+    fn check_url(&self) -> Result<(), TokenError> {
+        let url = &self.token_url;
+        let secure = match url.scheme_str() {
+            Some("https") => url.host().is_some(),
+            Some("http") => url
+                .host()
+                .is_some_and(|host| self.allow_plain_http || is_loopback_host(host)),
+            _ => false,
+        };
+        if secure {
+            Ok(())
+        } else {
+            Err(TokenError::InsecureTokenUrl)
+        }
+    }
 }
 
 impl<S> ClientCredentials<S> {
@@ -67,6 +94,7 @@ impl<S> ClientCredentials<S> {
         service: S,
     ) -> Self {
         ClientCredentials {
+            body: PhantomData,
             service: Mutex::new(service),
             config: Arc::new(Config {
                 token_url,
@@ -79,12 +107,77 @@ impl<S> ClientCredentials<S> {
                 max_delay: Duration::from_secs(8),
                 attempt_timeout: Duration::from_secs(10),
                 body_limit: 64 * 1024,
+                allow_plain_http: false,
             }),
         }
     }
 
+    /// [`new`](Self::new), with the token URL checked now rather than at the first fetch.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InsecureTokenUrl`] when the URL is not `https`, nor `http` to a loopback
+    /// host (for plain `http` in a private network, use [`new`](Self::new), then
+    /// [`allow_plain_http`](Self::allow_plain_http) and [`check`](Self::check)).
+    pub fn try_new(
+        token_url: Uri,
+        client_id: impl Into<String>,
+        client_secret: SecretString,
+        service: S,
+    ) -> Result<Self, TokenError> {
+        let grant = Self::new(token_url, client_id, client_secret, service);
+        grant.check()?;
+        Ok(grant)
+    }
+}
+
+impl<S, B> ClientCredentials<S, B> {
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    /// Sends the token requests with bodies of type `B2` (built from the form's `Bytes`), so
+    /// the grant can share one HTTP client with the API when that client's body type is not
+    /// `Full<Bytes>` (the default).
+    pub fn request_body<B2: From<Bytes>>(self) -> ClientCredentials<S, B2> {
+        ClientCredentials {
+            service: self.service,
+            config: self.config,
+            body: PhantomData,
+        }
+    }
+
+    /// Checks the token URL as a fetch would: `https`, or `http` to a loopback host, or
+    /// `http` anywhere after [`allow_plain_http`](Self::allow_plain_http).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InsecureTokenUrl`] otherwise.
+    pub fn check(&self) -> Result<(), TokenError> {
+        self.config.check_url()
+    }
+
+    /// Allows a plain `http` token URL to any host, for a private network whose traffic never
+    /// leaves machines you control (a docker-compose `http://auth:8080`). The client secret
+    /// and the tokens then travel unencrypted: never the default, never for the internet.
+    ///
+    /// ```
+    /// use http_body_util::Full;
+    /// use keel_layers::auth::{ClientCredentials, TokenError};
+    /// use secrecy::SecretString;
+    /// # let http = tower::service_fn(|_: http::Request<Full<bytes::Bytes>>| async {
+    /// #     Ok::<_, std::io::Error>(http::Response::new(Full::new(bytes::Bytes::new())))
+    /// # });
+    /// let url: http::Uri = "http://auth:8080/oauth/token".parse().unwrap();
+    /// let refused = ClientCredentials::try_new(url.clone(), "id", SecretString::from("s"), http.clone());
+    /// assert!(matches!(refused, Err(TokenError::InsecureTokenUrl)));
+    ///
+    /// let grant = ClientCredentials::new(url, "id", SecretString::from("s"), http).allow_plain_http();
+    /// assert!(grant.check().is_ok());
+    /// ```
+    pub fn allow_plain_http(mut self) -> Self {
+        self.config_mut().allow_plain_http = true;
+        self
     }
 
     /// Requests this `scope` (space-separated scopes) with each token.
@@ -132,9 +225,10 @@ impl<S> ClientCredentials<S> {
     }
 }
 
-impl<S, ResB> TokenSource for ClientCredentials<S>
+impl<S, B, ResB> TokenSource for ClientCredentials<S, B>
 where
-    S: Service<Request<Full<Bytes>>, Response = Response<ResB>> + Clone + Send + 'static,
+    B: From<Bytes> + Send + 'static,
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     ResB: Body + Send + 'static,
@@ -147,11 +241,14 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        Box::pin(fetch::fetch_with_retries(service, Arc::clone(&self.config)))
+        Box::pin(fetch::fetch_with_retries::<S, B, ResB>(
+            service,
+            Arc::clone(&self.config),
+        ))
     }
 }
 
-impl<S> fmt::Debug for ClientCredentials<S> {
+impl<S, B> fmt::Debug for ClientCredentials<S, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("ClientCredentials")

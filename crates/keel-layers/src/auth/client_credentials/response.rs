@@ -8,6 +8,10 @@ use zeroize::Zeroize;
 use crate::auth::token::bearer_header;
 use crate::auth::{Token, TokenError};
 
+/// A token that lives less than this would be fetched again for nearly every request: the
+/// token endpoint is at fault, and the answer is treated as a transient failure.
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
+
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
@@ -64,6 +68,9 @@ pub(super) fn parse_token(body: &[u8], sent_at: Instant) -> Result<Token, TokenE
                 TokenError::InvalidResponse("expires_in is not a number of seconds".into())
             })?)),
         };
+        if let Some(short) = expires_in.filter(|d| *d < MIN_LIFETIME) {
+            return Err(TokenError::LifetimeTooShort { expires_in: short });
+        }
         let header = bearer_header(&parsed.access_token)?;
         // NOTE: the lifetime counts from when the request was sent, erring on the early side;
         // a lifetime too long to represent means no expiry.

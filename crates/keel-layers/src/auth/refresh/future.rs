@@ -5,10 +5,11 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use tokio::time::{sleep_until, Sleep};
 use tower::Service;
 
 use super::service::Shared;
-use crate::replay::TryCloneBody;
+use crate::replay::{try_clone_request, TryCloneBody};
 
 pin_project! {
     /// Response future of [`RefreshOn401`](super::RefreshOn401).
@@ -31,7 +32,7 @@ pin_project! {
         // NOTE: the replay lives in this variant, not beside `state`: it then shares the
         // space of the (large) inner future instead of adding to it. The service, cloned
         // from the shared spare for this replay, is boxed for the same reason.
-        WaitingForReady { replay: Option<R>, service: Box<S> },
+        WaitingForReady { replay: Option<R>, service: Box<S>, not_before: Option<Pin<Box<Sleep>>> },
     }
 }
 
@@ -71,16 +72,23 @@ where
                         return Poll::Ready(Ok(response));
                     }
                     let refresh = &this.shared.refresh;
-                    let Some((rejected, replay)) =
-                        refresh.replay_for(&response, this.backup.as_ref())
+                    let Some(rejected) = refresh.rejected(response.status(), response.extensions())
                     else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    // NOTE: asked again after the attempt: a body may have found out while it
+                    // was sent that it outgrew its replay cap.
+                    let Some(replay) = this.backup.as_ref().and_then(try_clone_request) else {
+                        refresh.not_replayable();
                         return Poll::Ready(Ok(response));
                     };
                     // NOTE: the spare is kept whenever a backup is: see `RefreshOn401::call`.
                     let service = this.shared.spare.clone_service();
                     let service = Box::new(service.expect("a spare with a backup"));
                     drop(response);
-                    refresh.replaying(rejected);
+                    let not_before = refresh
+                        .replaying(rejected)
+                        .map(|t| Box::pin(sleep_until(t)));
                     *this.replays_left -= 1;
                     if *this.replays_left == 0 {
                         *this.backup = None;
@@ -88,9 +96,18 @@ where
                     this.state.set(State::WaitingForReady {
                         replay: Some(replay),
                         service,
+                        not_before,
                     });
                 }
-                StateProj::WaitingForReady { replay, service } => {
+                StateProj::WaitingForReady {
+                    replay,
+                    service,
+                    not_before,
+                } => {
+                    if let Some(sleep) = not_before.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                        *not_before = None;
+                    }
                     ready!(service.poll_ready(cx))?;
                     let request = replay.take().expect("a replay is pending");
                     let future = service.call(request);

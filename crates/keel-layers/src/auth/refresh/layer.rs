@@ -4,20 +4,21 @@ use super::{RefreshOn401, RefreshStats};
 use crate::auth::{Refresh, TokenCache};
 
 /// Layer that applies [`RefreshOn401`].
+///
+/// It is also a [`ReplayOnResponse`](crate::hook::ReplayOnResponse) hook, so a retry loop
+/// below it that takes such a hook can do its work in the same loop (see [`crate::hook`]).
 #[derive(Debug, Clone)]
 pub struct RefreshOn401Layer {
-    tokens: TokenCache,
-    max_replays: u32,
-    stats: RefreshStats,
+    pub(super) refresh: Refresh,
+    pub(super) max_replays: u32,
 }
 
 impl RefreshOn401Layer {
     /// Invalidates rejected tokens in `tokens` and replays each request at most once.
     pub fn new(tokens: TokenCache) -> Self {
         RefreshOn401Layer {
-            tokens,
+            refresh: Refresh::new(tokens, RefreshStats::default()),
             max_replays: 1,
-            stats: RefreshStats::default(),
         }
     }
 
@@ -29,16 +30,7 @@ impl RefreshOn401Layer {
 
     /// The counters shared by every service this layer makes.
     pub fn stats(&self) -> RefreshStats {
-        self.stats.clone()
-    }
-
-    /// What a retry loop needs to refresh on 401 as this layer does, and how many replays.
-    pub(crate) fn refresh(&self) -> (Refresh, u32) {
-        let refresh = Refresh {
-            tokens: self.tokens.clone(),
-            stats: self.stats.clone(),
-        };
-        (refresh, self.max_replays)
+        self.refresh.stats.clone()
     }
 }
 
@@ -46,8 +38,6 @@ impl<S> Layer<S> for RefreshOn401Layer {
     type Service = RefreshOn401<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RefreshOn401::new(inner, self.tokens.clone())
-            .max_replays(self.max_replays)
-            .with_stats(self.stats.clone())
+        RefreshOn401::from_refresh(inner, self.refresh.clone(), self.max_replays)
     }
 }

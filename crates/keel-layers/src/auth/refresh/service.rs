@@ -25,8 +25,9 @@ use crate::spare::Spare;
 /// - the response carries no `TokenId` (no token from this stack was sent),
 /// - the request body cannot be replayed (see [`TryCloneBody`]; a `tracing` event says so).
 ///
-/// Directly above a [`Backoff`](crate::backoff::Backoff) layer, the two can run as one retry
-/// loop instead: see [`BackoffLayer::refresh_on_401`](crate::backoff::BackoffLayer::refresh_on_401).
+/// Directly above another retry loop that takes a
+/// [`ReplayOnResponse`](crate::hook::ReplayOnResponse) hook, the two can run as one loop
+/// instead: [`RefreshOn401Layer`] is such a hook.
 ///
 /// # Clone
 ///
@@ -60,9 +61,9 @@ pub(super) struct Shared<S> {
 }
 
 impl<S> Shared<S> {
-    fn new(tokens: TokenCache, stats: RefreshStats) -> Arc<Self> {
+    fn new(refresh: Refresh) -> Arc<Self> {
         Arc::new(Shared {
-            refresh: Refresh { tokens, stats },
+            refresh,
             spare: Spare::new(),
         })
     }
@@ -101,10 +102,14 @@ impl RefreshStats {
 impl<S> RefreshOn401<S> {
     /// Wraps `inner`, invalidating rejected tokens in `tokens`.
     pub fn new(inner: S, tokens: TokenCache) -> Self {
+        Self::from_refresh(inner, Refresh::new(tokens, RefreshStats::default()), 1)
+    }
+
+    pub(super) fn from_refresh(inner: S, refresh: Refresh, max_replays: u32) -> Self {
         RefreshOn401 {
             inner,
-            max_replays: 1,
-            shared: Shared::new(tokens, RefreshStats::default()),
+            max_replays,
+            shared: Shared::new(refresh),
         }
     }
 
@@ -116,11 +121,6 @@ impl<S> RefreshOn401<S> {
     /// Replays a request at most `replays` times on repeated 401s (default 1; 0 disables).
     pub fn max_replays(mut self, replays: u32) -> Self {
         self.max_replays = replays;
-        self
-    }
-
-    pub(super) fn with_stats(mut self, stats: RefreshStats) -> Self {
-        self.shared = Shared::new(self.shared.refresh.tokens.clone(), stats);
         self
     }
 

@@ -79,7 +79,8 @@ async fn invalidate_drops_only_the_current_token() {
         TokenCacheStats {
             fetches: 2,
             failures: 0,
-            invalidations: 1
+            invalidations: 1,
+            deferred_invalidations: 0,
         }
     );
 }

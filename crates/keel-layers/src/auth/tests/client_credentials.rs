@@ -351,3 +351,104 @@ async fn retry_after_from_the_endpoint_is_honoured() {
     respond.send_response(token_json("later", 60));
     assert!(fetch.await.unwrap().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lifetime_under_a_second_is_an_endpoint_fault_retried_within_bounds() {
+    let (source, mut handle) = client_credentials();
+    let tokens = TokenCache::new(source.max_attempts(3));
+    let fetch = tokio::spawn({
+        let tokens = tokens.clone();
+        async move { tokens.token().await }
+    });
+    let mut attempts = 0;
+    while let Ok(Some((_, respond))) =
+        tokio::time::timeout(Duration::from_secs(60), handle.next_request()).await
+    {
+        attempts += 1;
+        let body = r#"{"access_token":"short-lived","token_type":"bearer","expires_in":0.5}"#;
+        respond.send_response(json(StatusCode::OK, body.into()));
+    }
+    assert_eq!(attempts, 3, "bounded retries, not a fetch per request");
+    let err = fetch.await.unwrap().unwrap_err();
+    let TokenError::Unavailable { attempts: 3, last } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(
+        matches!(**last, TokenError::LifetimeTooShort { .. }),
+        "{last:?}"
+    );
+
+    // A zero lifetime followed by a sound answer: the sound token is used.
+    let fetch = tokio::spawn(async move { tokens.token().await });
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json("zero", 0));
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(token_json("sound", 3600));
+    let token = fetch.await.unwrap().unwrap();
+    assert_eq!(token.header_value(), "Bearer sound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn plain_http_in_a_private_network_is_refused_at_construction_unless_opted_in() {
+    let (service, mut handle) = mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
+    let url: http::Uri = "http://auth:8080/oauth/token".parse().unwrap();
+    let refused = ClientCredentials::try_new(
+        url.clone(),
+        "id",
+        SecretString::from(SECRET),
+        service.clone(),
+    );
+    assert!(matches!(refused, Err(TokenError::InsecureTokenUrl)));
+    for ok in [
+        "https://login.example.com/token",
+        "http://localhost:9/token",
+    ] {
+        let grant = ClientCredentials::try_new(
+            ok.parse().unwrap(),
+            "id",
+            SecretString::from(SECRET),
+            service.clone(),
+        );
+        assert!(grant.is_ok(), "{ok}");
+    }
+
+    let grant =
+        ClientCredentials::new(url, "id", SecretString::from(SECRET), service).allow_plain_http();
+    assert!(grant.check().is_ok());
+    let fetch = tokio::spawn(grant.fetch());
+    let (req, respond) = handle.next_request().await.unwrap();
+    assert_eq!(req.uri(), "http://auth:8080/oauth/token");
+    respond.send_response(token_json("private", 60));
+    assert!(fetch.await.unwrap().is_ok());
+}
+
+/// An API client's own request body type, buildable from `Bytes`.
+struct ApiBody(Full<Bytes>);
+
+impl From<Bytes> for ApiBody {
+    fn from(bytes: Bytes) -> Self {
+        ApiBody(Full::new(bytes))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_grant_shares_a_client_whose_body_type_is_not_full_bytes() {
+    let (service, mut handle) = mock::pair::<Request<ApiBody>, Response<Full<Bytes>>>();
+    let grant = ClientCredentials::new(
+        "https://login.example.com/oauth/token".parse().unwrap(),
+        "client-id",
+        SecretString::from(SECRET),
+        service,
+    )
+    .request_body::<ApiBody>();
+    let tokens = TokenCache::new(grant);
+    let fetch = tokio::spawn(async move { tokens.token().await });
+    let (req, respond) = handle.next_request().await.unwrap();
+    let form = req.into_body().0.collect().await.unwrap().to_bytes();
+    assert_eq!(form, "grant_type=client_credentials");
+    respond.send_response(token_json("shared-client", 3600));
+    assert_eq!(
+        fetch.await.unwrap().unwrap().header_value(),
+        "Bearer shared-client"
+    );
+}

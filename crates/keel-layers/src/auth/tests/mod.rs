@@ -1,10 +1,15 @@
 //! The auth suite: layers driven with tower-test mocks, time paused.
+#![cfg_attr(not(feature = "client-credentials"), allow(unused_imports, dead_code))]
 
+#[cfg(feature = "client-credentials")]
 mod bearer;
 mod cache;
+#[cfg(feature = "client-credentials")]
 mod client_credentials;
 mod refresh;
+#[cfg(feature = "client-credentials")]
 mod secrets;
+mod store;
 mod streaming;
 
 use std::collections::HashMap;
@@ -49,6 +54,7 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
 }
 
 /// A `ClientCredentials` over a tower-test mock token endpoint.
+#[cfg(feature = "client-credentials")]
 fn client_credentials() -> (ClientCredentials<TokenEndpoint>, TokenHandle) {
     let (service, handle) = mock::pair();
     let source = ClientCredentials::new(

@@ -173,36 +173,6 @@ async fn drain_stops_at_the_limit() {
     assert_eq!(read.load(Ordering::SeqCst), 5 * 1024);
 }
 
-/// A service that counts how often it is cloned.
-pub(super) struct CountClones<S> {
-    pub(super) inner: S,
-    pub(super) clones: Arc<AtomicUsize>,
-}
-
-impl<S: Clone> Clone for CountClones<S> {
-    fn clone(&self) -> Self {
-        self.clones.fetch_add(1, Ordering::SeqCst);
-        CountClones {
-            inner: self.inner.clone(),
-            clones: Arc::clone(&self.clones),
-        }
-    }
-}
-
-impl<S: Service<R>, R> Service<R> for CountClones<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> S::Future {
-        self.inner.call(req)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn inner_service_is_cloned_once_per_service_for_requests_that_can_be_retried() {
     let clones = Arc::new(AtomicUsize::new(0));

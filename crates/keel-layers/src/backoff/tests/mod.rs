@@ -8,135 +8,21 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use tokio::time::{sleep, timeout, Instant};
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{BoxError, Layer, ServiceExt};
 
 use super::*;
-use crate::replay::TryCloneBody;
 
-type Reply = Result<Response<Full<Bytes>>, BoxError>;
-
-/// A scripted server: `script(n, t)` answers the `n`th request (from 0) arriving `t` after
-/// the mock was made, after `latency`. Arrival times are recorded.
-#[derive(Clone)]
-struct Mock {
-    arrivals: Arc<Mutex<Vec<Duration>>>,
-    script: Arc<dyn Fn(usize, Duration) -> Reply + Send + Sync>,
-    latency: Duration,
-    start: Instant,
-}
-
-impl Mock {
-    fn new(script: impl Fn(usize, Duration) -> Reply + Send + Sync + 'static) -> Self {
-        Mock {
-            arrivals: Arc::default(),
-            script: Arc::new(script),
-            latency: Duration::ZERO,
-            start: Instant::now(),
-        }
-    }
-
-    fn latency(mut self, latency: Duration) -> Self {
-        self.latency = latency;
-        self
-    }
-
-    fn arrivals(&self) -> Vec<Duration> {
-        self.arrivals.lock().unwrap().clone()
-    }
-}
-
-impl<B: Send + 'static> Service<Request<B>> for Mock {
-    type Response = Response<Full<Bytes>>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Reply>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _req: Request<B>) -> Self::Future {
-        let at = self.start.elapsed();
-        let n = {
-            let mut arrivals = self.arrivals.lock().unwrap();
-            arrivals.push(at);
-            arrivals.len() - 1
-        };
-        let reply = (self.script)(n, at);
-        let latency = self.latency;
-        Box::pin(async move {
-            sleep(latency).await;
-            reply
-        })
-    }
-}
-
-fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut builder = Response::builder().status(status);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    Ok(builder.body(Full::new(Bytes::from(body.to_owned())))?)
-}
-
-fn get() -> Request<Full<Bytes>> {
-    Request::get("http://api.test/x")
-        .body(Full::default())
-        .unwrap()
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-async fn body_text(response: Response<Full<Bytes>>) -> String {
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// A request body that can be cloned until the "first attempt" reads it, which marks it
-/// over its replay cap, as a `ReplayBody` past its cap would.
-struct CappedBody {
-    data: Bytes,
-    over_cap: Arc<AtomicBool>,
-}
-
-impl http_body::Body for CappedBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.over_cap.store(true, Ordering::SeqCst);
-        let data = std::mem::take(&mut self.data);
-        Poll::Ready((!data.is_empty()).then(|| Ok(Frame::data(data))))
-    }
-}
-
-impl TryCloneBody for CappedBody {
-    fn try_clone_body(&self) -> Option<Self> {
-        (!self.over_cap.load(Ordering::SeqCst)).then(|| CappedBody {
-            data: self.data.clone(),
-            over_cap: self.over_cap.clone(),
-        })
-    }
-}
+use crate::test_support::*;
 
 mod bodies;
 mod events;
 mod hints;
 mod limits;
 mod pacing;
-mod refresh;
+mod rate_state;
 mod tower_retry;
 mod transport;

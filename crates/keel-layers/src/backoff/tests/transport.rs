@@ -93,6 +93,7 @@ async fn gateway_errors_are_retried_only_when_opted_in() {
     assert_eq!(mock.arrivals().len(), 3);
 }
 
+#[cfg(feature = "hyper")]
 #[tokio::test]
 async fn hyper_connection_closed_before_response_is_a_transport_error() {
     use hyper_util::rt::TokioIo;

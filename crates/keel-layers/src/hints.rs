@@ -1,4 +1,7 @@
 //! Pure parsers for the headers a server uses to say how long to wait.
+//!
+//! Both the backoff layer (429/503) and the client-credentials grant (a token endpoint that
+//! answers 429 or 503) read these hints, so they live here, outside either layer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,7 +48,7 @@ impl DelaySource {
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::HeaderValue;
-/// use keel_layers::backoff::parse_retry_after;
+/// use keel_layers::hints::parse_retry_after;
 ///
 /// let now = SystemTime::now();
 /// assert_eq!(parse_retry_after(&HeaderValue::from_static("5"), now), Some(Duration::from_secs(5)));
@@ -74,7 +77,7 @@ pub fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duratio
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use http::HeaderValue;
-/// use keel_layers::backoff::parse_ratelimit_reset;
+/// use keel_layers::hints::parse_ratelimit_reset;
 ///
 /// let now = SystemTime::now();
 /// assert_eq!(parse_ratelimit_reset(&HeaderValue::from_static("1.5"), now), Some(Duration::from_millis(1500)));

@@ -1,13 +1,24 @@
-//! `BackoffLayer::refresh_on_401`: refresh-on-401 and backoff in one retry loop, which must
-//! behave as `RefreshOn401Layer` stacked over `BackoffLayer`.
+//! `BackoffLayer::replay_on(refresh)`: refresh-on-401 and backoff in one retry loop, which
+//! must behave as `RefreshOn401Layer` stacked over `BackoffLayer`.
 
 use std::sync::atomic::AtomicU32;
 
 use http::header::AUTHORIZATION;
 use tower_test::mock;
 
-use super::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::time::{sleep, timeout, Instant};
+use tower::{Layer, ServiceExt};
+
 use crate::auth::{token_source_fn, BearerLayer, Origin, RefreshOn401Layer, Token, TokenCache};
+use crate::backoff::{BackoffLayer, BackoffPolicy, TpsBudget};
+use crate::test_support::*;
 
 const API: &str = "http://127.0.0.1:8080";
 
@@ -46,7 +57,7 @@ async fn a_401_then_a_429_then_ok_is_one_request_with_one_refresh_and_one_wait()
     let refresh = RefreshOn401Layer::new(tokens.clone());
     let policy = BackoffPolicy::new();
     let backoff_stats = policy.stats();
-    let layer = BackoffLayer::new(policy).refresh_on_401(&refresh);
+    let layer = BackoffLayer::new(policy).replay_on(refresh.clone());
     let (api, mut handle) = mock::pair::<Request<Full<Bytes>>, Response<Full<Bytes>>>();
     let svc = tower::ServiceBuilder::new()
         .layer(layer)
@@ -98,7 +109,7 @@ async fn observe(
     let api = bearer(&tokens).layer(mock.clone());
     let response = if fused {
         backoff
-            .refresh_on_401(&refresh)
+            .replay_on(refresh.clone())
             .layer(api)
             .oneshot(api_get())
             .await
@@ -190,7 +201,7 @@ async fn a_401_whose_body_outgrew_its_cap_during_the_attempt_is_returned_as_is()
     let backoff_stats = policy.stats();
     let (api, mut handle) = mock::pair::<Request<CappedBody>, Response<Full<Bytes>>>();
     let svc = tower::ServiceBuilder::new()
-        .layer(BackoffLayer::new(policy).refresh_on_401(&refresh))
+        .layer(BackoffLayer::new(policy).replay_on(refresh.clone()))
         .layer(bearer(&tokens))
         .service(api);
     let body = CappedBody {
@@ -232,7 +243,7 @@ async fn cancelling_after_a_replay_leaks_nothing() {
     });
     let handles = Arc::strong_count(&mock.arrivals);
     let svc = tower::ServiceBuilder::new()
-        .layer(BackoffLayer::new(BackoffPolicy::new()).refresh_on_401(&refresh))
+        .layer(BackoffLayer::new(BackoffPolicy::new()).replay_on(refresh.clone()))
         .layer(bearer(&tokens))
         .service(mock.clone());
 
@@ -262,12 +273,12 @@ async fn one_loop_keeps_one_spare_and_clones_it_once_per_retried_request() {
         4 => reply(503, &[("retry-after", "1")], ""),
         _ => reply(200, &[], "ok"),
     });
-    let counted = bodies::CountClones {
+    let counted = CountClones {
         inner: bearer(&tokens).layer(mock.clone()),
         clones: Arc::clone(&clones),
     };
     let mut svc = BackoffLayer::new(BackoffPolicy::new())
-        .refresh_on_401(&refresh)
+        .replay_on(refresh.clone())
         .layer(counted);
     tokens.token().await.unwrap();
     for _ in 0..3 {

@@ -1,8 +1,8 @@
 //! [`ServiceBuilderExt`]: one `ServiceBuilder` method per keel layer.
 
-use keel_layers::auth::{BearerLayer, Origin, RefreshOn401Layer, TokenCache};
-use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
-use keel_layers::replay::ReplayBodyLayer;
+use crate::auth::{BearerLayer, Origin, RefreshOn401Layer, TokenCache};
+use crate::backoff::{BackoffLayer, BackoffPolicy};
+use crate::replay::ReplayBodyLayer;
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
@@ -28,7 +28,9 @@ mod sealed {
 /// a handle first: [`BackoffPolicy::stats`] before passing the policy, or build a
 /// [`RefreshOn401Layer`] yourself and use its [`stats`](RefreshOn401Layer::stats).
 ///
-/// This trait is sealed: it is implemented for `ServiceBuilder` only.
+/// This trait is sealed: it is implemented for `ServiceBuilder` only. It has the same name
+/// as `tower_http::ServiceBuilderExt`; import both `as _` to use both sets of methods
+/// (through the facade: `use keel::ServiceBuilderExt as _;`).
 ///
 /// [`replay_body`]: ServiceBuilderExt::replay_body
 /// [`refresh_on_401`]: ServiceBuilderExt::refresh_on_401
@@ -42,9 +44,10 @@ mod sealed {
 /// use bytes::Bytes;
 /// use http::{Request, Response, StatusCode};
 /// use http_body_util::Full;
-/// use keel::auth::{token_source_fn, Origin, Token, TokenCache};
-/// use keel::backoff::BackoffPolicy;
-/// use keel::ServiceBuilderExt;
+/// use keel_layers::auth::{token_source_fn, Origin, Token, TokenCache};
+/// use keel_layers::backoff::BackoffPolicy;
+/// // `as _`: the methods without the name, which tower_http::ServiceBuilderExt also uses.
+/// use keel_layers::ServiceBuilderExt as _;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -85,10 +88,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// [`refresh_on_401`](ServiceBuilderExt::refresh_on_401) and then
     /// [`backoff`](ServiceBuilderExt::backoff), as one retry loop: the same behaviour and
     /// counters, with one request backup and one spare service for both kinds of retry
-    /// instead of two, which every request pays for ([`BackoffLayer::refresh_on_401`]).
+    /// instead of two, which every request pays for ([`BackoffLayer::replay_on`]).
     ///
     /// To read the counters, build the layers yourself:
-    /// `.layer(BackoffLayer::new(policy).refresh_on_401(&refresh))`, keeping
+    /// `.layer(BackoffLayer::new(policy).replay_on(refresh.clone()))`, keeping
     /// `refresh.stats()` and `policy.stats()`.
     ///
     /// ```
@@ -97,9 +100,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// use bytes::Bytes;
     /// use http::{Request, Response, StatusCode};
     /// use http_body_util::Full;
-    /// use keel::auth::{token_source_fn, Origin, Token, TokenCache};
-    /// use keel::backoff::BackoffPolicy;
-    /// use keel::ServiceBuilderExt;
+    /// use keel_layers::auth::{token_source_fn, Origin, Token, TokenCache};
+    /// use keel_layers::backoff::BackoffPolicy;
+    /// use keel_layers::ServiceBuilderExt as _;
     /// use tower::{service_fn, ServiceBuilder, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
@@ -143,16 +146,6 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// Sets `Authorization: Bearer …` from `tokens` on requests for `origin`, and on no
     /// others ([`BearerLayer`]).
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>>;
-
-    /// Forwards each request to `upstream`, without the caller's credentials and hop-by-hop
-    /// headers ([`GatewayLayer`](crate::gateway::GatewayLayer)); goes above
-    /// [`replay_body`](ServiceBuilderExt::replay_body).
-    #[cfg(feature = "gateway")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "gateway")))]
-    fn gateway(
-        self,
-        upstream: crate::gateway::Upstream,
-    ) -> ServiceBuilder<Stack<crate::gateway::GatewayLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -174,18 +167,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         policy: BackoffPolicy,
     ) -> ServiceBuilder<Stack<BackoffLayer, L>> {
         let refresh = RefreshOn401Layer::new(tokens);
-        self.layer(BackoffLayer::new(policy).refresh_on_401(&refresh))
+        self.layer(BackoffLayer::new(policy).replay_on(refresh))
     }
 
     fn bearer(self, tokens: TokenCache, origin: Origin) -> ServiceBuilder<Stack<BearerLayer, L>> {
         self.layer(BearerLayer::new(tokens, origin))
-    }
-
-    #[cfg(feature = "gateway")]
-    fn gateway(
-        self,
-        upstream: crate::gateway::Upstream,
-    ) -> ServiceBuilder<Stack<crate::gateway::GatewayLayer, L>> {
-        self.layer(crate::gateway::GatewayLayer::new(upstream))
     }
 }
