@@ -1,5 +1,4 @@
 use std::convert::Infallible;
-use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -87,7 +86,8 @@ where
 
 /// The gateway's own answer when the upstream could not be asked or did not answer.
 fn failure_response(err: &BoxError) -> Response<GatewayBody> {
-    let (status, code, message) = if find::<tower::timeout::error::Elapsed>(err.as_ref()).is_some() {
+    let (status, code, message) = if find::<tower::timeout::error::Elapsed>(err.as_ref()).is_some()
+    {
         (
             StatusCode::GATEWAY_TIMEOUT,
             "gateway.upstream.timeout",
