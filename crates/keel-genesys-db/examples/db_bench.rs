@@ -146,6 +146,7 @@ async fn pass(sink: &mut DbSink, n: u64, page_size: u64, db: Option<&str>) -> (D
         sink.commit(Commit {
             records: &page,
             resume: &resume,
+            pages: 1,
         })
         .await
         .expect("commit");

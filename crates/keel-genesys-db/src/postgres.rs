@@ -477,7 +477,7 @@ impl PageSink for PostgresSink {
         let resume = serde_json::to_string(page.resume)
             .map_err(|e| self.state_error(format!("resume point: {e}")))?;
         self.enter()?;
-        let pages = i64::from(!page.records.is_empty());
+        let pages = i64::try_from(page.pages).unwrap_or(i64::MAX);
         let n = i64::try_from(page.records.len()).unwrap_or(i64::MAX);
         let out = self.write_page(&batch, &resume, pages, n).await;
         self.busy = false;

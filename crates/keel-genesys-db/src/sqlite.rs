@@ -436,7 +436,7 @@ impl PageSink for SqliteSink {
             key: self.spec.key.clone(),
             query,
             resume,
-            pages: i64::from(!page.records.is_empty()),
+            pages: i64::try_from(page.pages).unwrap_or(i64::MAX),
             conversations: i64::try_from(page.records.len()).unwrap_or(i64::MAX),
             run_id: self.spec.run_id.clone(),
         };

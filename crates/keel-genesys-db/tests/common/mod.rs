@@ -281,12 +281,14 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     sink.commit(Commit {
         records: &p1,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
     sink.commit(Commit {
         records: &p2,
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -302,9 +304,31 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     sink.commit(Commit {
         records: &p3,
         resume: &checkpoint(3),
+        pages: 1,
     })
     .await
     .unwrap();
+    // An API page left without records counts as a page; a commit that only moves the
+    // resume point does not.
+    sink.commit(Commit {
+        records: &[],
+        resume: &checkpoint(4),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    sink.commit(Commit {
+        records: &[],
+        resume: &checkpoint(5),
+        pages: 0,
+    })
+    .await
+    .unwrap();
+    drop(sink);
+    let mut sink = connect(&b).await;
+    let state = sink.open().await.unwrap();
+    assert_eq!(state.resume, Some(checkpoint(5)));
+    assert_eq!((state.pages, state.conversations), (4, 25));
     sink.close().await.unwrap();
     assert_rows_of(&b, 0..25).await;
     drop(sink);
@@ -325,6 +349,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     sink.commit(Commit {
         records: &records(0..5),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -338,6 +363,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
         .commit(Commit {
             records: &page,
             resume: &checkpoint(2),
+            pages: 1,
         })
         .await
         .unwrap_err();
@@ -356,6 +382,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     sink.commit(Commit {
         records: &records(5..9),
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -372,12 +399,14 @@ pub(crate) async fn a_failed_page_does_not_poison_the_sink<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap_err();
     sink.commit(Commit {
         records: &records(2..4),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -412,6 +441,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -421,6 +451,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -438,6 +469,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &[record(&c0), record(&c1)],
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -470,6 +502,7 @@ pub(crate) async fn duplicate_ids_in_one_page_keep_the_last_record<B: Backend>(b
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -491,6 +524,7 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &[record(&c)],
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -506,6 +540,7 @@ pub(crate) async fn committed_ids_are_those_of_the_part<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &records(0..10),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -544,6 +579,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -568,6 +604,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -634,6 +671,7 @@ pub(crate) async fn the_analyst_queries_answer_on_this_database<B: Backend>(b: B
         sink.commit(Commit {
             records: page,
             resume: &checkpoint(k as u32 + 1),
+            pages: 1,
         })
         .await
         .unwrap();
@@ -760,6 +798,7 @@ pub(crate) async fn child_commits_until_killed() {
         sink.commit(Commit {
             records: &page,
             resume: &checkpoint(k),
+            pages: 1,
         })
         .await
         .unwrap();
