@@ -52,6 +52,7 @@ pub struct PostgresSink {
     spec: ExportSpec,
     resume_query: Option<serde_json::Value>,
     pending_watermark: Option<OffsetDateTime>,
+    hold_lock: bool,
     /// Set while a call runs: still set at the next call means a call was dropped mid-way
     /// and the connection's state is unknown.
     busy: bool,
@@ -123,6 +124,7 @@ impl PostgresSink {
             spec,
             resume_query: None,
             pending_watermark: None,
+            hold_lock: false,
             busy: false,
             buf: CopyText::default(),
         })
@@ -153,6 +155,37 @@ impl PostgresSink {
     /// the same transaction (never before every page of the run is committed).
     pub fn watermark_on_close(&mut self, at: OffsetDateTime) {
         self.pending_watermark = Some(at);
+    }
+
+    /// Makes [`close`](PageSink::close) complete the export but keep the run lock, so that
+    /// the program can run another export of the same definition on this sink (see
+    /// [`next_export`](Self::next_export)) without another run slipping in between; the
+    /// lock then goes with [`release`](Self::release) or when the sink is dropped.
+    pub fn hold_lock_on_close(&mut self, hold: bool) {
+        self.hold_lock = hold;
+    }
+
+    /// Starts another export of this definition on the sink, after
+    /// [`close`](PageSink::close) completed the previous one: `query` is what the following
+    /// commits store with their resume points (what [`resume_query`](Self::resume_query)
+    /// returns if that export is interrupted).
+    pub fn next_export(&mut self, query: serde_json::Value) {
+        self.spec.query = query;
+        self.resume_query = None;
+    }
+
+    /// Releases the run lock (what [`close`](PageSink::close) does unless
+    /// [`hold_lock_on_close`](Self::hold_lock_on_close)).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn release(&mut self) -> Result<(), DbError> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut self.lock)
+            .await
+            .map_err(|e| self.db_err("release the run lock", &e))
+            .map(drop)
     }
 
     /// Conversations this export definition stored without an end: a later run fetches them
@@ -512,17 +545,15 @@ impl PageSink for PostgresSink {
             .execute(&mut self.conn)
             .await
             .map_err(|e| self.db_err("complete the export", &e))?;
-        // NOTE: released here rather than left to the connection's end, which the server
-        // notices only some time after the sink is dropped: the next run can start at once.
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LOCK_KEY)
-            .execute(&mut self.lock)
-            .await
-            .map_err(|e| self.db_err("release the run lock", &e))?;
         self.busy = false;
         self.resume_query = None;
         self.pending_watermark = None;
-        Ok(())
+        if self.hold_lock {
+            return Ok(());
+        }
+        // NOTE: released here rather than left to the connection's end, which the server
+        // notices only some time after the sink is dropped: the next run can start at once.
+        self.release().await
     }
 }
 

@@ -567,6 +567,47 @@ pub(crate) async fn a_second_run_is_locked_out<B: Backend>(b: B) {
     drop(first);
 }
 
+pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_query<B: Backend>(
+    b: B,
+) {
+    let mut sink = connect(&b).await;
+    sink.hold_lock_on_close(true);
+    sink.open().await.unwrap();
+    sink.commit(Commit {
+        records: &records(0..3),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    sink.close().await.unwrap();
+    let err = DbSink::connect(&b.destination(), spec()).await.unwrap_err();
+    assert!(matches!(err, DbError::Locked { .. }), "{err:?}");
+
+    // A second export of the definition on the same sink: its own query goes with its
+    // resume points.
+    let second =
+        serde_json::json!({"interval": "2024-03-04T00:00:00.000Z/2024-03-05T00:00:00.000Z"});
+    sink.next_export(second.clone());
+    assert_eq!(sink.open().await.unwrap(), SinkState::default());
+    sink.commit(Commit {
+        records: &records(3..5),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    drop(sink); // killed mid-way: the lock goes with the sink
+    let mut sink = connect(&b).await;
+    let state = sink.open().await.unwrap();
+    assert_eq!((state.pages, state.conversations), (1, 2));
+    assert_eq!(sink.resume_query(), Some(&second));
+    sink.close().await.unwrap();
+    assert_rows_of(&b, 0..5).await;
+    drop(connect(&b).await);
+    sink.release().await.unwrap();
+}
+
 pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
@@ -770,6 +811,7 @@ macro_rules! all_tests {
             the_record_is_stored_losslessly,
             committed_ids_are_those_of_the_part,
             a_second_run_is_locked_out,
+            a_held_lock_outlives_close_and_the_next_export_stores_its_query,
             watermark_and_in_progress_conversations,
             the_analyst_queries_answer_on_this_database,
         );
