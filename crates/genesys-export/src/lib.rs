@@ -83,6 +83,8 @@
 mod checkpoint;
 mod cli;
 mod credentials;
+#[cfg(feature = "db")]
+mod db;
 mod error;
 mod format;
 mod lock;
@@ -98,7 +100,7 @@ mod summary;
 mod terminal;
 mod vm_hwm;
 
-pub use cli::{parse_duration, parse_interval, Args, Format, ProgressMode};
+pub use cli::{parse_duration, parse_instant, parse_interval, Args, Format, ProgressMode};
 pub use credentials::load as load_credentials;
 pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
