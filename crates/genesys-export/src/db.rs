@@ -108,6 +108,12 @@ fn window(start: OffsetDateTime, end: OffsetDateTime) -> Result<Interval, Export
     Interval::new(start, end).map_err(|e| ExportError::Usage(format!("bad window: {e}")))
 }
 
+/// `t` without its sub-millisecond part (the API's precision).
+fn whole_ms(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(t)
+}
+
 fn to_json(q: &ConversationQuery) -> Result<serde_json::Value, ExportError> {
     serde_json::to_value(q).map_err(|e| ExportError::Usage(format!("query cannot be encoded: {e}")))
 }
@@ -124,7 +130,7 @@ pub(crate) async fn export(
     progress: &mut Progress,
     totals: &mut Totals,
 ) -> Result<(), EngineError<ExportError>> {
-    let now = args.now.unwrap_or_else(OffsetDateTime::now_utc);
+    let now = whole_ms(args.now.unwrap_or_else(OffsetDateTime::now_utc));
     let since = args.since.unwrap_or(Duration::from_secs(86_400));
     let first = match args.interval {
         Some(i) => i,
