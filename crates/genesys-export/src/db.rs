@@ -51,6 +51,11 @@ pub(crate) fn destination(args: &Args) -> Result<Option<Destination>, ExportErro
     {
         return Ok(None);
     }
+    if args.format == crate::cli::Format::Csv {
+        return Err(ExportError::Usage(
+            "--format csv is for files; a database stores the records and flattened tables".into(),
+        ));
+    }
     Ok(Some(Destination::parse(text)?))
 }
 
