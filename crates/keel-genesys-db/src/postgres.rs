@@ -14,7 +14,7 @@ mod copy;
 
 use crate::destination::PgUrl;
 use crate::error::DbError;
-use crate::flatten::Batch;
+use crate::flatten::{iso_ms, Batch};
 use crate::schema::{self, Dialect, CHILD_TABLES, CONVERSATIONS, TABLES, VERSION_TABLE};
 use crate::spec::ExportSpec;
 use crate::sql;
@@ -245,8 +245,35 @@ impl PostgresSink {
             .unwrap_or(&self.spec.query)
             .to_string();
         let mut tx = self.conn.begin().await?;
-        if !batch.conversations.is_empty() {
-            self.buf.conversations(&batch.conversations);
+        let ids: Vec<&str> = batch.conversations.iter().map(|c| c.id.as_str()).collect();
+        // NOTE: the run lock keeps other keel runs out between this check and the COPY; a
+        // page of conversations none of which is stored yet (a first export) is COPied
+        // straight into `conversations`, without the staging table and upsert.
+        let any_stored: bool = if ids.is_empty() {
+            false
+        } else {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM conversations c \
+                 JOIN unnest($1::text[]) AS d(id) ON c.conversation_id = d.id)",
+            )
+            .bind(&ids)
+            .fetch_one(&mut *tx)
+            .await?
+        };
+        if !ids.is_empty() && !any_stored {
+            let now = iso_ms(OffsetDateTime::now_utc());
+            self.buf
+                .conversations(&batch.conversations, Some((&now, &self.spec.run_id)));
+            let all = CONVERSATIONS.column_names();
+            copy_in(
+                &mut tx,
+                &copy_statement(CONVERSATIONS.name, &all),
+                &self.buf,
+            )
+            .await?;
+        }
+        if any_stored {
+            self.buf.conversations(&batch.conversations, None);
             copy_in(&mut tx, &copy_statement(STAGE, &stage_columns()), &self.buf).await?;
             let cols = CONVERSATIONS.column_names().join(", ");
             let staged = stage_columns().join(", ");
@@ -270,6 +297,8 @@ impl PostgresSink {
                     .execute(&mut *tx)
                     .await?;
             }
+        }
+        if !ids.is_empty() {
             let open: Vec<&str> = batch
                 .conversations
                 .iter()

@@ -83,8 +83,9 @@ impl CopyText {
         }
     }
 
-    /// The staging rows of `rows` (columns of `stage_columns`, in order).
-    pub(super) fn conversations(&mut self, rows: &[ConvRow]) {
+    /// The rows of `rows`: the columns of `stage_columns` in order, followed, when `written`
+    /// is given, by `written_at` and `run_id` (all the columns of `conversations`).
+    pub(super) fn conversations(&mut self, rows: &[ConvRow], written: Option<(&str, &str)>) {
         self.clear();
         for c in rows {
             self.text(&c.id);
@@ -97,6 +98,10 @@ impl CopyText {
             self.text(&c.media_types);
             self.text(&c.division_ids);
             self.text(&c.raw);
+            if let Some((at, run_id)) = written {
+                self.text(at);
+                self.text(run_id);
+            }
             self.end_row();
         }
     }

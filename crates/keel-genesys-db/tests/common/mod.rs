@@ -460,6 +460,27 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
         .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
     assert_eq!(before, after);
+    // A page of stored and new conversations together.
+    sink.commit(Commit {
+        records: &records(6..12),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    assert_rows_of(&b, 0..12).await;
+    sink.commit(Commit {
+        records: &records(8..12),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    assert_rows_of(&b, 0..12).await;
+    let after = b
+        .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations WHERE conversation_id < 'conv-0008' ORDER BY 1")
+        .await;
+    assert_eq!(before, after);
 
     // The API's data changed: conversation 0 lost its agent, conversation 1 changed direction.
     let mut c0 = conversation(0, true);
@@ -473,7 +494,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     })
     .await
     .unwrap();
-    assert_eq!(count(&b, "conversations").await, 8);
+    assert_eq!(count(&b, "conversations").await, 12);
     let p0 = b
         .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = 'conv-0000'")
         .await;
