@@ -38,6 +38,9 @@ const STAGE: &str = "keel_stage_conversations";
 /// file (`PGPASSFILE`) supplies it, as libpq does; `PGHOST`, `PGPORT`, `PGUSER` and
 /// `PGDATABASE` fill what the URL leaves out.
 ///
+/// A conversation stored before whose record comes back unchanged is left as it is (its
+/// `written_at` and `run_id` too): nothing of it is written again.
+///
 /// Needs PostgreSQL 12 or newer (`plan_cache_mode`, set for the sink's session).
 ///
 /// One run at a time: the sink takes `pg_try_advisory_lock` on a connection of its own that
@@ -272,24 +275,28 @@ impl PostgresSink {
             )
             .await?;
         }
+        // Which of the page's conversations get child rows (`None`: all of them).
+        let mut keep: Option<Vec<bool>> = None;
         if any_stored {
             self.buf.conversations(&batch.conversations, None);
             copy_in(&mut tx, &copy_statement(STAGE, &stage_columns()), &self.buf).await?;
             let cols = CONVERSATIONS.column_names().join(", ");
             let staged = stage_columns().join(", ");
             // NOTE: `xmax <> 0` on a row returned by an upsert means it was updated, not
-            // inserted; only conversations stored before have child rows to replace, so a
-            // page of new conversations deletes nothing.
+            // inserted; only conversations stored before have child rows to replace. A stored
+            // conversation whose record is unchanged is left as it is (no new row version, its
+            // child rows kept): an incremental run's overlap fetches mostly those.
             let upsert = format!(
-                "WITH up AS (INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
-                 FROM {STAGE}{} RETURNING conversation_id, xmax <> 0 AS updated) \
-                 SELECT conversation_id FROM up WHERE updated",
+                "INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
+                 FROM {STAGE}{} WHERE conversations.record IS DISTINCT FROM excluded.record \
+                 RETURNING conversation_id, xmax <> 0 AS updated",
                 sql::conversation_conflict()
             );
-            let updated: Vec<String> = sqlx::query_scalar(&upsert)
+            let rows: Vec<(String, bool)> = sqlx::query_as(&upsert)
                 .bind(&self.spec.run_id)
                 .fetch_all(&mut *tx)
                 .await?;
+            let updated: Vec<&str> = rows.iter().filter(|r| r.1).map(|r| r.0.as_str()).collect();
             if !updated.is_empty() {
                 sqlx::query(&delete_children())
                     .bind(&updated)
@@ -297,6 +304,14 @@ impl PostgresSink {
                     .execute(&mut *tx)
                     .await?;
             }
+            let written: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            keep = Some(
+                batch
+                    .conversations
+                    .iter()
+                    .map(|c| written.contains(c.id.as_str()))
+                    .collect(),
+            );
         }
         if !ids.is_empty() {
             let open: Vec<&str> = batch
@@ -316,7 +331,7 @@ impl PostgresSink {
                 .await?;
             }
             for t in CHILD_TABLES {
-                if self.buf.children(t.name, batch) {
+                if self.buf.children(t.name, batch, keep.as_deref()) {
                     copy_in(
                         &mut tx,
                         &copy_statement(t.name, &t.column_names()),
