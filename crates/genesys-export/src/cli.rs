@@ -59,10 +59,27 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Ndjson)]
     pub format: Format,
 
-    /// Output file (default: stdout). Locked through `<out>.lock` while the run lasts: a
-    /// second export to the same file stops at once (exit 2).
-    #[arg(long, value_name = "PATH")]
+    /// Output file (default: stdout), or a database: `sqlite:PATH`, `postgres://…`,
+    /// `postgresql://…` (password from PGPASSWORD or ~/.pgpass, not the URL). Locked while
+    /// the run lasts: a second export to the same output stops at once (exit 2).
+    #[arg(long, value_name = "PATH|URL")]
     pub out: Option<PathBuf>,
+
+    /// Database outputs only: export from the stored watermark (minus `--overlap`) up to now,
+    /// fetch conversations stored while in progress again until they end, then move the
+    /// watermark. The first run covers `--since` (24h by default).
+    #[arg(long, requires = "out", conflicts_with = "interval")]
+    pub incremental: bool,
+
+    /// With `--incremental`: how far before the watermark each run starts again, for
+    /// late-arriving data.
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration, requires = "incremental")]
+    pub overlap: Duration,
+
+    /// The moment the export treats as now (RFC 3339), instead of the clock: for tests
+    /// against a simulator whose clock is not the machine's.
+    #[arg(long, value_name = "RFC3339", value_parser = parse_instant, hide = true)]
+    pub now: Option<time::OffsetDateTime>,
 
     /// Pages in flight at once (1 = page by page).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -138,6 +155,12 @@ pub enum ProgressMode {
 /// Parses an ISO-8601 `START/END` interval.
 pub fn parse_interval(s: &str) -> Result<Interval, String> {
     s.parse::<Interval>().map_err(|e| e.to_string())
+}
+
+/// Parses an RFC 3339 instant, e.g. `2026-01-01T12:00:00Z`.
+pub fn parse_instant(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("expected an RFC 3339 time such as 2026-01-01T12:00:00Z ({e})"))
 }
 
 /// Parses `500ms`, `30s`, `90m`, `24h`, `7d`, `2w` (one number, one unit).
@@ -281,6 +304,40 @@ mod tests {
         let e = parse(&["--since", "yesterday"]).unwrap_err();
         assert!(e.to_string().contains("--since"), "{e}");
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn incremental_needs_an_output_excludes_interval_and_owns_overlap() {
+        let e = parse(&["--incremental"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        let e = parse(&[
+            "--incremental",
+            "--out",
+            "sqlite:x.db",
+            "--interval",
+            "2026-11-24T00:00:00Z/2026-11-25T00:00:00Z",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        assert!(
+            parse(&["--overlap", "1h"]).is_err(),
+            "--overlap needs --incremental"
+        );
+        let a = parse(&["--incremental", "--out", "sqlite:x.db"]).unwrap();
+        assert_eq!(a.overlap, Duration::from_secs(7_200));
+        let a = parse(&[
+            "--incremental",
+            "--out",
+            "sqlite:x.db",
+            "--overlap",
+            "30m",
+            "--now",
+            "2026-01-01T12:00:00Z",
+        ])
+        .unwrap();
+        assert_eq!(a.overlap, Duration::from_secs(1_800));
+        assert_eq!(a.now.unwrap().unix_timestamp(), 1_767_268_800);
+        assert!(parse(&["--now", "noon"]).is_err());
     }
 
     #[test]

@@ -97,6 +97,20 @@ pub enum ExportError {
         #[source]
         source: io::Error,
     },
+
+    /// A database output failed (connect, run lock, schema check, a page's transaction):
+    /// the message names the destination, never its password. Another run holding the
+    /// destination is a usage error (exit 2), like a locked file; the rest exit 5.
+    #[cfg(feature = "db")]
+    #[error(transparent)]
+    Database(keel_genesys_db::DbError),
+}
+
+#[cfg(feature = "db")]
+impl From<keel_genesys_db::DbError> for ExportError {
+    fn from(e: keel_genesys_db::DbError) -> Self {
+        ExportError::Database(e)
+    }
 }
 
 impl ExportError {
@@ -111,6 +125,10 @@ impl ExportError {
             ExportError::CredentialsRejected { .. } => EXIT_CREDENTIALS,
             ExportError::Api { .. } => EXIT_API,
             ExportError::Output { .. } => EXIT_OUTPUT,
+            #[cfg(feature = "db")]
+            ExportError::Database(keel_genesys_db::DbError::Locked { .. }) => EXIT_USAGE,
+            #[cfg(feature = "db")]
+            ExportError::Database(_) => EXIT_OUTPUT,
         }
     }
 

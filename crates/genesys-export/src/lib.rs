@@ -25,6 +25,16 @@
 //! A lock file left by a killed run holds no lock and is taken over. Outputs that are not
 //! regular files (stdout, `/dev/null`) take no lock.
 //!
+//! # Databases
+//! With the `db` feature (on by default), `--out sqlite:PATH`, `postgres://…` or
+//! `postgresql://…` writes into a database through keel-genesys-db: each page's rows and the
+//! resume point in one transaction, so a plain re-run continues an interrupted export and a
+//! completed one is upserted again, harmlessly. The database holds the run lock (exit 2 when
+//! another run has it) and its schema is checked before anything is fetched; other database
+//! errors exit 5 naming the destination, never its password. `--incremental` exports from
+//! the stored watermark minus `--overlap` up to now, then fetches the conversations stored
+//! while in progress again by id, and moves the watermark when its pages are committed.
+//!
 //! # Results that change while paging
 //! When a part's `totalHits` moves between pages, the library stops rather than risk a
 //! skipped or repeated record, with a restart point; the engine commits it (the file sink
@@ -83,6 +93,8 @@
 mod checkpoint;
 mod cli;
 mod credentials;
+#[cfg(feature = "db")]
+mod db;
 mod error;
 mod format;
 mod lock;
@@ -98,7 +110,7 @@ mod summary;
 mod terminal;
 mod vm_hwm;
 
-pub use cli::{parse_duration, parse_interval, Args, Format, ProgressMode};
+pub use cli::{parse_duration, parse_instant, parse_interval, Args, Format, ProgressMode};
 pub use credentials::load as load_credentials;
 pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,

@@ -39,13 +39,26 @@ pub async fn run_with_credentials(
 
 async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, ExportError> {
     let started = Instant::now();
+    #[cfg(feature = "db")]
+    let database = crate::db::destination(&args)?;
+    #[cfg(not(feature = "db"))]
+    let database: Option<std::convert::Infallible> = None;
+    if args.incremental && database.is_none() {
+        return Err(ExportError::Usage(
+            "--incremental needs a database --out (sqlite:PATH, postgres://…)".into(),
+        ));
+    }
     // NOTE: held to the end of the run (dropped last), before anything reads or writes the
-    // output or its checkpoint.
+    // output or its checkpoint. A database holds its own lock (taken when it is opened).
     let _lock = match args.out.as_deref() {
-        Some(out) => OutputLock::acquire(out)?,
-        None => None,
+        Some(out) if database.is_none() => OutputLock::acquire(out)?,
+        _ => None,
     };
     let mut progress = Progress::new(args.progress, args.log_every);
+    #[cfg(feature = "db")]
+    if let Some(warning) = database.as_ref().and_then(crate::db::password_warning) {
+        eprintln!("{warning}");
+    }
 
     // NOTE: the simulator lives until the end of this function (its handle is dropped last).
     #[cfg(feature = "sim")]
@@ -96,7 +109,10 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         page_size: args.page_size,
     };
 
-    let Opened { query, mut sink } = open(&args, &fingerprint, &progress)?;
+    let opened = match database {
+        None => Some(open(&args, &fingerprint, &progress)?),
+        Some(_) => None,
+    };
 
     let client = Client::builder(env, creds)
         .prefetch(args.prefetch as usize)
@@ -106,13 +122,38 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         .build()
         .map_err(|e| map_error(e, &client_id, "cannot build the client"))?;
 
-    let job = ExportJob::new(query, args.mode);
-    let outcome = export::run(&client, &job, &mut sink, &mut progress).await;
+    let (outcome, last) = match (opened, &database) {
+        (Some(Opened { query, mut sink }), _) => {
+            let job = ExportJob::new(query, args.mode);
+            let outcome = export::run(&client, &job, &mut sink, &mut progress).await;
+            (outcome.map(drop), progress.last())
+        }
+        #[cfg(feature = "db")]
+        (None, Some(dest)) => {
+            let mut t = crate::db::Totals::default();
+            let outcome = crate::db::export(
+                &args,
+                dest,
+                &fingerprint.api,
+                &client,
+                &mut progress,
+                &mut t,
+            )
+            .await;
+            let last = keel_genesys::export::Progress {
+                pages: t.pages,
+                conversations: t.conversations,
+                resumed_conversations: t.resumed_conversations,
+                ..progress.last()
+            };
+            (outcome, last)
+        }
+        (None, _) => unreachable!("a file output is opened above"),
+    };
     progress.finish();
 
     let stats = client.stats();
-    let last = progress.last();
-    let result = outcome.map(drop).map_err(|e| match e {
+    let result = outcome.map_err(|e| match e {
         export::ExportError::Sink(e) => e,
         export::ExportError::Client(e) => {
             let context = stopped_context(&args, last.pages, last.conversations);
@@ -129,10 +170,11 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         other_retries: stats.other_retries,
         decode_retries: stats.decode_retries,
         elapsed: started.elapsed(),
-        output: args
-            .out
-            .as_deref()
-            .map_or_else(|| "<stdout>".to_owned(), |p| p.display().to_string()),
+        output: match (&database, args.out.as_deref()) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(p)) => p.display().to_string(),
+            (None, None) => "<stdout>".to_owned(),
+        },
         peak_memory: peak_memory(),
     };
     eprintln!("{summary}");

@@ -98,22 +98,30 @@ fn cpu_seconds(pid: &str) -> f64 {
     ticks / 100.0
 }
 
-/// CPU seconds of this process and of the PostgreSQL backends serving database `db`.
-fn cpu_total(db: Option<&str>) -> f64 {
-    let mut total = cpu_seconds("self");
-    if let Some(db) = db {
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let pid = e.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.starts_with("postgres: ") && cmd.contains(&format!(" {db} ")) {
-                total += cpu_seconds(&pid);
-            }
+/// The PostgreSQL backends serving database `db` (found once: a backend lives as long as its
+/// connection, and scanning `/proc` for every page would add its own cost to the client's).
+fn backends(db: Option<&str>) -> Vec<String> {
+    let Some(db) = db else { return Vec::new() };
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmd.starts_with("postgres: ") && cmd.contains(&format!(" {db} ")) {
+            pids.push(pid);
         }
     }
-    total
+    pids
+}
+
+/// CPU seconds of this process, and of the `servers` backends.
+fn cpu_split(servers: &[String]) -> (f64, f64) {
+    (
+        cpu_seconds("self"),
+        servers.iter().map(|p| cpu_seconds(p)).sum(),
+    )
 }
 
 /// Peak resident memory of this process (Linux), in MiB.
@@ -124,15 +132,21 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// Times the commits of `n` conversations: (wall time, CPU seconds of client and server).
-async fn pass(sink: &mut DbSink, n: u64, page_size: u64, db: Option<&str>) -> (Duration, f64) {
+/// Times the commits of `n` conversations: (wall time, CPU seconds of client, of server).
+async fn pass(
+    sink: &mut DbSink,
+    n: u64,
+    page_size: u64,
+    db: Option<&str>,
+) -> (Duration, (f64, f64)) {
+    let servers = backends(db);
     let base = OffsetDateTime::parse(
         "2024-01-01T00:00:00Z",
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
     let mut spent = Duration::ZERO;
-    let mut cpu = 0.0;
+    let mut cpu = (0.0, 0.0);
     let mut page_no = 0u32;
     let mut i = 0u64;
     while i < n {
@@ -141,16 +155,19 @@ async fn pass(sink: &mut DbSink, n: u64, page_size: u64, db: Option<&str>) -> (D
             .collect();
         page_no += 1;
         let resume = checkpoint(page_no, page_size as u32);
-        let c = cpu_total(db);
+        let c = cpu_split(&servers);
         let t = Instant::now();
         sink.commit(Commit {
             records: &page,
             resume: &resume,
+            pages: 1,
         })
         .await
         .expect("commit");
         spent += t.elapsed();
-        cpu += cpu_total(db) - c;
+        let d = cpu_split(&servers);
+        cpu.0 += d.0 - c.0;
+        cpu.1 += d.1 - c.1;
         i += page.len() as u64;
     }
     (spent, cpu)
@@ -168,14 +185,15 @@ async fn bench(name: &str, dest: &Destination, db: Option<&str>, n: u64, page_si
     sink.open().await.expect("open");
     let again = pass(&mut sink, n, page_size, db).await;
     sink.close().await.expect("close");
-    for (what, (wall, cpu)) in [("first write", first), ("re-run", again)] {
+    for (what, (wall, (client, server))) in [("first write", first), ("re-run", again)] {
         println!(
             "{name:<8} {what:<11} {n} conversations, pages of {page_size}: {:>7.0} conv/s wall \
-             ({:.2} s), {:>7.0} conv per CPU-second (client + server, {:.2} s); peak RSS {:.0} MiB",
+             ({:.2} s), {:>7.0} conv per CPU-second (client {:.2} s + server {:.2} s); peak RSS {:.0} MiB",
             n as f64 / wall.as_secs_f64(),
             wall.as_secs_f64(),
-            n as f64 / cpu,
-            cpu,
+            n as f64 / (client + server),
+            client,
+            server,
             peak_rss_mib().unwrap_or(f64::NAN),
         );
     }

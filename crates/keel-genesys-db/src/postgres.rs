@@ -14,7 +14,7 @@ mod copy;
 
 use crate::destination::PgUrl;
 use crate::error::DbError;
-use crate::flatten::Batch;
+use crate::flatten::{iso_ms, Batch};
 use crate::schema::{self, Dialect, CHILD_TABLES, CONVERSATIONS, TABLES, VERSION_TABLE};
 use crate::spec::ExportSpec;
 use crate::sql;
@@ -38,6 +38,9 @@ const STAGE: &str = "keel_stage_conversations";
 /// file (`PGPASSFILE`) supplies it, as libpq does; `PGHOST`, `PGPORT`, `PGUSER` and
 /// `PGDATABASE` fill what the URL leaves out.
 ///
+/// A conversation stored before whose record comes back unchanged is left as it is (its
+/// `written_at` and `run_id` too): nothing of it is written again.
+///
 /// Needs PostgreSQL 12 or newer (`plan_cache_mode`, set for the sink's session).
 ///
 /// One run at a time: the sink takes `pg_try_advisory_lock` on a connection of its own that
@@ -52,6 +55,7 @@ pub struct PostgresSink {
     spec: ExportSpec,
     resume_query: Option<serde_json::Value>,
     pending_watermark: Option<OffsetDateTime>,
+    hold_lock: bool,
     /// Set while a call runs: still set at the next call means a call was dropped mid-way
     /// and the connection's state is unknown.
     busy: bool,
@@ -111,6 +115,12 @@ impl PostgresSink {
         analyze_if_never(&mut conn)
             .await
             .map_err(err("analyze the tables"))?;
+        // NOTE: a record (about 2 KB of JSON) is compressed when stored; lz4 costs a fraction
+        // of the default pglz's CPU, and every reader decompresses either. A server built
+        // without lz4 refuses the setting and keeps pglz.
+        let _ = sqlx::query("SET default_toast_compression = 'lz4'")
+            .execute(&mut conn)
+            .await;
         sqlx::query(&stage_ddl())
             .execute(&mut conn)
             .await
@@ -123,6 +133,7 @@ impl PostgresSink {
             spec,
             resume_query: None,
             pending_watermark: None,
+            hold_lock: false,
             busy: false,
             buf: CopyText::default(),
         })
@@ -153,6 +164,37 @@ impl PostgresSink {
     /// the same transaction (never before every page of the run is committed).
     pub fn watermark_on_close(&mut self, at: OffsetDateTime) {
         self.pending_watermark = Some(at);
+    }
+
+    /// Makes [`close`](PageSink::close) complete the export but keep the run lock, so that
+    /// the program can run another export of the same definition on this sink (see
+    /// [`next_export`](Self::next_export)) without another run slipping in between; the
+    /// lock then goes with [`release`](Self::release) or when the sink is dropped.
+    pub fn hold_lock_on_close(&mut self, hold: bool) {
+        self.hold_lock = hold;
+    }
+
+    /// Starts another export of this definition on the sink, after
+    /// [`close`](PageSink::close) completed the previous one: `query` is what the following
+    /// commits store with their resume points (what [`resume_query`](Self::resume_query)
+    /// returns if that export is interrupted).
+    pub fn next_export(&mut self, query: serde_json::Value) {
+        self.spec.query = query;
+        self.resume_query = None;
+    }
+
+    /// Releases the run lock (what [`close`](PageSink::close) does unless
+    /// [`hold_lock_on_close`](Self::hold_lock_on_close)).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn release(&mut self) -> Result<(), DbError> {
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut self.lock)
+            .await
+            .map_err(|e| self.db_err("release the run lock", &e))
+            .map(drop)
     }
 
     /// Conversations this export definition stored without an end: a later run fetches them
@@ -206,24 +248,55 @@ impl PostgresSink {
             .unwrap_or(&self.spec.query)
             .to_string();
         let mut tx = self.conn.begin().await?;
-        if !batch.conversations.is_empty() {
-            self.buf.conversations(&batch.conversations);
+        let ids: Vec<&str> = batch.conversations.iter().map(|c| c.id.as_str()).collect();
+        // NOTE: the run lock keeps other keel runs out between this check and the COPY; a
+        // page of conversations none of which is stored yet (a first export) is COPied
+        // straight into `conversations`, without the staging table and upsert.
+        let any_stored: bool = if ids.is_empty() {
+            false
+        } else {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM conversations c \
+                 JOIN unnest($1::text[]) AS d(id) ON c.conversation_id = d.id)",
+            )
+            .bind(&ids)
+            .fetch_one(&mut *tx)
+            .await?
+        };
+        if !ids.is_empty() && !any_stored {
+            let now = iso_ms(OffsetDateTime::now_utc());
+            self.buf
+                .conversations(&batch.conversations, Some((&now, &self.spec.run_id)));
+            let all = CONVERSATIONS.column_names();
+            copy_in(
+                &mut tx,
+                &copy_statement(CONVERSATIONS.name, &all),
+                &self.buf,
+            )
+            .await?;
+        }
+        // Which of the page's conversations get child rows (`None`: all of them).
+        let mut keep: Option<Vec<bool>> = None;
+        if any_stored {
+            self.buf.conversations(&batch.conversations, None);
             copy_in(&mut tx, &copy_statement(STAGE, &stage_columns()), &self.buf).await?;
             let cols = CONVERSATIONS.column_names().join(", ");
             let staged = stage_columns().join(", ");
             // NOTE: `xmax <> 0` on a row returned by an upsert means it was updated, not
-            // inserted; only conversations stored before have child rows to replace, so a
-            // page of new conversations deletes nothing.
+            // inserted; only conversations stored before have child rows to replace. A stored
+            // conversation whose record is unchanged is left as it is (no new row version, its
+            // child rows kept): an incremental run's overlap fetches mostly those.
             let upsert = format!(
-                "WITH up AS (INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
-                 FROM {STAGE}{} RETURNING conversation_id, xmax <> 0 AS updated) \
-                 SELECT conversation_id FROM up WHERE updated",
+                "INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
+                 FROM {STAGE}{} WHERE conversations.record IS DISTINCT FROM excluded.record \
+                 RETURNING conversation_id, xmax <> 0 AS updated",
                 sql::conversation_conflict()
             );
-            let updated: Vec<String> = sqlx::query_scalar(&upsert)
+            let rows: Vec<(String, bool)> = sqlx::query_as(&upsert)
                 .bind(&self.spec.run_id)
                 .fetch_all(&mut *tx)
                 .await?;
+            let updated: Vec<&str> = rows.iter().filter(|r| r.1).map(|r| r.0.as_str()).collect();
             if !updated.is_empty() {
                 sqlx::query(&delete_children())
                     .bind(&updated)
@@ -231,6 +304,16 @@ impl PostgresSink {
                     .execute(&mut *tx)
                     .await?;
             }
+            let written: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+            keep = Some(
+                batch
+                    .conversations
+                    .iter()
+                    .map(|c| written.contains(c.id.as_str()))
+                    .collect(),
+            );
+        }
+        if !ids.is_empty() {
             let open: Vec<&str> = batch
                 .conversations
                 .iter()
@@ -248,7 +331,7 @@ impl PostgresSink {
                 .await?;
             }
             for t in CHILD_TABLES {
-                if self.buf.children(t.name, batch) {
+                if self.buf.children(t.name, batch, keep.as_deref()) {
                     copy_in(
                         &mut tx,
                         &copy_statement(t.name, &t.column_names()),
@@ -477,7 +560,7 @@ impl PageSink for PostgresSink {
         let resume = serde_json::to_string(page.resume)
             .map_err(|e| self.state_error(format!("resume point: {e}")))?;
         self.enter()?;
-        let pages = i64::from(!page.records.is_empty());
+        let pages = i64::try_from(page.pages).unwrap_or(i64::MAX);
         let n = i64::try_from(page.records.len()).unwrap_or(i64::MAX);
         let out = self.write_page(&batch, &resume, pages, n).await;
         self.busy = false;
@@ -512,17 +595,15 @@ impl PageSink for PostgresSink {
             .execute(&mut self.conn)
             .await
             .map_err(|e| self.db_err("complete the export", &e))?;
-        // NOTE: released here rather than left to the connection's end, which the server
-        // notices only some time after the sink is dropped: the next run can start at once.
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(LOCK_KEY)
-            .execute(&mut self.lock)
-            .await
-            .map_err(|e| self.db_err("release the run lock", &e))?;
         self.busy = false;
         self.resume_query = None;
         self.pending_watermark = None;
-        Ok(())
+        if self.hold_lock {
+            return Ok(());
+        }
+        // NOTE: released here rather than left to the connection's end, which the server
+        // notices only some time after the sink is dropped: the next run can start at once.
+        self.release().await
     }
 }
 

@@ -75,6 +75,24 @@ impl DbSink {
         each!(self, s => s.watermark_on_close(at))
     }
 
+    /// See [`SqliteSink::hold_lock_on_close`](crate::SqliteSink::hold_lock_on_close).
+    pub fn hold_lock_on_close(&mut self, hold: bool) {
+        each!(self, s => s.hold_lock_on_close(hold))
+    }
+
+    /// See [`SqliteSink::next_export`](crate::SqliteSink::next_export).
+    pub fn next_export(&mut self, query: serde_json::Value) {
+        each!(self, s => s.next_export(query))
+    }
+
+    /// Releases the run lock (after a [`close`](PageSink::close) that held it).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn release(&mut self) -> Result<(), DbError> {
+        each!(self, s => s.release().await)
+    }
+
     /// Conversations this export definition stored without an end.
     ///
     /// # Errors

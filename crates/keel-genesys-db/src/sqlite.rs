@@ -29,6 +29,7 @@ pub struct SqliteSink {
     spec: ExportSpec,
     resume_query: Option<serde_json::Value>,
     pending_watermark: Option<OffsetDateTime>,
+    hold_lock: bool,
     lock: File,
 }
 
@@ -81,6 +82,7 @@ impl SqliteSink {
             spec,
             resume_query: None,
             pending_watermark: None,
+            hold_lock: false,
             lock,
         })
     }
@@ -113,6 +115,34 @@ impl SqliteSink {
     /// the same transaction (never before every page of the run is committed).
     pub fn watermark_on_close(&mut self, at: OffsetDateTime) {
         self.pending_watermark = Some(at);
+    }
+
+    /// Makes [`close`](PageSink::close) complete the export but keep the run lock, so that
+    /// the program can run another export of the same definition on this sink (see
+    /// [`next_export`](Self::next_export)) without another run slipping in between; the
+    /// lock then goes with [`release`](Self::release) or when the sink is dropped.
+    pub fn hold_lock_on_close(&mut self, hold: bool) {
+        self.hold_lock = hold;
+    }
+
+    /// Starts another export of this definition on the sink, after
+    /// [`close`](PageSink::close) completed the previous one: `query` is what the following
+    /// commits store with their resume points (what [`resume_query`](Self::resume_query)
+    /// returns if that export is interrupted).
+    pub fn next_export(&mut self, query: serde_json::Value) {
+        self.spec.query = query;
+        self.resume_query = None;
+    }
+
+    /// Releases the run lock (what [`close`](PageSink::close) does unless
+    /// [`hold_lock_on_close`](Self::hold_lock_on_close)).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn release(&mut self) -> Result<(), DbError> {
+        self.lock
+            .unlock()
+            .map_err(|e| DbError::database(&self.destination, "release the run lock", &e, None))
     }
 
     /// Conversations this export definition stored without an end: a later run fetches them
@@ -436,7 +466,7 @@ impl PageSink for SqliteSink {
             key: self.spec.key.clone(),
             query,
             resume,
-            pages: i64::from(!page.records.is_empty()),
+            pages: i64::try_from(page.pages).unwrap_or(i64::MAX),
             conversations: i64::try_from(page.records.len()).unwrap_or(i64::MAX),
             run_id: self.spec.run_id.clone(),
         };
@@ -473,8 +503,9 @@ impl PageSink for SqliteSink {
         .await?;
         self.resume_query = None;
         self.pending_watermark = None;
-        self.lock
-            .unlock()
-            .map_err(|e| DbError::database(&self.destination, "release the run lock", &e, None))
+        if self.hold_lock {
+            return Ok(());
+        }
+        self.release().await
     }
 }

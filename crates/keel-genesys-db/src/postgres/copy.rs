@@ -83,8 +83,9 @@ impl CopyText {
         }
     }
 
-    /// The staging rows of `rows` (columns of `stage_columns`, in order).
-    pub(super) fn conversations(&mut self, rows: &[ConvRow]) {
+    /// The rows of `rows`: the columns of `stage_columns` in order, followed, when `written`
+    /// is given, by `written_at` and `run_id` (all the columns of `conversations`).
+    pub(super) fn conversations(&mut self, rows: &[ConvRow], written: Option<(&str, &str)>) {
         self.clear();
         for c in rows {
             self.text(&c.id);
@@ -97,17 +98,23 @@ impl CopyText {
             self.text(&c.media_types);
             self.text(&c.division_ids);
             self.text(&c.raw);
+            if let Some((at, run_id)) = written {
+                self.text(at);
+                self.text(run_id);
+            }
             self.end_row();
         }
     }
 
-    /// The rows of child table `table` (all its columns, in order); `false` when it has none.
-    pub(super) fn children(&mut self, table: &str, b: &Batch) -> bool {
+    /// The rows of child table `table` (all its columns, in order) of the conversations
+    /// `keep` marks (all when `None`); `false` when there are none.
+    pub(super) fn children(&mut self, table: &str, b: &Batch, keep: Option<&[bool]>) -> bool {
         self.clear();
+        let kept = |conv: usize| keep.is_none_or(|k| k[conv]);
         let id = |conv: usize| b.conversations[conv].id.as_str();
         match table {
             "participants" => {
-                for p in &b.participants {
+                for p in b.participants.iter().filter(|r| kept(r.conv)) {
                     self.text(id(p.conv));
                     self.int(i64::from(p.index));
                     self.opt(p.participant_id.as_deref());
@@ -118,7 +125,7 @@ impl CopyText {
                 }
             }
             "sessions" => {
-                for s in &b.sessions {
+                for s in b.sessions.iter().filter(|r| kept(r.conv)) {
                     self.text(id(s.conv));
                     self.int(i64::from(s.participant));
                     self.int(i64::from(s.index));
@@ -130,7 +137,7 @@ impl CopyText {
                 }
             }
             "segments" => {
-                for g in &b.segments {
+                for g in b.segments.iter().filter(|r| kept(r.conv)) {
                     self.text(id(g.conv));
                     self.int(i64::from(g.participant));
                     self.int(i64::from(g.session));
@@ -144,7 +151,7 @@ impl CopyText {
                 }
             }
             "session_metrics" => {
-                for m in &b.metrics {
+                for m in b.metrics.iter().filter(|r| kept(r.conv)) {
                     self.text(id(m.conv));
                     self.int(i64::from(m.participant));
                     self.int(i64::from(m.session));
@@ -186,10 +193,11 @@ mod tests {
         .unwrap();
         let mut c = CopyText::default();
         for t in crate::schema::CHILD_TABLES {
-            assert!(c.children(t.name, &b), "{}", t.name);
+            assert!(c.children(t.name, &b, None), "{}", t.name);
             let cols = t.columns.len();
             let fields = c.bytes().split(|b| *b == b'\t').count();
             assert_eq!(fields, cols, "{}", t.name);
+            assert!(!c.children(t.name, &b, Some(&[false])), "{}", t.name);
         }
     }
 }

@@ -281,12 +281,14 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     sink.commit(Commit {
         records: &p1,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
     sink.commit(Commit {
         records: &p2,
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -302,9 +304,31 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     sink.commit(Commit {
         records: &p3,
         resume: &checkpoint(3),
+        pages: 1,
     })
     .await
     .unwrap();
+    // An API page left without records counts as a page; a commit that only moves the
+    // resume point does not.
+    sink.commit(Commit {
+        records: &[],
+        resume: &checkpoint(4),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    sink.commit(Commit {
+        records: &[],
+        resume: &checkpoint(5),
+        pages: 0,
+    })
+    .await
+    .unwrap();
+    drop(sink);
+    let mut sink = connect(&b).await;
+    let state = sink.open().await.unwrap();
+    assert_eq!(state.resume, Some(checkpoint(5)));
+    assert_eq!((state.pages, state.conversations), (4, 25));
     sink.close().await.unwrap();
     assert_rows_of(&b, 0..25).await;
     drop(sink);
@@ -325,6 +349,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     sink.commit(Commit {
         records: &records(0..5),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -338,6 +363,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
         .commit(Commit {
             records: &page,
             resume: &checkpoint(2),
+            pages: 1,
         })
         .await
         .unwrap_err();
@@ -356,6 +382,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     sink.commit(Commit {
         records: &records(5..9),
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -372,12 +399,14 @@ pub(crate) async fn a_failed_page_does_not_poison_the_sink<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap_err();
     sink.commit(Commit {
         records: &records(2..4),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -412,6 +441,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -421,12 +451,34 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
     assert_rows_of(&b, 0..8).await;
     let after = b
         .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations ORDER BY 1")
+        .await;
+    assert_eq!(before, after);
+    // A page of stored and new conversations together.
+    sink.commit(Commit {
+        records: &records(6..12),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    assert_rows_of(&b, 0..12).await;
+    sink.commit(Commit {
+        records: &records(8..12),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    assert_rows_of(&b, 0..12).await;
+    let after = b
+        .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations WHERE conversation_id < 'conv-0008' ORDER BY 1")
         .await;
     assert_eq!(before, after);
 
@@ -438,10 +490,11 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     sink.commit(Commit {
         records: &[record(&c0), record(&c1)],
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
-    assert_eq!(count(&b, "conversations").await, 8);
+    assert_eq!(count(&b, "conversations").await, 12);
     let p0 = b
         .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = 'conv-0000'")
         .await;
@@ -470,6 +523,7 @@ pub(crate) async fn duplicate_ids_in_one_page_keep_the_last_record<B: Backend>(b
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -491,6 +545,7 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &[record(&c)],
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -506,6 +561,7 @@ pub(crate) async fn committed_ids_are_those_of_the_part<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &records(0..10),
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -532,6 +588,47 @@ pub(crate) async fn a_second_run_is_locked_out<B: Backend>(b: B) {
     drop(first);
 }
 
+pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_query<B: Backend>(
+    b: B,
+) {
+    let mut sink = connect(&b).await;
+    sink.hold_lock_on_close(true);
+    sink.open().await.unwrap();
+    sink.commit(Commit {
+        records: &records(0..3),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    sink.close().await.unwrap();
+    let err = DbSink::connect(&b.destination(), spec()).await.unwrap_err();
+    assert!(matches!(err, DbError::Locked { .. }), "{err:?}");
+
+    // A second export of the definition on the same sink: its own query goes with its
+    // resume points.
+    let second =
+        serde_json::json!({"interval": "2024-03-04T00:00:00.000Z/2024-03-05T00:00:00.000Z"});
+    sink.next_export(second.clone());
+    assert_eq!(sink.open().await.unwrap(), SinkState::default());
+    sink.commit(Commit {
+        records: &records(3..5),
+        resume: &checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    drop(sink); // killed mid-way: the lock goes with the sink
+    let mut sink = connect(&b).await;
+    let state = sink.open().await.unwrap();
+    assert_eq!((state.pages, state.conversations), (1, 2));
+    assert_eq!(sink.resume_query(), Some(&second));
+    sink.close().await.unwrap();
+    assert_rows_of(&b, 0..5).await;
+    drop(connect(&b).await);
+    sink.release().await.unwrap();
+}
+
 pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
@@ -544,6 +641,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(1),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -568,6 +666,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     sink.commit(Commit {
         records: &page,
         resume: &checkpoint(2),
+        pages: 1,
     })
     .await
     .unwrap();
@@ -634,6 +733,7 @@ pub(crate) async fn the_analyst_queries_answer_on_this_database<B: Backend>(b: B
         sink.commit(Commit {
             records: page,
             resume: &checkpoint(k as u32 + 1),
+            pages: 1,
         })
         .await
         .unwrap();
@@ -732,6 +832,7 @@ macro_rules! all_tests {
             the_record_is_stored_losslessly,
             committed_ids_are_those_of_the_part,
             a_second_run_is_locked_out,
+            a_held_lock_outlives_close_and_the_next_export_stores_its_query,
             watermark_and_in_progress_conversations,
             the_analyst_queries_answer_on_this_database,
         );
@@ -760,6 +861,7 @@ pub(crate) async fn child_commits_until_killed() {
         sink.commit(Commit {
             records: &page,
             resume: &checkpoint(k),
+            pages: 1,
         })
         .await
         .unwrap();
