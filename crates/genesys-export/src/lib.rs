@@ -86,6 +86,7 @@ mod credentials;
 mod error;
 mod format;
 mod lock;
+mod ndjson;
 mod open;
 mod output;
 mod progress;
@@ -104,6 +105,7 @@ pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
 };
 pub use format::{EncodeError, CSV_HEADER};
+pub use ndjson::compact_json_into;
 pub use progress::Progress;
 pub use run::{run, run_with_credentials};
 pub use sink::FileSink;
