@@ -84,6 +84,7 @@ mod checkpoint;
 mod cli;
 mod credentials;
 mod error;
+mod files;
 mod format;
 mod lock;
 mod ndjson;
