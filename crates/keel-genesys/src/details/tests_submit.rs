@@ -156,12 +156,16 @@ async fn a_submission_whose_connection_is_refused_is_sent_again_and_starts_one_j
         let client = client.clone();
         async move { export(&client).await }
     });
-    loop {
-        let m = rx.recv().await.expect("the export logs before it ends");
-        if m.contains("did not reach the server") {
-            break;
+    let refused = async {
+        while let Some(m) = rx.recv().await {
+            if m.contains("did not reach the server") {
+                return;
+            }
         }
-    }
+    };
+    tokio::time::timeout(Duration::from_secs(600), refused)
+        .await
+        .expect("a refused submission is logged and waited on before it is sent again");
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
