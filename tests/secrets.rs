@@ -440,7 +440,10 @@ async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
     let Some(bin) = export_binary() else {
         let var = |name| std::env::var(name).ok();
         assert!(
-            !binary_required(var("CI").as_deref(), var("KEEL_REQUIRE_EXPORT_BINARY").as_deref()),
+            !binary_required(
+                var("CI").as_deref(),
+                var("KEEL_REQUIRE_EXPORT_BINARY").as_deref()
+            ),
             "genesys-export is not built next to this test and CI / KEEL_REQUIRE_EXPORT_BINARY=1 \
              require it: run `cargo build -p genesys-export --bin genesys-export` first"
         );

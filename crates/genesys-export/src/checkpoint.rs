@@ -301,7 +301,11 @@ mod tests {
         symlink(&victim, &c.tmp).unwrap();
         let record = CheckpointRecord::new(fp(), serde_json::json!({}), 7u32);
         c.save(&record).unwrap();
-        assert_eq!(fs::read(&victim).unwrap(), b"precious", "the symlink was followed");
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"precious",
+            "the symlink was followed"
+        );
         assert!(fs::symlink_metadata(&victim).unwrap().is_file());
         assert_eq!(c.load::<u32>().unwrap().unwrap(), record);
         assert_eq!(crate::files::mode_of(c.path()), 0o600);
@@ -312,5 +316,4 @@ mod tests {
         c.save(&record).unwrap();
         assert_eq!(c.load::<u32>().unwrap().unwrap(), record);
     }
-
 }

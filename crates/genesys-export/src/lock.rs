@@ -203,7 +203,10 @@ mod tests {
         symlink(&real_dir, &dir_link).unwrap();
 
         let held = OutputLock::acquire(&out).unwrap().unwrap();
-        assert_eq!(held.path, fs::canonicalize(&real_dir).unwrap().join("o.ndjson.lock"));
+        assert_eq!(
+            held.path,
+            fs::canonicalize(&real_dir).unwrap().join("o.ndjson.lock")
+        );
         for other in [
             file_link.clone(),
             dir_link.join("o.ndjson"),
@@ -217,7 +220,9 @@ mod tests {
         }
         drop(held);
         // A new output (not there yet) through the directory symlink: same lock as the real path.
-        let held = OutputLock::acquire(&dir_link.join("new.ndjson")).unwrap().unwrap();
+        let held = OutputLock::acquire(&dir_link.join("new.ndjson"))
+            .unwrap()
+            .unwrap();
         let e = OutputLock::acquire(&real_dir.join("new.ndjson")).unwrap_err();
         assert!(matches!(e, ExportError::OutputLocked { .. }), "{e:?}");
         drop(held);

@@ -248,7 +248,10 @@ mod tests {
         o.append_page(b"x\n").unwrap();
         o.finish().unwrap();
         assert_eq!(crate::files::mode_of(&shared), 0o640);
-        assert_eq!(std::fs::read(&shared).unwrap(), b"x\n", "truncated, then written");
+        assert_eq!(
+            std::fs::read(&shared).unwrap(),
+            b"x\n",
+            "truncated, then written"
+        );
     }
-
 }

@@ -189,7 +189,11 @@ async fn a_reset_after_the_server_acted_is_sent_once_more_with_a_warning() {
     let (capture, _rx, _guard) = Capture::install();
     let client = builder(&sim, &sim.base_url()).build().unwrap();
     assert_exact(&sim, &export(&client).await.unwrap());
-    assert_eq!(sim.stats().jobs_created, 2, "the server saw both submissions");
+    assert_eq!(
+        sim.stats().jobs_created,
+        2,
+        "the server saw both submissions"
+    );
     let warnings = capture.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(is_warning_of_a_second_job(&warnings[0]), "{warnings:?}");
@@ -247,9 +251,15 @@ async fn polls_and_result_pages_keep_their_retries() {
     ])
     .await;
     let (capture, _rx, _guard) = Capture::install();
-    let client = builder(&sim, &sim.base_url()).job_page_size(100).build().unwrap();
+    let client = builder(&sim, &sim.base_url())
+        .job_page_size(100)
+        .build()
+        .unwrap();
     assert_exact(&sim, &export(&client).await.unwrap());
     assert_eq!(sim.stats().jobs_created, 1);
     assert!(sim.stats().dropped >= 2 && sim.stats().other_errors >= 2);
-    assert!(!capture.warnings().iter().any(|m| is_warning_of_a_second_job(m)));
+    assert!(!capture
+        .warnings()
+        .iter()
+        .any(|m| is_warning_of_a_second_job(m)));
 }
