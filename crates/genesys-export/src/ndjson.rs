@@ -23,10 +23,10 @@
 /// Already-compact text (the API's usual form) is copied in one piece.
 pub fn compact_json_into(json: &str, out: &mut Vec<u8>) {
     let bytes = json.as_bytes();
-    let mut scan = Scan::default();
-    // NOTE: `bytes[copied..]` is what is still to be copied; it starts outside any whitespace.
+    // NOTE: `bytes[copied..]` is what is still to be copied; it starts outside any string and
+    // outside any whitespace, so each scan starts outside a string too.
     let mut copied = 0;
-    while let Some(ws) = next_insignificant(bytes, copied, &mut scan) {
+    while let Some(ws) = next_insignificant(bytes, copied) {
         out.extend_from_slice(&bytes[copied..ws]);
         copied = ws;
         while copied < bytes.len() && is_ws(bytes[copied]) {
@@ -36,28 +36,30 @@ pub fn compact_json_into(json: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&bytes[copied..]);
 }
 
-/// Where the scanner stands: inside a string, just after a backslash in one.
-#[derive(Default)]
-struct Scan {
-    in_string: bool,
-    escaped: bool,
-}
-
-/// The index of the next whitespace byte outside a string, from `from` on, updating `scan`.
-fn next_insignificant(bytes: &[u8], from: usize, scan: &mut Scan) -> Option<usize> {
-    for (i, &b) in bytes.iter().enumerate().skip(from) {
-        if scan.in_string {
-            if scan.escaped {
-                scan.escaped = false;
-            } else if b == b'\\' {
-                scan.escaped = true;
-            } else if b == b'"' {
-                scan.in_string = false;
+/// The index of the next whitespace byte outside a string, scanning from `from` (which is
+/// outside a string). Strings are skipped from quote to quote, escapes two bytes at a time.
+fn next_insignificant(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    let k = bytes[i.min(bytes.len())..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\')?;
+                    let at = i + k;
+                    if bytes[at] == b'"' {
+                        i = at + 1;
+                        break;
+                    }
+                    // NOTE: an escape is a backslash and one ASCII byte (`\u` then 4 hex digits,
+                    // which the scan passes over as plain string bytes).
+                    i = at + 2;
+                }
             }
-        } else if b == b'"' {
-            scan.in_string = true;
-        } else if is_ws(b) {
-            return Some(i);
+            b if is_ws(b) => return Some(i),
+            _ => i += 1,
         }
     }
     None
