@@ -98,18 +98,30 @@ impl Drop for OutputLock {
     }
 }
 
-/// The path `out` stands for: the file it leads to when it exists (symlinks followed), else
-/// its canonical directory joined with its file name; `out` as given when neither resolves
-/// (creating the output will then report why).
+/// The path `out` stands for: the file it leads to when it exists (symlinks followed); else,
+/// through any symlinks that lead nowhere yet, the canonical directory of the last one joined
+/// with its file name; `out` as given when neither resolves (creating the output will then
+/// report why).
 pub(crate) fn resolve(out: &Path) -> PathBuf {
-    if let Ok(real) = fs::canonicalize(out) {
-        return real;
+    // NOTE: Linux's own limit on symlinks followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut path = out.to_owned();
+    for _ in 0..MAX_LINKS {
+        if let Ok(real) = fs::canonicalize(&path) {
+            return real;
+        }
+        match fs::read_link(&path) {
+            // NOTE: a relative target is relative to the link's directory; `join` keeps an
+            // absolute one as it is.
+            Ok(target) => path = path.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
     }
-    let dir = match out.parent() {
+    let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    match (fs::canonicalize(dir), out.file_name()) {
+    match (fs::canonicalize(dir), path.file_name()) {
         (Ok(dir), Some(name)) => dir.join(name),
         _ => out.to_owned(),
     }
@@ -224,6 +236,13 @@ mod tests {
             .unwrap()
             .unwrap();
         let e = OutputLock::acquire(&real_dir.join("new.ndjson")).unwrap_err();
+        assert!(matches!(e, ExportError::OutputLocked { .. }), "{e:?}");
+        drop(held);
+        // A symlink to an output that does not exist yet: the lock of its target.
+        let dangling = dir.path().join("later.ndjson");
+        symlink("real/later.ndjson", &dangling).unwrap();
+        let held = OutputLock::acquire(&dangling).unwrap().unwrap();
+        let e = OutputLock::acquire(&real_dir.join("later.ndjson")).unwrap_err();
         assert!(matches!(e, ExportError::OutputLocked { .. }), "{e:?}");
         drop(held);
     }
