@@ -410,11 +410,27 @@ fn the_client_secret_is_held_in_a_redacting_zeroizing_type() {
 }
 
 /// The `genesys-export` binary next to this test's own executable (built by
-/// `cargo build -p keel-genesys` or any workspace test run), if there.
+/// `cargo build -p genesys-export` or any workspace test run), if there.
 fn export_binary() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("genesys-export");
     bin.exists().then_some(bin)
+}
+
+/// Whether a missing binary must fail the test rather than skip it: in CI (`CI` set, as CI
+/// services do) or with `KEEL_REQUIRE_EXPORT_BINARY=1` (as `.ci/run` sets).
+fn binary_required(ci: Option<&str>, require: Option<&str>) -> bool {
+    ci.is_some_and(|v| !v.is_empty() && v != "0" && v != "false") || require == Some("1")
+}
+
+#[test]
+fn a_missing_binary_fails_in_ci_and_skips_elsewhere() {
+    assert!(binary_required(Some("true"), None));
+    assert!(binary_required(Some("1"), None));
+    assert!(binary_required(None, Some("1")));
+    assert!(!binary_required(None, None));
+    assert!(!binary_required(Some(""), Some("0")));
+    assert!(!binary_required(Some("false"), None));
 }
 
 /// The binary itself at `RUST_LOG=trace`, NDJSON to stdout: nothing secret on stdout or
@@ -422,6 +438,15 @@ fn export_binary() -> Option<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_at_rust_log_trace_prints_no_secret_or_token() {
     let Some(bin) = export_binary() else {
+        let var = |name| std::env::var(name).ok();
+        assert!(
+            !binary_required(
+                var("CI").as_deref(),
+                var("KEEL_REQUIRE_EXPORT_BINARY").as_deref()
+            ),
+            "genesys-export is not built next to this test and CI / KEEL_REQUIRE_EXPORT_BINARY=1 \
+             require it: run `cargo build -p genesys-export --bin genesys-export` first"
+        );
         eprintln!(
             "SKIPPED: genesys-export is not built; run `cargo build -p genesys-export --bin genesys-export` first"
         );

@@ -4,7 +4,8 @@
 //! point, counters, the resolved query, and a fingerprint of the flags that shape the output.
 //! It is replaced atomically (temp file in the same directory, fsync, rename, fsync of the
 //! directory), and only after the page it describes is fsynced in the output, so after a crash
-//! the output holds at least what the checkpoint records.
+//! the output holds at least what the checkpoint records. The temp file is created new (mode
+//! 0600, `O_EXCL`), so a stale one or a symlink planted at its path is never written through.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -170,7 +171,17 @@ impl CheckpointFile {
         let bytes = serde_json::to_vec(record)
             .map_err(|e| ExportError::output("encode", &self.path, io::Error::other(e)))?;
         let io = |action| move |e| ExportError::output(action, &self.tmp, e);
-        let mut f = File::create(&self.tmp).map_err(io("create"))?;
+        // NOTE: a temp file left by a killed run (or a symlink planted in its place) is
+        // removed, never followed; `create_new` then refuses anything that appeared since.
+        match fs::remove_file(&self.tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io("remove stale")(e)),
+            _ => {}
+        }
+        let mut f = crate::files::private()
+            .write(true)
+            .create_new(true)
+            .open(&self.tmp)
+            .map_err(io("create"))?;
         f.write_all(&bytes).map_err(io("write"))?;
         f.sync_all().map_err(io("sync"))?;
         drop(f);
@@ -277,5 +288,32 @@ mod tests {
         assert!(d
             .iter()
             .any(|s| s.starts_with("page size: checkpoint has 100, this run has 50")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_checkpoint_is_private_and_never_written_through_a_planted_temp_path() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let c = CheckpointFile::for_output(&dir.path().join("o.ndjson"));
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        symlink(&victim, &c.tmp).unwrap();
+        let record = CheckpointRecord::new(fp(), serde_json::json!({}), 7u32);
+        c.save(&record).unwrap();
+        assert_eq!(
+            fs::read(&victim).unwrap(),
+            b"precious",
+            "the symlink was followed"
+        );
+        assert!(fs::symlink_metadata(&victim).unwrap().is_file());
+        assert_eq!(c.load::<u32>().unwrap().unwrap(), record);
+        assert_eq!(crate::files::mode_of(c.path()), 0o600);
+        assert!(!c.tmp.exists());
+
+        // A stale temp file of a killed run is replaced, not appended to or refused.
+        fs::write(&c.tmp, b"garbage from a killed run").unwrap();
+        c.save(&record).unwrap();
+        assert_eq!(c.load::<u32>().unwrap().unwrap(), record);
     }
 }

@@ -31,8 +31,10 @@ impl Format {
 
     /// Appends one output record per conversation to `buf`.
     ///
-    /// NDJSON writes exactly the bytes the API sent for each conversation and a `\n` (a JSON
-    /// value off the wire never holds a raw newline). CSV writes
+    /// NDJSON writes each conversation on one line followed by `\n`: the bytes the API sent,
+    /// with only the whitespace between JSON tokens removed (an indented record becomes one
+    /// line; values, key order, number spelling and escapes are kept, see
+    /// [`compact_json_into`](crate::compact_json_into)). CSV writes
     /// `id,start,end,duration_ms,direction,media_types`, quoted where needed.
     ///
     /// # Errors
@@ -45,7 +47,7 @@ impl Format {
         match self {
             Format::Ndjson => {
                 for c in conversations {
-                    buf.extend_from_slice(c.as_ref().get().as_bytes());
+                    crate::ndjson::compact_json_into(c.as_ref().get(), buf);
                     buf.push(b'\n');
                 }
                 Ok(())
@@ -158,14 +160,15 @@ mod tests {
     }
 
     #[test]
-    fn ndjson_writes_the_api_bytes_verbatim_one_per_line() {
+    fn ndjson_writes_the_api_bytes_one_per_line_without_whitespace_between_tokens() {
         let a = r#"{"conversationId":"a", "zzUnknown" : [1,2.50,{"x":"é\u00e9"}]}"#;
         let b = r#"{"conversationId":"b","name":"日本語 \"q\""}"#;
         let mut buf = Vec::new();
         Format::Ndjson
             .encode_page(&[raw(a), raw(b)], &mut buf)
             .unwrap();
-        assert_eq!(buf, format!("{a}\n{b}\n").into_bytes());
+        let a_line = r#"{"conversationId":"a","zzUnknown":[1,2.50,{"x":"é\u00e9"}]}"#;
+        assert_eq!(buf, format!("{a_line}\n{b}\n").into_bytes());
         assert!(Format::Ndjson.header().is_empty());
     }
 

@@ -18,12 +18,17 @@
 //! query the first run resolved, so `--since 24h` means the same interval on both runs.
 //!
 //! # One run per output
-//! A run with `--out` holds an exclusive advisory lock on `<out>.lock` (beside the output,
+//! A run with `--out` holds an exclusive advisory lock on `<out>.lock` (beside the output's
+//! resolved path, so a symlink or another spelling of the same file meets the same lock;
 //! removed when the run ends) from its start to its end, `--resume` or not. A second export to
 //! the same output stops at once with exit 2, naming the output, before it opens the output,
 //! reads the checkpoint or calls the API; the first run's file and checkpoint are untouched.
 //! A lock file left by a killed run holds no lock and is taken over. Outputs that are not
 //! regular files (stdout, `/dev/null`) take no lock.
+//!
+//! # Files
+//! The output, checkpoint and lock files are created with mode 0600 (an existing output keeps
+//! its mode); the checkpoint's temp file is always created new, never through a symlink.
 //!
 //! # Databases
 //! With the `db` feature (on by default), `--out sqlite:PATH`, `postgres://…` or
@@ -96,8 +101,10 @@ mod credentials;
 #[cfg(feature = "db")]
 mod db;
 mod error;
+mod files;
 mod format;
 mod lock;
+mod ndjson;
 mod open;
 mod output;
 mod progress;
@@ -116,6 +123,7 @@ pub use error::{
     ExportError, Report, EXIT_API, EXIT_CREDENTIALS, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE,
 };
 pub use format::{EncodeError, CSV_HEADER};
+pub use ndjson::compact_json_into;
 pub use progress::Progress;
 pub use run::{run, run_with_credentials};
 pub use sink::FileSink;

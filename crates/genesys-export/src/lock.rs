@@ -7,12 +7,17 @@
 //! output, reads the checkpoint or calls the API. The checkpoint itself cannot carry the lock:
 //! it is replaced by a rename after every page.
 //!
+//! The lock is taken on the output's resolved path (the file itself when it exists, else its
+//! canonical directory and its name), so two spellings of one file (through a symlink to the
+//! file or to its directory, `..`, a relative path) meet at one lock file, beside the real
+//! output. The lock file is created with mode 0600.
+//!
 //! The lock file is empty and is removed when the run ends (success, error or Ctrl-C). One
 //! left behind by a killed run holds no lock (the kernel releases it with the process), so
 //! the next run takes it over. Outputs that are not regular files (`/dev/null`, a FIFO) take no
 //! lock, as they hold no checkpointed bytes.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -31,8 +36,10 @@ pub(crate) struct OutputLock {
 }
 
 impl OutputLock {
-    /// `<out>.lock`, beside the output, or `None` when `out` names no file.
+    /// `<out>.lock`, beside the output's resolved path (see [`resolve`]), or `None` when
+    /// `out` names no file.
     pub(crate) fn path_for(out: &Path) -> Option<PathBuf> {
+        let out = resolve(out);
         let mut name = out.file_name()?.to_os_string();
         name.push(".lock");
         Some(out.with_file_name(name))
@@ -52,7 +59,7 @@ impl OutputLock {
             return Ok(None);
         };
         for _ in 0..ATTEMPTS {
-            let file = OpenOptions::new()
+            let file = crate::files::private()
                 .read(true)
                 .write(true)
                 .create(true)
@@ -88,6 +95,35 @@ impl Drop for OutputLock {
         if cfg!(unix) {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The path `out` stands for: the file it leads to when it exists (symlinks followed); else,
+/// through any symlinks that lead nowhere yet, the canonical directory of the last one joined
+/// with its file name; `out` as given when neither resolves (creating the output will then
+/// report why).
+pub(crate) fn resolve(out: &Path) -> PathBuf {
+    // NOTE: Linux's own limit on symlinks followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut path = out.to_owned();
+    for _ in 0..MAX_LINKS {
+        if let Ok(real) = fs::canonicalize(&path) {
+            return real;
+        }
+        match fs::read_link(&path) {
+            // NOTE: a relative target is relative to the link's directory; `join` keeps an
+            // absolute one as it is.
+            Ok(target) => path = path.parent().unwrap_or(Path::new("")).join(target),
+            Err(_) => break,
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (fs::canonicalize(dir), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => out.to_owned(),
     }
 }
 
@@ -162,6 +198,62 @@ mod tests {
         assert!(!still_at(&opened, &path), "removed");
         fs::write(&path, b"").unwrap();
         assert!(!still_at(&opened, &path), "replaced by another file");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn two_spellings_of_one_output_share_one_lock() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let real_dir = dir.path().join("real");
+        fs::create_dir(&real_dir).unwrap();
+        let out = real_dir.join("o.ndjson");
+        fs::write(&out, b"").unwrap();
+        let file_link = dir.path().join("link.ndjson");
+        symlink(&out, &file_link).unwrap();
+        let dir_link = dir.path().join("alias");
+        symlink(&real_dir, &dir_link).unwrap();
+
+        let held = OutputLock::acquire(&out).unwrap().unwrap();
+        assert_eq!(
+            held.path,
+            fs::canonicalize(&real_dir).unwrap().join("o.ndjson.lock")
+        );
+        for other in [
+            file_link.clone(),
+            dir_link.join("o.ndjson"),
+            real_dir.join("..").join("real").join("o.ndjson"),
+        ] {
+            let e = OutputLock::acquire(&other).unwrap_err();
+            assert!(
+                matches!(&e, ExportError::OutputLocked { lock, .. } if *lock == held.path),
+                "{other:?}: {e:?}"
+            );
+        }
+        drop(held);
+        // A new output (not there yet) through the directory symlink: same lock as the real path.
+        let held = OutputLock::acquire(&dir_link.join("new.ndjson"))
+            .unwrap()
+            .unwrap();
+        let e = OutputLock::acquire(&real_dir.join("new.ndjson")).unwrap_err();
+        assert!(matches!(e, ExportError::OutputLocked { .. }), "{e:?}");
+        drop(held);
+        // A symlink to an output that does not exist yet: the lock of its target.
+        let dangling = dir.path().join("later.ndjson");
+        symlink("real/later.ndjson", &dangling).unwrap();
+        let held = OutputLock::acquire(&dangling).unwrap().unwrap();
+        let e = OutputLock::acquire(&real_dir.join("later.ndjson")).unwrap_err();
+        assert!(matches!(e, ExportError::OutputLocked { .. }), "{e:?}");
+        drop(held);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_file_is_private_to_its_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o.ndjson");
+        let held = OutputLock::acquire(&out).unwrap().unwrap();
+        assert_eq!(crate::files::mode_of(&held.path), 0o600);
     }
 
     #[cfg(unix)]

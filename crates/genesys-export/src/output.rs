@@ -26,13 +26,18 @@ enum Sink {
 }
 
 impl Output {
-    /// Creates (or truncates) `path`. With `durable`, every page is fsynced before
-    /// [`Output::append_page`] returns.
+    /// Creates (or truncates) `path`, a new file with mode 0600 (an existing one keeps its
+    /// mode). With `durable`, every page is fsynced before [`Output::append_page`] returns.
     ///
     /// # Errors
     /// [`ExportError::Output`] when the file cannot be created.
     pub(crate) fn create(path: &Path, durable: bool) -> Result<Self, ExportError> {
-        let file = File::create(path).map_err(|e| ExportError::output("create", path, e))?;
+        let file = crate::files::private()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| ExportError::output("create", path, e))?;
         // NOTE: only regular files can be fsynced; a device such as /dev/null refuses it.
         let regular = file.metadata().is_ok_and(|m| m.is_file());
         Ok(Output {
@@ -225,5 +230,28 @@ mod tests {
         let e = Output::create(Path::new("/nonexistent/keel/out.ndjson"), false).unwrap_err();
         assert_eq!(e.exit_code(), 5);
         assert!(e.to_string().contains("/nonexistent/keel/out.ndjson"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_output_is_private_and_an_existing_one_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.ndjson");
+        Output::create(&new, false).unwrap().finish().unwrap();
+        assert_eq!(crate::files::mode_of(&new), 0o600);
+
+        let shared = dir.path().join("shared.ndjson");
+        std::fs::write(&shared, b"old").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let mut o = Output::create(&shared, false).unwrap();
+        o.append_page(b"x\n").unwrap();
+        o.finish().unwrap();
+        assert_eq!(crate::files::mode_of(&shared), 0o640);
+        assert_eq!(
+            std::fs::read(&shared).unwrap(),
+            b"x\n",
+            "truncated, then written"
+        );
     }
 }

@@ -42,11 +42,20 @@ pub enum Fault {
     Delay(Duration),
     /// Revoke the token the request carries, then answer 401 as for a revoked token.
     RevokeToken,
+    /// Handle the request normally (an async job is created), then close the connection
+    /// without writing the response: a reset after the request reached the server.
+    DropAfter,
+    /// Handle the request normally (an async job is created), then answer this status with a
+    /// Genesys error body instead (e.g. a gateway's 502 or 504 after the upstream acted).
+    StatusAfter(u16),
+    /// Handle the request normally (an async job is created), then wait this long before
+    /// answering (a client timeout after the server acted).
+    DelayAfter(Duration),
 }
 
 /// Error from parsing a [`Fault`] or a `N=FAULT` scripted fault.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid fault {0:?}: expected 429[:SECS], 503, status:CODE, drop, truncate, malformed, delay:MILLIS or revoke")]
+#[error("invalid fault {0:?}: expected 429[:SECS], 503, status:CODE, drop, truncate, malformed, delay:MILLIS, revoke, drop-after, status-after:CODE or delay-after:MILLIS")]
 pub struct ParseFaultError(String);
 
 impl FromStr for Fault {
@@ -70,6 +79,9 @@ impl FromStr for Fault {
             "malformed" => Fault::MalformedJson,
             "delay" => Fault::Delay(Duration::from_millis(num(arg)?)),
             "revoke" => Fault::RevokeToken,
+            "drop-after" => Fault::DropAfter,
+            "status-after" => Fault::StatusAfter(u16::try_from(num(arg)?).map_err(|_| err())?),
+            "delay-after" => Fault::DelayAfter(Duration::from_millis(num(arg)?)),
             _ => return Err(err()),
         })
     }
@@ -292,6 +304,19 @@ mod tests {
             parse_scripted_fault("3=revoke").unwrap().1,
             Fault::RevokeToken
         );
+        assert_eq!(
+            parse_scripted_fault("1=drop-after").unwrap().1,
+            Fault::DropAfter
+        );
+        assert_eq!(
+            parse_scripted_fault("1=status-after:504").unwrap().1,
+            Fault::StatusAfter(504)
+        );
+        assert_eq!(
+            parse_scripted_fault("1=delay-after:900").unwrap().1,
+            Fault::DelayAfter(Duration::from_millis(900))
+        );
+        assert!(parse_scripted_fault("1=status-after").is_err());
         assert!(parse_scripted_fault("x=drop").is_err());
         assert!(parse_scripted_fault("3=explode").is_err());
         assert!(parse_scripted_fault("3=delay").is_err());

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{page, raw_conversations, TestClient, ALL, DETAILS_QUERY};
+use common::{page, raw_conversations, TestClient, ALL, DETAILS_QUERY, JOBS};
 use http::{Method, StatusCode};
 use keel_sim::{Fault, RetryAfterFormat, Simulator};
 
@@ -513,4 +513,38 @@ async fn absurd_durations_do_not_panic_the_server() {
         c.query(&token, &page(ALL, 1, 1)).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_faults_handle_the_request_then_spoil_the_answer() {
+    let sim = Simulator::builder()
+        .faults([
+            (1, Fault::DropAfter),
+            (2, Fault::StatusAfter(504)),
+            (3, Fault::DelayAfter(Duration::from_secs(30))),
+        ])
+        .start()
+        .await
+        .unwrap();
+    let c = TestClient::new(&sim);
+    let token = c.token(&sim).await;
+    let job = serde_json::json!({"interval": "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z"});
+    let post = || {
+        c.try_send(
+            Method::POST,
+            JOBS,
+            Some(&token),
+            Some(serde_json::to_vec(&job).unwrap()),
+            "application/json",
+        )
+    };
+    assert!(post().await.is_err(), "dropped");
+    assert_eq!(sim.stats().jobs_created, 1);
+    assert_eq!(post().await.unwrap().status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(sim.stats().jobs_created, 2);
+    let t = tokio::time::Instant::now();
+    assert_eq!(post().await.unwrap().status, StatusCode::ACCEPTED);
+    assert!(t.elapsed() >= Duration::from_secs(30));
+    assert_eq!(sim.stats().jobs_created, 3);
+    assert_eq!(sim.stats().dropped, 1);
 }

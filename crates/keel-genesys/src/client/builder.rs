@@ -94,7 +94,10 @@ impl ClientBuilder {
     }
 
     /// The backoff policy for 429/503 and transport errors (default: [`BackoffPolicy::default`]).
-    /// Transport errors are always retried: every request the client sends is read-only.
+    /// The read-only queries also retry 502/504, transport errors and timed-out attempts; a
+    /// job submission does not (it is repeated at most once after such a failure, see
+    /// [`details::jobs`](crate::details::jobs)), whatever the policy's
+    /// `retry_transport_errors` and `retry_gateway_errors` say.
     pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
         self.backoff = Some(policy);
         self

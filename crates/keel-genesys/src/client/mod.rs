@@ -2,8 +2,9 @@
 //!
 //! Building a [`Client`] assembles, outermost first: a replayable body (so any attempt can be
 //! sent again), refresh-on-401 (a revoked token is replaced and the request replayed once),
-//! backoff (429/503 with `Retry-After`, and transport errors, since every request it sends is
-//! a read-only query), bearer tokens from a single-flight cache fed by the client-credentials
+//! backoff (429/503 with `Retry-After`; for the read-only queries also 502/504, transport
+//! errors and timed-out attempts, while a job submission is repeated only as
+//! [`details::jobs`](crate::details::jobs) says), bearer tokens from a single-flight cache fed by the client-credentials
 //! grant against `login_url/oauth/token`, then tracing (no headers logged), a per-attempt
 //! timeout and gzip decompression, over a hyper-util client with rustls (ring, bundled web
 //! PKI roots; plain http only to loopback).
@@ -31,6 +32,7 @@ mod request;
 mod spawn;
 mod stack;
 mod stats;
+mod submit;
 
 use std::fmt;
 use std::sync::Arc;

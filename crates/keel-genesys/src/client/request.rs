@@ -13,6 +13,16 @@ use super::stack::BodyTooLarge;
 use super::Client;
 use crate::error::{ApiErrorBody, BoxError, Error};
 
+/// Whether the stack may send a request again after a failure that leaves it unknown whether
+/// the server acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Repeat {
+    /// Read-only: sending it twice is harmless.
+    Safe,
+    /// It changes server state (a job submission): see [`Client::submit`].
+    Unsafe,
+}
+
 /// Longest error body kept for parsing the Genesys error fields.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
@@ -37,7 +47,9 @@ impl Client {
         let mut retries = 0;
         let mut delay = DECODE_RETRY_DELAY;
         loop {
-            let bytes = self.send_bytes(method.clone(), path, body.clone()).await?;
+            let bytes = self
+                .send_bytes(method.clone(), path, body.clone(), Repeat::Safe)
+                .await?;
             match decode(&bytes) {
                 Err(e @ Error::Decode { .. }) if retries < self.inner.settings.decode_retries => {
                     tracing::warn!(error = %e, retry = retries + 1, "undecodable answer, sending the request again");
@@ -51,30 +63,26 @@ impl Client {
         }
     }
 
-    /// Sends a read-only request to `path` (absolute, under the API base URL) and returns the
-    /// body of a 2xx answer. Every request is marked safe to repeat: the client only queries.
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Bytes, Error> {
-        self.send_bytes(method, path, body.map(Bytes::from)).await
-    }
-
-    async fn send_bytes(
+    /// Sends a request to `path` (absolute, under the API base URL) and returns the body of a
+    /// 2xx answer. With [`Repeat::Safe`] the stack also retries transport failures, timeouts
+    /// and 502/504 (a read-only query); with [`Repeat::Unsafe`] only what the server answered
+    /// without acting on it (429, 503, 401 replays).
+    pub(super) async fn send_bytes(
         &self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
+        repeat: Repeat,
     ) -> Result<Bytes, Error> {
         let endpoint = path.split('?').next().unwrap_or(path);
         let uri = self.inner.env.api_endpoint(path)?;
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
-            .header(header::ACCEPT, "application/json")
-            .extension(RetrySafe);
+            .header(header::ACCEPT, "application/json");
+        if repeat == Repeat::Safe {
+            req = req.extension(RetrySafe);
+        }
         if body.is_some() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }

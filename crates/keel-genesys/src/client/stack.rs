@@ -141,11 +141,15 @@ where
     let origin =
         Origin::from_uri(b.env.api_url()).map_err(|e| Error::config(format!("api url: {e}")))?;
 
+    // NOTE: transport errors, timeouts and 502/504 are retried per request (`RetrySafe` on
+    // the read-only queries), never for the whole policy: a job submission repeated after
+    // such a failure may start a second job (see `submit.rs`).
     let policy = b
         .backoff
         .clone()
         .unwrap_or_default()
-        .retry_transport_errors(true);
+        .retry_transport_errors(false)
+        .retry_gateway_errors(false);
     let backoff = BackoffLayer::new(policy);
     // NOTE: more than one replay: with several pages in flight, a replay's fresh token can
     // itself be revoked before the replay lands (each 401 invalidates only the token it names,

@@ -7,6 +7,13 @@
 //! page's [`JobCheckpoint`] holds the job id and the next cursor, so a run can resume after a
 //! page for as long as Genesys keeps the job's results.
 //!
+//! Polls and result pages are reads, retried like every query. The submission is not a read:
+//! each one the server acts on starts a job, and an org may run only a few at once. It is
+//! sent again freely only where the server provably did not act on it (a connection that could
+//! not be opened, a 429 or 503 answer, a 401 replay). After an ambiguous failure (a timeout,
+//! a connection reset or closed after the request went out, a 502 or 504) it is sent once
+//! more with a WARN that a job may have been started twice; a second one ends the export.
+//!
 //! # Example
 //!
 //! ```
@@ -85,7 +92,7 @@ async fn start(
             query.paging = None;
             let body = serde_json::to_vec(&query)
                 .map_err(|e| Error::config(format!("query does not serialize: {e}")))?;
-            let bytes = client.send(Method::POST, JOBS_PATH, Some(body)).await?;
+            let bytes = client.submit(JOBS_PATH, body).await?;
             let submitted: JobSubmitResponse = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::decode(JOBS_PATH, format!("job submission answer: {e}")))?;
             tracing::info!(job_id = %submitted.job_id, "submitted details job");

@@ -83,3 +83,5 @@ pub(crate) use jobs::JOBS_PATH;
 mod tests;
 #[cfg(test)]
 mod tests_changing;
+#[cfg(test)]
+mod tests_submit;

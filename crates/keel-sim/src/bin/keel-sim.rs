@@ -82,7 +82,8 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     page_latency_ms: u64,
     /// Scripted fault N=FAULT by API request number, repeatable: 429[:SECS], 503, status:CODE,
-    /// drop, truncate, malformed, delay:MILLIS, revoke.
+    /// drop, truncate, malformed, delay:MILLIS, revoke; after handling the request (a job is
+    /// created): drop-after, status-after:CODE, delay-after:MILLIS.
     #[arg(long = "fault", value_parser = parse_scripted_fault)]
     faults: Vec<(u64, Fault)>,
     /// The token endpoint answers 503 to its first N requests.

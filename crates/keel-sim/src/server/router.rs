@@ -132,11 +132,15 @@ async fn clock(state: &State, req: Request<Incoming>, context_id: &str) -> Resp 
     reply::json(StatusCode::OK, serde_json::to_vec(&body).expect("json"))
 }
 
+/// What happens to a response after the request was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mangle {
     None,
     Truncate,
     Malform,
+    Drop,
+    Status(u16),
+    Delay(std::time::Duration),
 }
 
 async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<Resp, Dropped> {
@@ -188,6 +192,9 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
             }
             Fault::TruncatedBody => mangle = Mangle::Truncate,
             Fault::MalformedJson => mangle = Mangle::Malform,
+            Fault::DropAfter => mangle = Mangle::Drop,
+            Fault::StatusAfter(code) => mangle = Mangle::Status(code),
+            Fault::DelayAfter(d) => mangle = Mangle::Delay(d),
         }
     }
     let c = &state.config;
@@ -246,6 +253,18 @@ async fn api(state: &State, req: Request<Incoming>, context_id: &str) -> Result<
         Mangle::Malform => {
             Counters::bump(&stats.malformed);
             reply::malform(resp)
+        }
+        Mangle::Drop => return Err(Dropped),
+        Mangle::Status(code) => counted_error(
+            state,
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "internal.server.error",
+            "Injected fault.",
+            context_id,
+        ),
+        Mangle::Delay(d) => {
+            tokio::time::sleep(d).await;
+            resp
         }
     })
 }
