@@ -37,6 +37,7 @@
 mod listener;
 mod pacing;
 mod scripts;
+mod seam;
 mod state;
 
 pub use pacing::FleetPacing;
