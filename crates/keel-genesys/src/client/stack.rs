@@ -17,6 +17,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use keel_layers::auth::{
     BearerLayer, ClientCredentials, Origin, RefreshOn401Layer, RefreshStats, TokenCache,
+    TokenSource,
 };
 use keel_layers::backoff::{BackoffLayer, BackoffStats};
 use secrecy::ExposeSecret;
@@ -135,17 +136,25 @@ where
     // NOTE: no invalidation floor: this client's callers cannot provoke 401s, so each one is
     // a real revocation, and pages in flight must get a fresh token at once (the floor is for
     // gateways, whose callers can).
-    let tokens = TokenCache::new(grant)
+    let grant: Box<dyn TokenSource> = Box::new(grant);
+    let source = match b.wrap_tokens {
+        Some(wrap) => wrap(grant),
+        None => grant,
+    };
+    let tokens = TokenCache::new(source)
         .refresh_before(settings.refresh_before)
         .invalidation_floor(Duration::ZERO);
     let origin =
         Origin::from_uri(b.env.api_url()).map_err(|e| Error::config(format!("api url: {e}")))?;
 
-    let policy = b
+    let mut policy = b
         .backoff
         .clone()
         .unwrap_or_default()
         .retry_transport_errors(true);
+    if let Some(set) = b.rate_state {
+        policy = set(policy);
+    }
     let backoff = BackoffLayer::new(policy);
     // NOTE: more than one replay: with several pages in flight, a replay's fresh token can
     // itself be revoked before the replay lands (each 401 invalidates only the token it names,
