@@ -62,11 +62,14 @@ fn has_password(url: &str) -> bool {
         .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
-/// The names the fleet's processes share: the token per (login URL, client id), the rate
-/// state per (API URL, client id), as Genesys Cloud limits each OAuth client.
+/// The names the fleet's processes share: the token per (token URL, client id), the rate
+/// state per (API URL, client id), as Genesys Cloud limits each OAuth client. The axum
+/// gateway example names them the same way, so exports and gateways of a client share.
 fn names(env: &Environment, client_id: &str) -> (String, String) {
+    let login = env.login_url().to_string();
+    let token_url = format!("{}/oauth/token", login.trim_end_matches('/'));
     (
-        format!("genesys-token {} {client_id}", env.login_url()),
+        format!("genesys-token {token_url} {client_id}"),
         format!("genesys-rate {} {client_id}", env.api_url()),
     )
 }
