@@ -20,6 +20,10 @@
 //! by one holds the others. The keys are named from the token URL and the client id, as
 //! `genesys-export --redis` names them, so gateways and exports of one client share too.
 //!
+//! `GET /metrics` serves the layers' counters (token fetches, invalidations, 401 replays,
+//! retries by cause, 429 gate closures, give-ups) in the Prometheus text format. No label
+//! carries a token, a secret or a caller's string.
+//!
 //! Logs go to stderr (`RUST_LOG`, default `info`), coloured only when stderr is a terminal
 //! and `NO_COLOR` is unset or empty.
 //!
@@ -39,6 +43,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
@@ -56,6 +61,7 @@ use keel::backoff::BackoffPolicy;
 use keel::gateway::{check_path, Forwarding, GatewayLayer, Upstream};
 use keel::genesys::Environment;
 use keel::ServiceBuilderExt as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use tower::{BoxError, ServiceBuilder};
 
@@ -164,9 +170,30 @@ pub(crate) fn router_in_fleet(
         .service(api_http);
     // NOTE: the layer wraps every route and the fallback, so no path reaches a route (or
     // the upstream) before it is checked.
+    let metrics = prometheus();
     Ok(Router::new()
         .route_service("/api/{*path}", gateway)
+        .route(
+            "/metrics",
+            axum::routing::get(move || std::future::ready(metrics.render())),
+        )
         .layer(middleware::from_fn(refuse_unsafe_paths)))
+}
+
+/// The process's Prometheus recorder, installed as the `metrics` facade's global recorder on
+/// first use (every router of the process renders the same counters).
+pub(crate) fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // NOTE: if the program installed a recorder of its own, that one keeps the
+            // counters and /metrics shows none.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }
 
 /// The peer address axum's `into_make_service_with_connect_info` put in the request.

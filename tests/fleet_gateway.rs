@@ -52,6 +52,28 @@ async fn query(gateway: &str) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
+async fn scrape(gateway: &str) -> String {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let response = client
+        .get(format!("{gateway}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// The value of an unlabelled counter in a Prometheus text page.
+fn counter(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn three_gateways_sharing_one_redis_fetch_one_token() {
     let Some(server) = RedisServer::spawn() else {
@@ -85,6 +107,21 @@ async fn three_gateways_sharing_one_redis_fetch_one_token() {
     assert_eq!(pages.len(), 3);
     let client = sim.client_stats(sim.client_id()).unwrap();
     assert_eq!(client.token_grants, 2, "{client:?}");
+
+    // Each gateway's cache dropped the revoked token once and replayed its request: the
+    // process's counters, scraped from any of them.
+    let text = scrape(&gateways[0]).await;
+    assert_eq!(
+        counter(&text, "keel_token_invalidations_total"),
+        3,
+        "{text}"
+    );
+    assert_eq!(counter(&text, "keel_replays_401_total"), 3, "{text}");
+    assert_eq!(counter(&text, "keel_token_fetches_total"), 6, "{text}");
+    assert!(
+        !text.contains(sim.client_secret()) && !text.contains("Bearer"),
+        "{text}"
+    );
 
     // The official Python SDK through each of them, with no credentials: no new grant.
     if let Some(python) = python::sdk_python("the Python SDK through a fleet of gateways") {
