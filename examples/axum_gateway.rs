@@ -284,6 +284,16 @@ fn redis_config(url: Option<&str>) -> Result<Option<keel_redis::RedisConfig>, Bo
     let Some(url) = url else {
         return Ok(keel_redis::RedisConfig::from_env()?);
     };
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        return Err(
+            "--redis: no password on the command line: put it in KEEL_REDIS_PASSWORD".into(),
+        );
+    }
     let mut config = keel_redis::RedisConfig::new(SecretString::from(url.to_owned()))?;
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(user) = var(keel_redis::config::USERNAME_ENV) {
