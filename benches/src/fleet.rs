@@ -1,4 +1,4 @@
-//! Measurement 7: what sharing the token and the rate state through Redis costs per request.
+//! Measurement 8: what sharing the token and the rate state through Redis costs per request.
 //!
 //! The same loopback server and contenders as measurement 1, with keel's stack three ways:
 //! in-process (a `TokenCache` over a plain source, the default `LocalRateState`); with the
@@ -38,19 +38,19 @@ async fn shared_tokens(conn: &RedisConnection) -> Result<TokenCache, BoxError> {
     Ok(tokens)
 }
 
-/// Runs measurement 7 and prints its table (skipped with a note without `redis-server`).
+/// Runs measurement 8 and prints its table (skipped with a note without `redis-server`).
 ///
 /// # Errors
 ///
 /// When a server cannot start or a request fails.
 pub fn run(config: &OverheadConfig) -> Result<(), BoxError> {
     let Some(redis) = RedisServer::spawn() else {
-        println!("## 7. Redis-backed stack\n\nskipped: redis-server is not installed\n");
+        println!("## 8. Redis-backed stack\n\nskipped: redis-server is not installed\n");
         return Ok(());
     };
     let server = LoopbackServer::start()?;
     println!(
-        "## 7. Redis-backed stack vs in-process\n\nAs measurement 1 (GET, loopback server on its \
+        "## 8. Redis-backed stack vs in-process\n\nAs measurement 1 (GET, loopback server on its \
          own thread, clients on a current-thread runtime), redis-server on loopback; {} rounds × \
          {} ms per contender.\n",
         config.rounds,

@@ -61,7 +61,7 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
-    /// Measurement 7: per-request cost of the Redis-backed stack (shared token and gate, fleet
+    /// Measurement 8: per-request cost of the Redis-backed stack (shared token and gate, fleet
     /// pacing) vs the in-process stack (needs redis-server; not part of `all`).
     Fleet,
     /// Instructions per request under callgrind (needs valgrind; part of `all` when found).
