@@ -116,6 +116,31 @@ mod tests {
     }
 
     #[test]
+    fn a_password_on_the_command_line_is_a_usage_error_that_does_not_repeat_it() {
+        use clap::Parser;
+        let args = Args::try_parse_from([
+            "genesys-export",
+            "--redis",
+            "redis://fleet:hunter2-secret@127.0.0.1:6379/0",
+        ])
+        .unwrap();
+        let err = config(&args).unwrap_err();
+        assert!(matches!(err, ExportError::Usage(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains(PASSWORD_ENV), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+
+        let args = Args::try_parse_from([
+            "genesys-export",
+            "--redis",
+            "redis://127.0.0.1:6379/0",
+            "--redis-fail-closed",
+        ])
+        .unwrap();
+        assert!(config(&args).unwrap().is_some());
+    }
+
+    #[test]
     fn keys_are_named_from_urls_and_client_id_not_the_secret() {
         let env = Environment::custom("http://127.0.0.1:1", "http://127.0.0.1:2").unwrap();
         let (token, rate) = names(&env, "client-a");
