@@ -14,6 +14,16 @@
 //! What callers claim in `X-Forwarded-For`, `Forwarded` and `X-Real-IP` is replaced with
 //! their peer address (`--forwarding append` when the gateway sits behind proxies you trust).
 //!
+//! A fleet of gateways (replicas behind a load balancer) shares one OAuth client through
+//! Redis with `--redis URL` (or `KEEL_REDIS_URL`; the password only from
+//! `KEEL_REDIS_PASSWORD`): one token fetch per token lifetime for all of them, and a 429 seen
+//! by one holds the others. The keys are named from the token URL and the client id, as
+//! `genesys-export --redis` names them, so gateways and exports of one client share too.
+//!
+//! `GET /metrics` serves the layers' counters (token fetches, invalidations, 401 replays,
+//! retries by cause, 429 gate closures, give-ups) in the Prometheus text format. No label
+//! carries a token, a secret or a caller's string.
+//!
 //! Logs go to stderr (`RUST_LOG`, default `info`), coloured only when stderr is a terminal
 //! and `NO_COLOR` is unset or empty.
 //!
@@ -33,6 +43,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
@@ -45,11 +56,12 @@ use http::{Extensions, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use keel::auth::{ClientCredentials, Origin, TokenCache};
+use keel::auth::{ClientCredentials, Origin, TokenCache, TokenSource};
 use keel::backoff::BackoffPolicy;
 use keel::gateway::{check_path, Forwarding, GatewayLayer, Upstream};
 use keel::genesys::Environment;
 use keel::ServiceBuilderExt as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use secrecy::SecretString;
 use tower::{BoxError, ServiceBuilder};
 
@@ -97,6 +109,24 @@ impl GatewayConfig {
 /// Must be called within a tokio runtime. The caller's peer address is read from axum's
 /// `ConnectInfo<SocketAddr>` (see [`serve`]).
 pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
+    router_in_fleet(config, None)
+}
+
+/// The names under which every process of one OAuth client shares its token and its rate
+/// state (the same as `genesys-export --redis`): the token URL or API URL, and the client id.
+pub(crate) fn fleet_names(token_url: &str, api_url: &str, client_id: &str) -> (String, String) {
+    (
+        format!("genesys-token {token_url} {client_id}"),
+        format!("genesys-rate {api_url} {client_id}"),
+    )
+}
+
+/// [`router`], sharing the token and the 429 gate with the other gateways (and exports) of
+/// the same client through `redis` when given.
+pub(crate) fn router_in_fleet(
+    config: GatewayConfig,
+    redis: Option<&keel_redis::RedisConfig>,
+) -> Result<Router, BoxError> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
         .https_or_http()
@@ -109,12 +139,23 @@ pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
         HyperClient::builder(TokioExecutor::new()).build(https.clone());
     let api_http = HyperClient::builder(TokioExecutor::new()).build(https);
 
-    let tokens = TokenCache::new(ClientCredentials::new(
+    let (token_name, rate_name) =
+        fleet_names(&config.token_url, &config.api_url, &config.client_id);
+    let grant: Box<dyn TokenSource> = Box::new(ClientCredentials::new(
         config.token_url.parse()?,
         config.client_id,
         config.client_secret,
         token_http,
     ));
+    let mut backoff = config.backoff;
+    let tokens = match redis {
+        Some(redis) => {
+            let conn = redis.connect()?;
+            backoff = backoff.rate_state(keel_redis::RedisRateState::new(conn.clone(), &rate_name));
+            TokenCache::new(keel_redis::RedisTokenSource::new(grant, conn, &token_name))
+        }
+        None => TokenCache::new(grant),
+    };
     let api: http::Uri = config.api_url.parse()?;
     let upstream = GatewayLayer::new(Upstream::new(&api)?)
         .forwarding(config.forwarding)
@@ -123,15 +164,36 @@ pub(crate) fn router(config: GatewayConfig) -> Result<Router, BoxError> {
         .layer(upstream)
         .replay_body(config.replay_cap)
         .refresh_on_401(tokens.clone())
-        .backoff(config.backoff)
+        .backoff(backoff)
         .bearer(tokens, Origin::from_uri(&api)?)
         .timeout(config.attempt_timeout)
         .service(api_http);
     // NOTE: the layer wraps every route and the fallback, so no path reaches a route (or
     // the upstream) before it is checked.
+    let metrics = prometheus();
     Ok(Router::new()
         .route_service("/api/{*path}", gateway)
+        .route(
+            "/metrics",
+            axum::routing::get(move || std::future::ready(metrics.render())),
+        )
         .layer(middleware::from_fn(refuse_unsafe_paths)))
+}
+
+/// The process's Prometheus recorder, installed as the `metrics` facade's global recorder on
+/// first use (every router of the process renders the same counters).
+pub(crate) fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // NOTE: if the program installed a recorder of its own, that one keeps the
+            // counters and /metrics shows none.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
 }
 
 /// The peer address axum's `into_make_service_with_connect_info` put in the request.
@@ -210,6 +272,37 @@ struct Args {
     /// `X-Real-IP`).
     #[arg(long, value_enum, default_value = "replace")]
     forwarding: ForwardingArg,
+    /// Share the token and the 429 gate with the other gateways of this client through this
+    /// Redis (default `KEEL_REDIS_URL`; the password only in `KEEL_REDIS_PASSWORD`).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+}
+
+/// The Redis configuration of `--redis` or the environment, with the ACL user and password
+/// from the environment only.
+fn redis_config(url: Option<&str>) -> Result<Option<keel_redis::RedisConfig>, BoxError> {
+    let Some(url) = url else {
+        return Ok(keel_redis::RedisConfig::from_env()?);
+    };
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = authority.split(['/', '?', '#']).next().unwrap_or("");
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        return Err(
+            "--redis: no password on the command line: put it in KEEL_REDIS_PASSWORD".into(),
+        );
+    }
+    let mut config = keel_redis::RedisConfig::new(SecretString::from(url.to_owned()))?;
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(user) = var(keel_redis::config::USERNAME_ENV) {
+        config = config.username(user);
+    }
+    if let Some(password) = var(keel_redis::config::PASSWORD_ENV) {
+        config = config.password(SecretString::from(password));
+    }
+    Ok(Some(config))
 }
 
 #[tokio::main]
@@ -251,7 +344,14 @@ async fn main() -> Result<(), BoxError> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve(listener, router(config)?, shutdown).await?;
+    let app = match redis_config(args.redis.as_deref())? {
+        Some(redis) => {
+            println!("sharing the token and the rate budget through redis");
+            router_in_fleet(config, Some(&redis))?
+        }
+        None => router(config)?,
+    };
+    serve(listener, app, shutdown).await?;
     if let Some(sim) = sim {
         sim.shutdown().await;
     }

@@ -99,7 +99,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use keel_layers::ServiceBuilderExt;
-pub use keel_layers::{auth, backoff, replay};
+pub use keel_layers::{auth, backoff, metrics, replay};
 pub use keel_paginate as paginate;
 
 #[cfg(feature = "gateway")]

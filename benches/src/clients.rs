@@ -218,10 +218,23 @@ impl StackTarget<KeelService> {
     ///
     /// When `url` is not a valid URI or origin.
     pub fn keel(url: &str, tokens: TokenCache) -> Result<Self, BoxError> {
+        Self::keel_with(url, tokens, BackoffPolicy::default())
+    }
+
+    /// [`keel`](Self::keel) with the backoff `policy` given (a shared rate state).
+    ///
+    /// # Errors
+    ///
+    /// When `url` is not a valid URI or origin.
+    pub fn keel_with(
+        url: &str,
+        tokens: TokenCache,
+        policy: BackoffPolicy,
+    ) -> Result<Self, BoxError> {
         let refresh = RefreshOn401Layer::new(tokens.clone());
         let service = ServiceBuilder::new()
             .layer(ReplayBodyLayer::new(64 * 1024))
-            .layer(BackoffLayer::new(BackoffPolicy::default()).replay_on(refresh.clone()))
+            .layer(BackoffLayer::new(policy).replay_on(refresh.clone()))
             .layer(BearerLayer::new(tokens, Origin::parse(url)?))
             .service(keel_client());
         Self::new(service, url)

@@ -20,6 +20,7 @@ pub mod alloc_counter;
 pub mod allocs;
 pub mod clients;
 pub mod export;
+pub mod fleet;
 pub mod instructions;
 pub mod load;
 pub mod machine;

@@ -61,6 +61,9 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
+    /// Measurement 8: per-request cost of the Redis-backed stack (shared token and gate, fleet
+    /// pacing) vs the in-process stack (needs redis-server; not part of `all`).
+    Fleet,
     /// Instructions per request under callgrind (needs valgrind; part of `all` when found).
     Instructions,
     /// N sequential requests through one client, nothing else: for profilers (`valgrind
@@ -117,6 +120,14 @@ fn main() -> Result<(), BoxError> {
     }
     if all || matches!(cli.command, Cmd::Sim) {
         run_sim(&cli)?;
+    }
+    if matches!(cli.command, Cmd::Fleet) {
+        keel_bench::fleet::run(&OverheadConfig {
+            rounds: cli.rounds,
+            round_time: Duration::from_millis(cli.round_ms),
+            concurrency: vec![1, 64],
+            warm_up: 20,
+        })?;
     }
     Ok(())
 }

@@ -121,6 +121,23 @@ pub struct Args {
     /// With `--sim`: turn the simulated faults (429s, 503s, resets, short tokens) off.
     #[arg(long, requires = "sim")]
     pub sim_no_faults: bool,
+
+    /// Share one token and one rate budget with every other process of the same OAuth client
+    /// through this Redis (`redis://host:port/db`, `rediss://…`; default `KEEL_REDIS_URL`).
+    /// No password here: it goes in `KEEL_REDIS_PASSWORD` (and the user in
+    /// `KEEL_REDIS_USERNAME`).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// With Redis: stop (rather than carry on in-process) when Redis cannot be reached.
+    #[arg(long)]
+    pub redis_fail_closed: bool,
+
+    /// With Redis: keep every process of the OAuth client together under this many API
+    /// requests per second (permits taken from Redis in batches), so the fleet stays under the
+    /// API's rate limit instead of each process discovering it with its own 429s.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub fleet_rate: Option<u32>,
 }
 
 /// Output record format.

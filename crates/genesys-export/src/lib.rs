@@ -58,6 +58,13 @@
 //! stderr, and runs the same code path against it. Built without the feature, `--sim` is a
 //! usage error (exit 2).
 //!
+//! # A fleet of exports
+//! With the `redis` feature (on by default), `--redis URL` (or `KEEL_REDIS_URL`; the password
+//! only from `KEEL_REDIS_PASSWORD`) makes every export process of one OAuth client share one
+//! token and one 429 gate through Redis: one token grant per token lifetime for the whole
+//! fleet, and a 429 in one process holds the others. Redis unreachable: each process carries
+//! on alone with one warning, or stops with `--redis-fail-closed`.
+//!
 //! # Output that fits its reader
 //! Logs and messages go to stderr, coloured only when it is a terminal and `NO_COLOR` is unset
 //! ([`use_color`]); text from a server in an error is printed with its control characters
@@ -102,6 +109,8 @@ mod credentials;
 mod db;
 mod error;
 mod files;
+#[cfg(feature = "redis")]
+mod fleet;
 mod format;
 mod lock;
 mod ndjson;

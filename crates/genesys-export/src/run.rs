@@ -114,7 +114,30 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         Some(_) => None,
     };
 
-    let client = Client::builder(env, creds)
+    #[cfg(feature = "redis")]
+    let redis = crate::fleet::config(&args)?;
+    #[cfg(not(feature = "redis"))]
+    if args.redis.is_some() {
+        return Err(ExportError::Usage(
+            "--redis needs genesys-export built with the `redis` feature".into(),
+        ));
+    }
+    #[cfg(feature = "redis")]
+    let shared_env = env.clone();
+    let builder = Client::builder(env, creds);
+    #[cfg(feature = "redis")]
+    let builder = match &redis {
+        Some(config) => {
+            crate::fleet::share(builder, config, &shared_env, &client_id, args.fleet_rate)?
+        }
+        None if args.fleet_rate.is_some() => {
+            return Err(ExportError::Usage(
+                "--fleet-rate needs --redis (or KEEL_REDIS_URL)".into(),
+            ))
+        }
+        None => builder,
+    };
+    let client = builder
         .prefetch(args.prefetch as usize)
         .max_parallel_parts(if args.prefetch <= 1 { 1 } else { 2 })
         .page_size(args.page_size)

@@ -21,6 +21,7 @@ pub mod error_chain;
 pub mod hints;
 pub mod hook;
 mod jitter;
+pub mod metrics;
 pub mod replay;
 mod spare;
 

@@ -35,25 +35,28 @@
 //! let conn = config.connect()?;
 //! let oauth = token_source_fn(|| async { Token::bearer("t", None) });
 //! let shared = RedisTokenSource::new(oauth, conn, "my-client-id@login.example.com");
-//! let tokens = TokenCache::new(shared.clone());
+//! let tokens = TokenCache::new(shared);
 //! let token = tokens.token().await?;
-//! // On a 401 for `token`: drop it locally and for the fleet, then fetch again.
+//! // On a 401 for `token`: the cache drops it, the shared store drops it for the fleet
+//! // (if it is still the stored one), and the next fetch waits for that.
 //! tokens.invalidate(&token);
-//! shared.invalidate(&token).await;
 //! # Ok(())
 //! # }
 //! ```
 
 //! # Wiring into keel-layers
 //!
-//! - Token store: [`RedisTokenSource`] is a [`TokenSource`](keel_layers::auth::TokenSource).
-//!   Its [`invalidate`](RedisTokenSource::invalidate) (`&Token` → `BoxFuture<'static, ()>`)
-//!   is what `TokenCache` calls on a 401, before its next fetch.
-//! - Rate state: [`RedisRateState`] offers what the backoff layer's gate and pacing need:
-//!   [`close_until`](RedisRateState::close_until) (atomic max, fleet-wide),
-//!   [`closed_until`](RedisRateState::closed_until) (local, no round trip),
-//!   [`wait_open`](RedisRateState::wait_open) (woken, never polling) and
-//!   [`acquire`](RedisRateState::acquire) (gate, then a permit from a batch).
+//! - Token store: [`RedisTokenSource`] is a [`TokenSource`](keel_layers::auth::TokenSource):
+//!   put it under a `TokenCache`; its `invalidate` (compare-and-delete in Redis) is what the
+//!   cache calls when it drops a rejected token, before its next fetch.
+//! - Rate state: [`RedisRateState`] is a [`RateState`](keel_layers::backoff::RateState):
+//!   plug it into a `BackoffPolicy` with
+//!   [`rate_state`](keel_layers::backoff::BackoffPolicy::rate_state). `try_acquire` reads the
+//!   local mirror of the fleet's gate and the locally held permits (no Redis round trip);
+//!   `wait` is woken by the gate's changes and by refills; `close_until` closes the local
+//!   gate at once and the fleet's in the background. The inherent
+//!   [`acquire`](RedisRateState::acquire) and [`close_until`](RedisRateState::close_until)
+//!   serve callers outside a backoff layer.
 
 pub mod config;
 mod conn;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{capture_logs, connect, counting_source, logged, prefix};
 use futures_util::future::join_all;
-use keel_layers::auth::{token_source_fn, Token, TokenCache, TokenError};
+use keel_layers::auth::{token_source_fn, Token, TokenCache, TokenError, TokenSource};
 use keel_redis::RedisTokenSource;
 use keel_testkit::redis::RedisServer;
 
@@ -21,17 +21,15 @@ fn process<S: keel_layers::auth::TokenSource + Clone>(
     inner: &S,
 ) -> (TokenCache, RedisTokenSource<S>) {
     let shared = RedisTokenSource::new(inner.clone(), connect(url, prefix), NAME);
-    (TokenCache::new(shared.clone()), shared)
+    // NOTE: no invalidation floor: these tests reject tokens back to back on purpose.
+    let cache = TokenCache::new(shared.clone()).invalidation_floor(Duration::ZERO);
+    (cache, shared)
 }
 
-/// What `TokenCache` will do on a 401 once it calls its source's `invalidate`.
-async fn reject<S: keel_layers::auth::TokenSource>(
-    cache: &TokenCache,
-    shared: &RedisTokenSource<S>,
-    token: &Token,
-) -> Token {
+/// A 401 for `token`: the cache drops it (and tells its source, the shared store), then
+/// fetches again once the store dropped it too.
+async fn reject(cache: &TokenCache, token: &Token) -> Token {
     cache.invalidate(token);
-    shared.invalidate(token).await;
     cache.token().await.unwrap()
 }
 
@@ -100,7 +98,7 @@ async fn one_token_rejected_by_100_processes_causes_one_fetch() {
         processes
             .iter()
             .zip(&first)
-            .map(|((cache, shared), token)| reject(cache, shared, token.as_ref().unwrap())),
+            .map(|((cache, _), token)| reject(cache, token.as_ref().unwrap())),
     )
     .await;
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
@@ -118,9 +116,9 @@ async fn invalidating_a_replaced_token_is_a_no_op() {
     };
     let prefix = prefix();
     let (inner, fetches) = counting_source(HOUR, Duration::ZERO);
-    let (cache, shared) = process(&server.url(), &prefix, &inner);
+    let (cache, _) = process(&server.url(), &prefix, &inner);
     let first = cache.token().await.unwrap();
-    let second = reject(&cache, &shared, &first).await;
+    let second = reject(&cache, &first).await;
     assert_eq!(second.header_value(), "Bearer SECRET-TOKEN-2");
 
     // A late 401 for the first token, in another process.
@@ -185,7 +183,7 @@ async fn redis_down_falls_back_in_process_with_one_warning_and_recovers() {
     let (cache, shared) = process(&server.url(), &prefix, &inner);
     let mut token = cache.token().await.unwrap();
     for _ in 0..3 {
-        token = reject(&cache, &shared, &token).await;
+        token = reject(&cache, &token).await;
     }
     assert_eq!(token.header_value(), "Bearer SECRET-TOKEN-4");
     assert_eq!(shared.stats().fallbacks, 4);
@@ -198,7 +196,7 @@ async fn redis_down_falls_back_in_process_with_one_warning_and_recovers() {
 
     // Back: the next fetch is shared again, and a second process reads it.
     server.start();
-    let token = reject(&cache, &shared, &token).await;
+    let token = reject(&cache, &token).await;
     assert_eq!(token.header_value(), "Bearer SECRET-TOKEN-5");
     assert_eq!(shared.stats().inner_fetches, 1);
     let (other, _) = process(&server.url(), &prefix, &inner);
@@ -211,8 +209,8 @@ async fn redis_down_falls_back_in_process_with_one_warning_and_recovers() {
 
     // Down mid-run: one more warning for the new outage, not one per fetch.
     server.stop();
-    let mut token = reject(&cache, &shared, &token).await;
-    token = reject(&cache, &shared, &token).await;
+    let mut token = reject(&cache, &token).await;
+    token = reject(&cache, &token).await;
     assert_eq!(token.header_value(), "Bearer SECRET-TOKEN-7");
     let log = logged(&logs);
     assert_eq!(log.matches("WARN").count(), 2, "{log}");
@@ -248,9 +246,9 @@ async fn secrets_never_reach_debug_or_logs() {
         .password(secrecy::SecretString::from("PASSWORD-SECRET".to_owned()));
     let (inner, _) = counting_source(HOUR, Duration::ZERO);
     let shared = RedisTokenSource::new(inner, config.connect().unwrap(), NAME);
-    let cache = TokenCache::new(shared.clone());
+    let cache = TokenCache::new(shared.clone()).invalidation_floor(Duration::ZERO);
     let token = cache.token().await.unwrap();
-    let token = reject(&cache, &shared, &token).await;
+    let token = reject(&cache, &token).await;
     assert_eq!(
         shared.stats().inner_fetches,
         2,

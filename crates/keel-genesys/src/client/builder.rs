@@ -1,9 +1,11 @@
 //! Configuration of a [`Client`].
 
+use std::fmt;
 use std::time::Duration;
 
 use super::{Client, Credentials};
-use keel_layers::backoff::BackoffPolicy;
+use keel_layers::auth::TokenSource;
+use keel_layers::backoff::{BackoffPolicy, RateState};
 
 use crate::details::SplitPolicy;
 use crate::environment::Environment;
@@ -49,13 +51,34 @@ impl Default for Settings {
     }
 }
 
+/// Wraps the client-credentials grant in another token source (a shared store).
+pub(crate) type WrapTokenSource =
+    Box<dyn FnOnce(Box<dyn TokenSource>) -> Box<dyn TokenSource> + Send + Sync>;
+
+/// Puts a rate state into the backoff policy.
+pub(crate) type SetRateState = Box<dyn FnOnce(BackoffPolicy) -> BackoffPolicy + Send + Sync>;
+
 /// Builds a [`Client`]; see [`Client::builder`].
-#[derive(Debug)]
 pub struct ClientBuilder {
     pub(crate) env: Environment,
     pub(crate) creds: Credentials,
     pub(crate) settings: Settings,
     pub(crate) backoff: Option<BackoffPolicy>,
+    pub(crate) wrap_tokens: Option<WrapTokenSource>,
+    pub(crate) rate_state: Option<SetRateState>,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("env", &self.env)
+            .field("creds", &self.creds)
+            .field("settings", &self.settings)
+            .field("backoff", &self.backoff)
+            .field("wraps_token_source", &self.wrap_tokens.is_some())
+            .field("rate_state", &self.rate_state.is_some())
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -65,6 +88,8 @@ impl ClientBuilder {
             creds,
             settings: Settings::default(),
             backoff: None,
+            wrap_tokens: None,
+            rate_state: None,
         }
     }
 
@@ -100,6 +125,51 @@ impl ClientBuilder {
     /// `retry_transport_errors` and `retry_gateway_errors` say.
     pub fn backoff(mut self, policy: BackoffPolicy) -> Self {
         self.backoff = Some(policy);
+        self
+    }
+
+    /// Where the backoff layer's 429 gate and pacing permits live (default: in this process).
+    ///
+    /// A fleet of processes sharing one OAuth client passes a shared implementation (such as
+    /// keel-redis's `RedisRateState`), so a 429 in one process holds them all. Applies to
+    /// the policy of [`backoff`](Self::backoff) whichever is called first.
+    pub fn rate_state<R: RateState + Clone>(mut self, state: R) -> Self {
+        self.rate_state = Some(Box::new(move |policy: BackoffPolicy| {
+            policy.rate_state(state)
+        }));
+        self
+    }
+
+    /// Wraps the client-credentials grant in another [`TokenSource`] before the client's
+    /// token cache uses it (default: the grant itself).
+    ///
+    /// A fleet of processes sharing one OAuth client wraps it in a shared token store (such as
+    /// keel-redis's `RedisTokenSource`), so the fleet fetches one token per lifetime; the
+    /// cache tells the store when a token is rejected. `wrap` is called once, by
+    /// [`build`](Self::build).
+    ///
+    /// ```
+    /// use keel_genesys::{Client, Credentials, Environment};
+    /// use keel_layers::auth::TokenSource;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let client = Client::builder(
+    ///     Environment::custom("https://api.example.com", "https://login.example.com").unwrap(),
+    ///     Credentials::new("client-id", "client-secret".to_owned().into()),
+    /// )
+    /// .token_source(|grant: Box<dyn TokenSource>| grant) // a shared store would wrap `grant`
+    /// .build()
+    /// .unwrap();
+    /// # drop(client);
+    /// # }
+    /// ```
+    pub fn token_source<F, S>(mut self, wrap: F) -> Self
+    where
+        F: FnOnce(Box<dyn TokenSource>) -> S + Send + Sync + 'static,
+        S: TokenSource,
+    {
+        self.wrap_tokens = Some(Box::new(move |grant| Box::new(wrap(grant))));
         self
     }
 

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use keel_layers::auth::{
     BearerLayer, ClientCredentials, Origin, RefreshOn401Layer, RefreshStats, TokenCache,
+    TokenSource,
 };
 use keel_layers::backoff::{BackoffLayer, BackoffStats};
 use secrecy::ExposeSecret;
@@ -135,7 +136,12 @@ where
     // NOTE: no invalidation floor: this client's callers cannot provoke 401s, so each one is
     // a real revocation, and pages in flight must get a fresh token at once (the floor is for
     // gateways, whose callers can).
-    let tokens = TokenCache::new(grant)
+    let grant: Box<dyn TokenSource> = Box::new(grant);
+    let source = match b.wrap_tokens {
+        Some(wrap) => wrap(grant),
+        None => grant,
+    };
+    let tokens = TokenCache::new(source)
         .refresh_before(settings.refresh_before)
         .invalidation_floor(Duration::ZERO);
     let origin =
@@ -144,12 +150,15 @@ where
     // NOTE: transport errors, timeouts and 502/504 are retried per request (`RetrySafe` on
     // the read-only queries), never for the whole policy: a job submission repeated after
     // such a failure may start a second job (see `submit.rs`).
-    let policy = b
+    let mut policy = b
         .backoff
         .clone()
         .unwrap_or_default()
         .retry_transport_errors(false)
         .retry_gateway_errors(false);
+    if let Some(set) = b.rate_state {
+        policy = set(policy);
+    }
     let backoff = BackoffLayer::new(policy);
     // NOTE: more than one replay: with several pages in flight, a replay's fresh token can
     // itself be revoked before the replay lands (each 401 invalidates only the token it names,

@@ -91,3 +91,114 @@ async fn a_page_slower_than_the_timeout_is_a_transport_error() {
         .unwrap_err();
     assert!(matches!(err, crate::Error::Transport { .. }), "{err:?}");
 }
+
+/// A token source wrapper that records what the client's cache asks of it.
+#[derive(Clone, Default)]
+struct Recorder {
+    fetches: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    invalidated: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+struct Recording {
+    inner: Box<dyn keel_layers::auth::TokenSource>,
+    log: Recorder,
+}
+
+impl keel_layers::auth::TokenSource for Recording {
+    fn fetch(&self) -> keel_layers::auth::FetchFuture {
+        self.log
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.fetch()
+    }
+
+    fn invalidate(
+        &self,
+        rejected: &keel_layers::auth::Token,
+    ) -> keel_layers::auth::InvalidateFuture {
+        let value = rejected.header_value().to_str().unwrap().to_owned();
+        self.log.invalidated.lock().unwrap().push(value);
+        self.inner.invalidate(rejected)
+    }
+}
+
+/// A rate state that lets everything through and records the gate closures.
+#[derive(Debug, Clone, Default)]
+struct Gate {
+    acquired: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    closes: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl keel_layers::backoff::RateState for Gate {
+    fn try_acquire(&self, _now: tokio::time::Instant) -> Result<(), tokio::time::Instant> {
+        self.acquired
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn close_until(&self, _until: tokio::time::Instant) {
+        self.closes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_source_and_rate_state_hooks_see_grants_rejections_and_429s() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let grants = Arc::new(AtomicU32::new(0));
+    let token = {
+        let grants = grants.clone();
+        tower::service_fn(move |_: Request<Full<Bytes>>| {
+            let n = grants.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                let body =
+                    format!(r#"{{"access_token":"t{n}","token_type":"bearer","expires_in":3600}}"#);
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
+            }
+        })
+    };
+    let calls = Arc::new(AtomicU32::new(0));
+    let api = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let call = calls.fetch_add(1, Ordering::SeqCst);
+        let auth = req.headers()[http::header::AUTHORIZATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        async move {
+            let mut res = Response::new(Full::new(Bytes::from(
+                r#"{"totalHits":1,"conversations":[{"conversationId":"c-1"}]}"#,
+            )));
+            if auth == "Bearer t1" {
+                *res.status_mut() = http::StatusCode::UNAUTHORIZED;
+            } else if call == 1 {
+                *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+                res.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("1"));
+            }
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let log = Recorder::default();
+    let gate = Gate::default();
+    let env = Environment::custom("http://127.0.0.1:9", "http://127.0.0.1:9").unwrap();
+    let builder = Client::builder(env, Credentials::new("id", SecretString::from("secret")))
+        .token_source({
+            let log = log.clone();
+            move |inner| Recording { inner, log }
+        })
+        .rate_state(gate.clone());
+    let client = assemble(builder, token, api).unwrap();
+    let pages: Vec<_> = client
+        .conversation_details(query())
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(log.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(grants.load(Ordering::SeqCst), 2);
+    assert_eq!(*log.invalidated.lock().unwrap(), ["Bearer t1"]);
+    assert_eq!(gate.closes.load(Ordering::SeqCst), 1);
+    assert!(gate.acquired.load(Ordering::SeqCst) >= 3);
+}

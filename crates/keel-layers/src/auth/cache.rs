@@ -300,6 +300,7 @@ impl TokenCache {
         }
         drop(invalidation);
         self.inner.invalidations.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::count(crate::metrics::TOKEN_INVALIDATIONS);
         tracing::debug!(token = ?rejected, "access token invalidated");
         true
     }
@@ -352,6 +353,7 @@ impl TokenCache {
         flight.generation += 1;
         let generation = flight.generation;
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::count(crate::metrics::TOKEN_FETCHES);
         self.inner.refreshing.store(true, Ordering::Release);
         tracing::debug!("fetching access token");
         let pending = self.inner.pending_invalidation();
@@ -470,6 +472,7 @@ impl Inner {
             }
             Err(error) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::count(crate::metrics::TOKEN_FETCH_FAILURES);
                 tracing::warn!(%error, "access token fetch failed");
             }
         }

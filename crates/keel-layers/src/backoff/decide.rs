@@ -48,6 +48,7 @@ impl BackoffPolicy {
             // NOTE: a reset beyond max_delay is not worth holding every request for.
             if delay <= self.max_delay {
                 self.rate.close_until(Instant::now() + delay);
+                crate::metrics::count(crate::metrics::GATE_CLOSURES);
             }
         }
         Some(Retryable { kind, hint })
@@ -96,11 +97,13 @@ impl BackoffPolicy {
         match planned {
             Ok(((delay, source), next)) => {
                 self.stats.record_retry(retryable.kind, delay);
+                crate::metrics::count_by(crate::metrics::RETRIES, "cause", retryable.kind.label());
                 log_retry(attempt, attempts, delay, source);
                 Some((delay, next))
             }
             Err(reason) => {
                 self.stats.record_gave_up();
+                crate::metrics::count_by(crate::metrics::GAVE_UP, "reason", reason.label());
                 log_give_up(attempt, attempts, reason);
                 None
             }

@@ -254,6 +254,17 @@ pub(super) enum GiveUp {
 }
 
 impl GiveUp {
+    /// The `reason` label of [`GAVE_UP`](crate::metrics::GAVE_UP).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            GiveUp::Attempts => "attempts",
+            GiveUp::DelayTooLong => "max_delay",
+            GiveUp::Elapsed => "max_elapsed",
+            GiveUp::Budget => "budget",
+            GiveUp::NotReplayable => "not_replayable",
+        }
+    }
+
     pub(super) fn as_str(self) -> &'static str {
         match self {
             GiveUp::Attempts => "attempts exhausted",

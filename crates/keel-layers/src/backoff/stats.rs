@@ -106,3 +106,14 @@ pub(super) enum RetryKind {
     Unavailable,
     Other,
 }
+
+impl RetryKind {
+    /// The `cause` label of [`RETRIES`](crate::metrics::RETRIES).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            RetryKind::Throttled => "throttled",
+            RetryKind::Unavailable => "unavailable",
+            RetryKind::Other => "other",
+        }
+    }
+}

@@ -8,6 +8,31 @@
 //! [`FleetPacing`] keeps the fleet together under one rate with a token bucket in Redis,
 //! taking permits in batches.
 //!
+//! # Under a backoff layer
+//!
+//! [`RedisRateState`] is a [`RateState`](keel_layers::backoff::RateState): hand it to
+//! [`BackoffPolicy::rate_state`](keel_layers::backoff::BackoffPolicy::rate_state) and every
+//! clone of that policy (and every process with the same Redis and name) shares one gate and
+//! one pacing budget. Its `try_acquire` reads only local state (the mirrored deadline and the
+//! held permits); a batch of permits is taken from Redis in a background task, and a close is
+//! sent to Redis in the background too, so no request waits on a Redis round trip unless it
+//! waits for permits anyway.
+//!
+//! ```no_run
+//! use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
+//! use keel_redis::{rate::FleetPacing, RedisConfig, RedisRateState};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let Some(config) = RedisConfig::from_env()? else { return Ok(()) };
+//! let pacing = FleetPacing::per_second(200.0).batch(20);
+//! let rate = RedisRateState::with_pacing(config.connect()?, "api.example.com client-a", pacing);
+//! let backoff = BackoffLayer::new(BackoffPolicy::default().rate_state(rate));
+//! # drop(backoff);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Failure
 //!
 //! The gate is closed locally first, so an unreachable Redis costs only the fleet-wide part;
@@ -37,6 +62,7 @@
 mod listener;
 mod pacing;
 mod scripts;
+mod seam;
 mod state;
 
 pub use pacing::FleetPacing;

@@ -70,6 +70,9 @@ struct LocalState {
     lapse_at: Instant,
     /// The fallback bucket, used only while Redis is unreachable.
     tokens: f64,
+    /// Until when the [`RateState`](keel_layers::backoff::RateState) path paces alone after
+    /// a failed refill, before it asks Redis again.
+    alone_until: Option<Instant>,
     updated: Instant,
 }
 
@@ -83,6 +86,7 @@ impl Local {
                 lapse_at: now,
                 tokens: f64::from(pacing.burst),
                 updated: now,
+                alone_until: None,
             }),
         }
     }
@@ -111,6 +115,30 @@ impl Local {
         let mut state = self.lock();
         state.permits = granted.saturating_sub(1);
         state.lapse_at = now + self.pacing.permit_life();
+    }
+
+    /// Holds all `granted` permits from `at` until they lapse (no caller used one).
+    pub(super) fn hold_all(&self, granted: u32, at: Instant) {
+        let mut state = self.lock();
+        state.permits = granted;
+        state.lapse_at = at + self.pacing.permit_life();
+        state.alone_until = None;
+    }
+
+    /// Whether an unlapsed permit is held.
+    pub(super) fn has_permits(&self, now: Instant) -> bool {
+        let state = self.lock();
+        state.permits > 0 && now < state.lapse_at
+    }
+
+    /// Paces alone (Redis unreachable) until `until`.
+    pub(super) fn alone_until(&self, until: Instant) {
+        self.lock().alone_until = Some(until);
+    }
+
+    /// Whether this process paces alone at `now`.
+    pub(super) fn is_alone(&self, now: Instant) -> bool {
+        self.lock().alone_until.is_some_and(|until| now < until)
     }
 
     /// The in-process bucket: one permit now, or when to ask again.

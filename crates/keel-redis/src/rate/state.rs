@@ -33,17 +33,24 @@ pub(super) struct Inner {
     bucket_key: String,
     /// Set while `deadline` may hold a time (written inside `deadline`'s lock): with it
     /// clear and no pacing, [`RedisRateState::acquire`] returns at once.
-    closed: AtomicBool,
-    deadline: watch::Sender<Option<Instant>>,
+    pub(super) closed: AtomicBool,
+    pub(super) deadline: watch::Sender<Option<Instant>>,
     pub(super) synced: watch::Sender<bool>,
     /// The subscription's connection (kept by the listener).
     pub(super) gate_health: Arc<Health>,
-    local: Option<Local>,
+    pub(super) local: Option<Local>,
     refill: tokio::sync::Mutex<()>,
+    /// Set while a background refill (started by the [`RateState`] path) is in flight.
+    pub(super) refilling: AtomicBool,
+    /// Bumped when a background refill ends, to wake [`RateState::wait`]ers.
+    ///
+    /// [`RateState`]: keel_layers::backoff::RateState
+    /// [`RateState::wait`]: keel_layers::backoff::RateState::wait
+    pub(super) refilled: watch::Sender<u64>,
     listener: std::sync::Mutex<Option<AbortHandle>>,
     closes: AtomicU64,
     remote_closes: AtomicU64,
-    refills: AtomicU64,
+    pub(super) refills: AtomicU64,
 }
 
 /// A snapshot of a [`RedisRateState`]'s counters (this process only).
@@ -97,6 +104,8 @@ impl RedisRateState {
             gate_health: Arc::new(Health::new("hearing the fleet's 429 gate")),
             local: pacing.map(Local::new),
             refill: tokio::sync::Mutex::new(()),
+            refilling: AtomicBool::new(false),
+            refilled: watch::Sender::new(0),
             listener: std::sync::Mutex::new(None),
             closes: AtomicU64::new(0),
             remote_closes: AtomicU64::new(0),
@@ -228,7 +237,7 @@ impl RedisRateState {
         }
     }
 
-    async fn take_batch(&self, pacing: &FleetPacing) -> Result<u64, RedisStoreError> {
+    pub(super) async fn take_batch(&self, pacing: &FleetPacing) -> Result<u64, RedisStoreError> {
         let key = self.inner.bucket_key.clone();
         let pacing = *pacing;
         self.inner
@@ -281,7 +290,7 @@ impl Inner {
         }
     }
 
-    fn reopen(&self) {
+    pub(super) fn reopen(&self) {
         let now = Instant::now();
         self.deadline.send_if_modified(|deadline| {
             if deadline.is_some_and(|d| d <= now) {

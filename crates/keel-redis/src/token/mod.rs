@@ -7,7 +7,7 @@
 //! the shared one; if there is none (or it is due for a refresh), one process takes a lock
 //! (`SET lock owner NX PX ttl`, a random owner), fetches, stores the token with a TTL that ends
 //! before the token expires, and releases the lock with a compare-and-delete script; the
-//! others poll the key until the token appears. [`invalidate`](RedisTokenSource::invalidate)
+//! others poll the key until the token appears. Its [`invalidate`](keel_layers::auth::TokenSource::invalidate)
 //! deletes the shared token only if it is still the rejected one (compared by fingerprint in a
 //! script), so 100 processes seeing a 401 for one token cause one fetch.
 //!

@@ -3,8 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use keel_layers::auth::{FetchFuture, Token, TokenError, TokenSource};
+use keel_layers::auth::{FetchFuture, InvalidateFuture, Token, TokenError, TokenSource};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -134,10 +133,23 @@ impl<S: TokenSource> RedisTokenSource<S> {
         self
     }
 
+    /// The inner source.
+    pub fn get_ref(&self) -> &S {
+        &self.shared.inner
+    }
+}
+
+impl<S: TokenSource> TokenSource for RedisTokenSource<S> {
+    fn fetch(&self) -> FetchFuture {
+        let this = self.clone();
+        Box::pin(async move { this.fetch_shared().await })
+    }
+
     /// Deletes the shared token if it is still `rejected`, for the whole fleet; a token that
-    /// was already replaced is left alone. Call it when the cache drops `rejected` (a 401),
-    /// before the cache's next fetch. Redis unreachable: nothing to do (one warning).
-    pub fn invalidate(&self, rejected: &Token) -> BoxFuture<'static, ()> {
+    /// was already replaced is left alone. `TokenCache` calls it when it drops `rejected` (a
+    /// 401) and waits for it before its next fetch. Redis unreachable: nothing to do (one
+    /// warning).
+    fn invalidate(&self, rejected: &Token) -> InvalidateFuture {
         let shared = Arc::clone(&self.shared);
         let fp = fingerprint(rejected.header_value());
         Box::pin(async move {
@@ -157,18 +169,6 @@ impl<S: TokenSource> RedisTokenSource<S> {
                 tracing::debug!("shared access token invalidated");
             }
         })
-    }
-
-    /// The inner source.
-    pub fn get_ref(&self) -> &S {
-        &self.shared.inner
-    }
-}
-
-impl<S: TokenSource> TokenSource for RedisTokenSource<S> {
-    fn fetch(&self) -> FetchFuture {
-        let this = self.clone();
-        Box::pin(async move { this.fetch_shared().await })
     }
 }
 

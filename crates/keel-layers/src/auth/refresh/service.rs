@@ -92,6 +92,7 @@ impl RefreshStats {
 
     pub(crate) fn record_replay(&self) {
         self.0.replays.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::count(crate::metrics::REPLAYS_401);
     }
 
     pub(crate) fn record_not_replayable(&self) {

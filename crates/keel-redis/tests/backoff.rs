@@ -1,0 +1,179 @@
+//! `RedisRateState` under keel-layers' `BackoffLayer`, against a real redis-server.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{config, eventually, prefix};
+use futures_util::future::join_all;
+use http::{Request, Response, StatusCode};
+use keel_layers::backoff::{BackoffLayer, BackoffPolicy};
+use keel_redis::rate::FleetPacing;
+use keel_redis::{RedisConnection, RedisRateState};
+use keel_testkit::redis::RedisServer;
+use tokio::time::Instant;
+use tower::{Layer, ServiceExt};
+
+const NAME: &str = "api.example.com";
+
+fn quiet_connect(url: &str, prefix: &str) -> RedisConnection {
+    config(url, prefix)
+        .health_interval(Duration::from_secs(60))
+        .connect()
+        .unwrap()
+}
+
+/// A 429 in one process closes the gate of another process's backoff layer: its requests
+/// reach the API only after the deadline, and that process asks Redis nothing.
+#[tokio::test]
+async fn a_429_in_one_process_holds_another_processs_requests() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let prefix = prefix();
+    let (conn_a, conn_b) = (
+        quiet_connect(&server.url(), &prefix),
+        quiet_connect(&server.url(), &prefix),
+    );
+    let (a, b) = (
+        RedisRateState::new(conn_a, NAME),
+        RedisRateState::new(conn_b.clone(), NAME),
+    );
+    a.synced().await;
+    b.synced().await;
+
+    let throttled_once = Arc::new(AtomicU64::new(0));
+    let api_a = tower::service_fn(move |_req: Request<String>| {
+        let first = throttled_once.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let mut response = Response::new(String::new());
+            if first {
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                response
+                    .headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("1"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let seen_by_b = Arc::new(Mutex::new(Vec::new()));
+    let api_b = {
+        let seen = seen_by_b.clone();
+        tower::service_fn(move |_req: Request<String>| {
+            seen.lock().unwrap().push(Instant::now());
+            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+        })
+    };
+    let process_a = BackoffLayer::new(BackoffPolicy::new().rate_state(a.clone())).layer(api_a);
+    let process_b = BackoffLayer::new(BackoffPolicy::new().rate_state(b.clone())).layer(api_b);
+
+    let b_calls = conn_b.calls();
+    let started = Instant::now();
+    let a_done = tokio::spawn(process_a.oneshot(Request::new(String::new())));
+    assert!(
+        eventually(Duration::from_secs(2), || b.closed_until().is_some()).await,
+        "b never heard of a's 429"
+    );
+    let opens_at = b.closed_until().unwrap();
+    assert!(opens_at >= started + Duration::from_millis(900));
+    let responses =
+        join_all((0..20).map(|_| process_b.clone().oneshot(Request::new(String::new())))).await;
+    assert!(responses
+        .iter()
+        .all(|r| r.as_ref().unwrap().status() == 200));
+    let seen = seen_by_b.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    for at in seen {
+        assert!(
+            at + Duration::from_millis(20) >= opens_at,
+            "b went out early"
+        );
+    }
+    assert_eq!(a_done.await.unwrap().unwrap().status(), 200);
+    assert_eq!(conn_b.calls(), b_calls, "b asked Redis");
+    assert_eq!(b.stats().remote_closes, 1);
+}
+
+/// Four processes pacing through their backoff layers stay together under the fleet's rate,
+/// taking permits in batches.
+#[tokio::test]
+async fn backoff_layers_of_a_fleet_share_one_pacing_budget() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = prefix();
+    let (rate, burst) = (200.0, 10);
+    let pacing = FleetPacing::per_second(rate).batch(10);
+    let sent = Arc::new(AtomicU64::new(0));
+    let states: Vec<_> = (0..4)
+        .map(|_| RedisRateState::with_pacing(quiet_connect(&server.url(), &prefix), NAME, pacing))
+        .collect();
+    join_all(states.iter().map(|s| s.synced())).await;
+    let start = std::time::Instant::now();
+    let run_for = Duration::from_millis(1000);
+    let workers = states.iter().flat_map(|state| {
+        let sent = sent.clone();
+        let api = tower::service_fn(move |_req: Request<String>| {
+            sent.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+        });
+        let svc = BackoffLayer::new(BackoffPolicy::new().rate_state(state.clone())).layer(api);
+        (0..4).map(move |_| {
+            let svc = svc.clone();
+            async move {
+                while start.elapsed() < run_for {
+                    svc.clone()
+                        .oneshot(Request::new(String::new()))
+                        .await
+                        .unwrap();
+                }
+            }
+        })
+    });
+    join_all(workers).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let sent = sent.load(Ordering::Relaxed);
+    let ceiling = burst as f64 + rate * elapsed;
+    assert!((sent as f64) <= ceiling, "{sent} > {ceiling}");
+    assert!(sent as f64 >= rate * 0.5, "{sent}: the fleet starved");
+    let refills: u64 = states.iter().map(|s| s.stats().refills).sum();
+    assert!(
+        refills >= 1 && refills * 5 <= sent,
+        "{refills} refills for {sent}"
+    );
+}
+
+/// Redis down: a paced backoff layer paces alone at the fleet's rate instead of holding
+/// requests.
+#[tokio::test]
+async fn redis_down_a_paced_layer_paces_alone() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    server.stop();
+    let conn = config(&server.url(), &prefix()).connect().unwrap();
+    let state = RedisRateState::with_pacing(conn, NAME, FleetPacing::per_second(50.0).burst(5));
+    let sent = Arc::new(AtomicU64::new(0));
+    let api = {
+        let sent = sent.clone();
+        tower::service_fn(move |_req: Request<String>| {
+            sent.fetch_add(1, Ordering::Relaxed);
+            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+        })
+    };
+    let svc = BackoffLayer::new(BackoffPolicy::new().rate_state(state)).layer(api);
+    let start = std::time::Instant::now();
+    for _ in 0..15 {
+        svc.clone()
+            .oneshot(Request::new(String::new()))
+            .await
+            .unwrap();
+    }
+    // A burst of 5, then 10 more at 50/s: about 200 ms, after the failed refill's timeout.
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(180), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_eq!(sent.load(Ordering::Relaxed), 15);
+}
