@@ -69,6 +69,7 @@ mod export;
 mod fetch;
 pub mod jobs;
 mod merge;
+mod ordered;
 mod part;
 mod split;
 

@@ -17,6 +17,12 @@ pub struct Progress {
     pub total_hits: Option<u64>,
     /// Parts restarted after their results changed.
     pub restarts: u32,
+    /// Of the conversations this run committed, the late arrivals: those its part yielded
+    /// beyond the `totalHits` of the part's first page (while a part's results only grow,
+    /// exactly the conversations that were not in its result set when its first page was
+    /// read). Counted for parts whose first page an export of this output read, since this
+    /// run opened it.
+    pub late_arrivals: u64,
 }
 
 /// Told what an export does, as it does it (a progress bar, a log line). Every method has a
