@@ -314,3 +314,26 @@ fn in_interval(json: &str, interval: Interval) -> bool {
         time::OffsetDateTime::parse(start, &time::format_description::well_known::Rfc3339).unwrap();
     interval.contains(at)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fallback_is_logged_at_info_and_the_summary_counts_the_late_arrivals() {
+    let sim = growing(1_500, 20, 2).start().await.unwrap();
+    let initial = ids_now(&sim, INTERVAL);
+    let (_dir, out) = out_file("c.ndjson");
+    let mut cmd = binary(&sim);
+    cmd.args(base_flags(&sim, &out))
+        .args(["--page-size", "50", "--prefetch", "4"])
+        .env("RUST_LOG", "keel_genesys=info");
+    let o = run_binary(cmd).await;
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let checked = assert_exactly_once(&sim, INTERVAL, &initial, &out);
+    assert!(
+        err.contains("INFO") && err.contains("results of the part grew while it was paged"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("including {} late arrivals", checked.late)),
+        "{err}"
+    );
+}
