@@ -40,12 +40,17 @@
 //! the stored watermark minus `--overlap` up to now, then fetches the conversations stored
 //! while in progress again by id, and moves the watermark when its pages are committed.
 //!
-//! # Results that change while paging
-//! When a part's `totalHits` moves between pages, the library stops rather than risk a
-//! skipped or repeated record, with a restart point; the engine commits it (the file sink
-//! records it in the checkpoint) and continues from it (up to three times). When the part was
-//! begun by an earlier run, the file sink reads the ids already written back from the output
-//! ([`PageSink::committed_ids`](keel_genesys::sink::PageSink::committed_ids)).
+//! # Results that change while paging (live intervals)
+//! The default `--since 24h` ends now, so conversations keep arriving in it while it is
+//! paged. A part whose results grow is read on in order, one page at a time, and the records
+//! it meets again are dropped before they are written: the export completes with every
+//! conversation that was there when the part's first page was read exactly once, plus the
+//! late arrivals it met, each once (the summary says how many; `RUST_LOG=keel_genesys=info`
+//! logs each fallback and why). A part whose results shrink is read again from its first page,
+//! skipping what is written; when it keeps shrinking the export stops (exit 4) naming the
+//! interval, with a restart point in the checkpoint that `--resume` continues from exactly.
+//! When a part begun by an earlier run changes, the file sink reads the ids already written back
+//! from the output ([`PageSink::committed_ids`](keel_genesys::sink::PageSink::committed_ids)).
 //!
 //! # Memory
 //! Pages are streamed: at most the prefetched pages of the parts in flight are held, plus the

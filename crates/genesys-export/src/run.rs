@@ -187,6 +187,7 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         conversations: last.conversations,
         pages: last.pages,
         resumed_conversations: last.resumed_conversations,
+        late_arrivals: last.late_arrivals,
         token_fetches: stats.token_fetches,
         replays_401: stats.replays_401,
         waits_429: stats.waits_429,

@@ -403,6 +403,9 @@ mod tests {
             page_size: 2,
             total_hits: Some(3),
             skip_ids: Vec::new(),
+            first_total_hits: Some(3),
+            yielded: None,
+            in_order: false,
         })
     }
 

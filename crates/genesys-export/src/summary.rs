@@ -12,6 +12,10 @@ pub struct Summary {
     pub pages: u64,
     /// Of [`Summary::conversations`], those an earlier run wrote.
     pub resumed_conversations: u64,
+    /// Of the conversations this run wrote, the late arrivals: conversations that appeared
+    /// in their part of the interval while it was paged (see
+    /// [`Progress::late_arrivals`](keel_genesys::export::Progress::late_arrivals)).
+    pub late_arrivals: u64,
     /// Access tokens fetched by this run.
     pub token_fetches: u64,
     /// Requests replayed after a 401 (token revoked or expired).
@@ -40,6 +44,13 @@ impl fmt::Display for Summary {
             self.output,
             self.elapsed.as_secs_f64()
         )?;
+        if self.late_arrivals > 0 {
+            write!(
+                f,
+                " (including {} late arrivals, which appeared while their part was paged)",
+                self.late_arrivals
+            )?;
+        }
         if self.resumed_conversations > 0 {
             write!(
                 f,
@@ -84,6 +95,7 @@ mod tests {
             conversations: 5_000,
             pages: 50,
             resumed_conversations: 0,
+            late_arrivals: 0,
             token_fetches: 3,
             replays_401: 1,
             waits_429: 4,
@@ -110,6 +122,23 @@ mod tests {
         assert!(s
             .to_string()
             .contains("(4 conversations from the resumed run)"));
+    }
+
+    #[test]
+    fn late_arrivals_are_told_when_there_were_some() {
+        let s = Summary {
+            conversations: 2_040,
+            late_arrivals: 40,
+            ..Summary::default()
+        };
+        assert!(
+            s.to_string().starts_with(
+                "genesys-export: 2040 conversations, 0 pages to  in 0.00 s (including 40 late \
+                 arrivals, which appeared while their part was paged)"
+            ),
+            "{s}"
+        );
+        assert!(!Summary::default().to_string().contains("late"));
     }
 
     #[cfg(target_os = "linux")]

@@ -80,7 +80,8 @@ pub enum ErrorKind {
     Transport,
     /// The API answered with a body that is not what it should be.
     Decode,
-    /// The result set changed while it was being paged.
+    /// The result set changed while it was being paged, and the export could not ride it
+    /// out (see [`Error::ResultSetChanged`]).
     ResultSetChanged,
 }
 
@@ -162,21 +163,31 @@ pub enum Error {
         reason: String,
     },
 
-    /// `totalHits` changed between pages of one part of an export: the data under the
-    /// interval is still changing. Pages yielded before this error are exact and unique.
+    /// The results of one part of an export moved in a way the export could not ride out:
+    /// conversations kept being removed while it was read again from its first page, or the
+    /// part, resumed mid-way from a page checkpoint, changed without the ids already yielded
+    /// from it at hand. (Results that grow are read on in order: growth alone never ends an
+    /// export.) Pages yielded before this error are exact and unique.
     #[error(
-        "result set changed while paging {interval}: totalHits went from {expected} to {actual}"
+        "result set changed while paging {interval}: totalHits went from {expected} to {actual}{}",
+        if resume.is_some() && actual <= expected {
+            "; conversations were removed from it while it was paged, and reading it again did not settle"
+        } else {
+            ""
+        }
     )]
     ResultSetChanged {
         /// The part of the query interval whose results changed.
         interval: Interval,
-        /// The `totalHits` the part started with.
+        /// The `totalHits` the part had before (on its first page, or the page before).
         expected: u64,
-        /// The `totalHits` a later page reported.
+        /// The `totalHits` a later page reported. Larger than `expected` when the part only
+        /// grew.
         actual: u64,
-        /// Where to resume exactly: restarts the changed part, skipping the ids already
-        /// yielded from it. `None` when those ids are not all known (the part had been resumed
-        /// from a checkpoint mid-way): then re-export `interval` on its own.
+        /// Where to resume exactly: reads the changed part again from its first page,
+        /// skipping the ids already yielded from it. `None` when those ids are not all known
+        /// (the part had been resumed from a checkpoint mid-way): the export engine then
+        /// takes them from its sink ([`PageSink::committed_ids`](crate::sink::PageSink::committed_ids)).
         resume: Option<Box<Checkpoint>>,
     },
 

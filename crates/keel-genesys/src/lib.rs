@@ -13,8 +13,8 @@
 //! serializable [`Checkpoint`] a job can persist and [`DetailsExport::resume_after`].
 //!
 //! The export engine ([`export::run`]) drives either into any [`PageSink`]: it commits every
-//! page with its resume point, resumes where the sink stands and restarts a part whose results
-//! changed without committing a record twice. The `genesys-export` program (its own package)
+//! page with its resume point, resumes where the sink stands, and rides out parts whose
+//! results change while they are paged (a live interval) without committing a record twice. The `genesys-export` program (its own package)
 //! is that engine behind a command line, with NDJSON and CSV file sinks.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -35,10 +35,41 @@ pub struct QueryCheckpoint {
     /// The part's `totalHits` as of this page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_hits: Option<u64>,
-    /// Conversation ids of this part already yielded, to skip when the part is restarted
-    /// after its results changed (empty normally).
+    /// Conversation ids of this part already yielded, to skip when the part is paged again
+    /// after its results changed (empty on the checkpoint of a page). A restart point (page 0,
+    /// or [`in_order`](Self::in_order)) holds every id yielded from the part.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_ids: Vec<String>,
+    /// The part's `totalHits` on its first page: the conversations it yields beyond that
+    /// number are its late arrivals ([`late_arrivals`](Self::late_arrivals)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_total_hits: Option<u64>,
+    /// Conversations yielded from this part up to this point, this page's included (`None` in
+    /// checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yielded: Option<u64>,
+    /// A restart point of a part whose results grew while it was paged: resuming continues
+    /// after `page_number` in order, one page at a time, skipping `skip_ids` (every id yielded
+    /// from the part).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_order: bool,
+}
+
+impl QueryCheckpoint {
+    /// Conversations of this part yielded beyond the `totalHits` of its first page, up to this
+    /// point: while a part's results only grow, exactly the late arrivals it picked up (those
+    /// that were not in its first result set). 0 when either count is unknown.
+    pub fn late_arrivals(&self) -> u64 {
+        match (self.yielded, self.first_total_hits) {
+            (Some(y), Some(first)) => y.saturating_sub(first),
+            _ => 0,
+        }
+    }
+
+    /// Whether `skip_ids` holds every id yielded from the part (a restart point).
+    pub(crate) fn knows_every_id(&self) -> bool {
+        self.page_number == 0 || self.in_order
+    }
 }
 
 /// A page of a details job's results.

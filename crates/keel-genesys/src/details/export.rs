@@ -15,6 +15,10 @@ use crate::export::Mode;
 use crate::models::ConversationQuery;
 
 /// One page of an export: raw conversations and where to resume after them.
+///
+/// A page of the details query without conversations whose checkpoint has page number 0 is
+/// a restart point: its part is read again from its first page (its results shrank), and
+/// resuming after it skips every conversation already yielded from the part.
 #[derive(Debug)]
 pub struct DetailsPage {
     /// Resuming after this checkpoint continues with the next page.

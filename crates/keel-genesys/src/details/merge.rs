@@ -4,10 +4,10 @@
 //! [`run_part`]) for the front part and for up to `max_parallel_parts` parts in all, each
 //! paging its part into a bounded channel, and reads the channels strictly in order. A part
 //! whose first page reports more hits than the limit comes back as two halves, which take its
-//! slot (and may run in parallel); a part whose results change while it is paged is restarted
-//! by its worker, skipping the ids it already yielded.
+//! slot (and may run in parallel); a part whose results change while it is paged is read on
+//! in order by its worker, skipping the ids it already yielded (see [`super::part`]).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::stream::{self, BoxStream};
@@ -138,7 +138,10 @@ impl Merger {
                         interval: cp.part,
                         after_page: cp.page_number,
                         total_hits: cp.total_hits,
-                        complete: cp.page_number == 0,
+                        complete: cp.knows_every_id(),
+                        in_order: cp.in_order,
+                        first_total: cp.first_total_hits,
+                        yielded: cp.yielded,
                         skip: cp.skip_ids.into_iter().collect(),
                     });
                 }
@@ -149,13 +152,7 @@ impl Merger {
             pending.extend(
                 plan_parts(rest, settings.split.max_part)
                     .into_iter()
-                    .map(|p| PartJob {
-                        interval: p,
-                        after_page: 0,
-                        total_hits: None,
-                        skip: HashSet::new(),
-                        complete: true,
-                    }),
+                    .map(PartJob::new),
             );
         }
         let ctx = Arc::new(Ctx {

@@ -54,21 +54,36 @@
 //! exactly the whole. Up to `max_parallel_parts` parts are fetched at once; pages are still
 //! yielded strictly in interval order, part after part, ascending by `conversationStart`.
 //!
-//! # A result set that changes
+//! # A result set that changes (live intervals)
 //!
-//! If a later page of a part reports a different `totalHits` than its first page, the data
-//! under that part changed while it was being paged and page boundaries may have moved: the
-//! stream ends with [`Error::ResultSetChanged`](crate::Error::ResultSetChanged) instead of
-//! yielding a page that could repeat or skip records. Every page yielded before it is exact.
-//! The error carries a `resume` checkpoint; resuming from it re-exports the changed part from
-//! its first page, skipping the conversation ids already yielded from that part (carried in
-//! the checkpoint), so nothing is lost or duplicated.
+//! An interval that ends now keeps gaining conversations while it is paged, anywhere in the
+//! sort order (analytics data arrives late). Each part is paged fast (pages fetched ahead,
+//! parts in parallel) while every page reports the `totalHits` of its first; a page that
+//! reports more, or repeats an id, shows the part moved, and the part falls back to paging in
+//! order, one page at a time, from that page on: over a set that only grows that loses
+//! nothing, and the ids it has yielded already are dropped before they are yielded again. A
+//! part that grows therefore completes with every conversation it held at its first page
+//! exactly once, and each late arrival it met at most once
+//! ([`QueryCheckpoint::late_arrivals`] counts them).
+//!
+//! A part whose total drops (conversations removed, which can move records back into pages
+//! already read) is read again from its first page in order, skipping the ids yielded, up to
+//! three times; a part that keeps shrinking ends the stream with
+//! [`Error::ResultSetChanged`](crate::Error::ResultSetChanged), whose `resume` checkpoint
+//! reads the part again from its first page, skipping every id yielded from it. A removal
+//! offset by an insertion between two page requests leaves the total unchanged and shows on
+//! no page; no paging by page number can see it.
+//!
+//! A part resumed mid-way from a page checkpoint does not know the ids yielded before the
+//! checkpoint: when it changes, the stream ends with that error and no `resume`; the export
+//! engine ([`crate::export::run`]) then takes the ids from its sink and reads on.
 
 mod checkpoint;
 mod export;
 mod fetch;
 pub mod jobs;
 mod merge;
+mod ordered;
 mod part;
 mod split;
 

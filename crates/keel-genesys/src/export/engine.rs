@@ -33,8 +33,8 @@ pub enum ExportError<E> {
 ///
 /// Opens the sink and resumes after its resume point (from the beginning when it has none),
 /// commits each page's records with the page's resume point in one
-/// [`commit`](PageSink::commit), and closes the sink when the last page is committed. When a
-/// part's results change while it is paged, the part is restarted from its first page without
+/// [`commit`](PageSink::commit), and closes the sink when the last page is committed. A part
+/// whose results change while it is paged is read on in order or read again, without
 /// committing any record twice (see [the module docs](super)).
 ///
 /// Dropping the returned future between two commits is like a crash: the sink holds whole
@@ -59,11 +59,18 @@ where
         pages: state.pages,
         conversations: state.conversations,
         resumed_conversations: state.conversations,
-        total_hits: None,
-        restarts: 0,
+        ..Progress::default()
     };
     let mut resume = state.resume;
+    // NOTE: the resume point of the last commit: where a part an earlier run began stands.
+    let mut last = resume.clone();
+    let mut late = Late::default();
+    if let Some(cp) = &last {
+        late.observe(cp);
+    }
     let mut part_totals = BTreeMap::new();
+    let mut restarted: Option<(Interval, u32)> = None;
+    let mut continued: Option<Interval> = None;
     loop {
         let export = match job.mode {
             Mode::Query => client.conversation_details(job.query.clone()),
@@ -88,15 +95,20 @@ where
                         ..
                     } = page;
                     let records = records(conversations, job.mode)?;
+                    // NOTE: a restart point (page 0) only moves the resume point.
+                    let restart_point =
+                        matches!(&checkpoint, Checkpoint::Query(q) if q.page_number == 0);
                     let commit = Commit {
                         records: &records,
                         resume: &checkpoint,
-                        pages: 1,
+                        pages: u64::from(!restart_point),
                     };
                     sink.commit(commit).await.map_err(ExportError::Sink)?;
-                    progress.pages += 1;
+                    progress.pages += commit.pages;
                     progress.conversations += records.len() as u64;
+                    progress.late_arrivals += late.observe(&checkpoint);
                     observer.committed(&progress);
+                    last = Some(checkpoint);
                 }
                 Some(Err(e)) => break Some(e),
             }
@@ -105,38 +117,62 @@ where
             sink.close().await.map_err(ExportError::Sink)?;
             return Ok(progress);
         };
-        let restart = match &e {
+        let (restart, part) = match &e {
             Error::ResultSetChanged {
-                resume: Some(cp), ..
-            } => (**cp).clone(),
+                resume: Some(cp),
+                interval,
+                ..
+            } => ((**cp).clone(), *interval),
             // NOTE: the part was begun by an earlier run: the ids it committed are in the sink.
             Error::ResultSetChanged {
                 resume: None,
                 interval,
-                ..
+                expected,
+                actual,
             } if job.mode == Mode::Query => {
                 let ids = sink
                     .committed_ids(*interval)
                     .await
                     .map_err(ExportError::Sink)?;
+                let mut ids: Vec<String> = ids.into_iter().collect();
+                ids.sort_unstable();
+                let begun = last_of_part(last.as_ref(), *interval);
+                if let Some(cp) = begun.filter(|cp| actual > expected && cp.page_number > 0) {
+                    if continued != Some(*interval) {
+                        // NOTE: the results only grew: reading on in order from the last page
+                        // committed loses nothing. Growth is not a restart, and not bounded.
+                        continued = Some(*interval);
+                        tracing::info!(part = %interval, was = expected, now = actual, "results of a part begun by an earlier run grew: reading it on in order, skipping the records already committed");
+                        resume = Some(in_order_after(cp, ids));
+                        continue;
+                    }
+                }
                 let page_size = job
                     .query
                     .paging
                     .map_or(client.inner.settings.page_size, |p| p.page_size);
-                let ids = ids.into_iter().collect();
-                restart_part(job.query.interval, *interval, page_size, ids)
+                let restart = restart_part(job.query.interval, *interval, page_size, ids, begun);
+                (restart, *interval)
             }
             _ => return Err(e.into()),
         };
         // NOTE: the restart point supersedes the last page's resume point: resuming after the
-        // last page of a part whose results moved could skip or repeat records.
+        // last page of a part whose results moved back could skip records.
         let commit = Commit {
             records: &[],
             resume: &restart,
             pages: 0,
         };
         sink.commit(commit).await.map_err(ExportError::Sink)?;
-        if progress.restarts >= job.max_restarts {
+        last = Some(restart.clone());
+        let times = match &mut restarted {
+            Some((p, n)) if *p == part => {
+                *n += 1;
+                *n
+            }
+            _ => restarted.insert((part, 1)).1,
+        };
+        if times > job.max_restarts {
             return Err(e.into());
         }
         progress.restarts += 1;
@@ -146,23 +182,69 @@ where
     }
 }
 
+/// Late arrivals counted so far for the part of the last checkpoint seen.
+#[derive(Debug, Default)]
+struct Late {
+    part: Option<Interval>,
+    counted: u64,
+}
+
+impl Late {
+    /// The late arrivals `cp` adds to those counted for its part.
+    fn observe(&mut self, cp: &Checkpoint) -> u64 {
+        let Checkpoint::Query(q) = cp else {
+            return 0;
+        };
+        let before = if self.part == Some(q.part) {
+            self.counted
+        } else {
+            0
+        };
+        self.part = Some(q.part);
+        self.counted = q.late_arrivals();
+        self.counted.saturating_sub(before)
+    }
+}
+
+/// The query checkpoint `last`, if it is of `part`.
+fn last_of_part(last: Option<&Checkpoint>, part: Interval) -> Option<&QueryCheckpoint> {
+    match last {
+        Some(Checkpoint::Query(q)) if q.part == part => Some(q),
+        _ => None,
+    }
+}
+
+/// A resume point that reads `part` on in order after the page of `cp`, skipping `ids` (every
+/// id committed from the part, sorted).
+fn in_order_after(cp: &QueryCheckpoint, ids: Vec<String>) -> Checkpoint {
+    Checkpoint::Query(QueryCheckpoint {
+        yielded: Some(ids.len() as u64),
+        skip_ids: ids,
+        in_order: true,
+        ..cp.clone()
+    })
+}
+
 /// A resume point that re-exports `part` of `query_interval` from its first page, skipping
-/// `ids`.
+/// `ids` (sorted); `begun` is the part's last checkpoint, if any.
 fn restart_part(
     query_interval: Interval,
     part: Interval,
     page_size: u32,
-    mut ids: Vec<String>,
+    ids: Vec<String>,
+    begun: Option<&QueryCheckpoint>,
 ) -> Checkpoint {
-    ids.sort_unstable();
     Checkpoint::Query(QueryCheckpoint {
         query_interval,
         part,
-        part_index: 0,
+        part_index: begun.map_or(0, |b| b.part_index),
         page_number: 0,
         page_size,
         total_hits: None,
+        yielded: Some(ids.len() as u64),
         skip_ids: ids,
+        first_total_hits: begun.and_then(|b| b.first_total_hits),
+        in_order: false,
     })
 }
 
@@ -231,11 +313,11 @@ mod tests {
     }
 
     #[test]
-    fn the_restart_point_starts_the_part_before_its_first_page_skipping_sorted_ids() {
+    fn the_restart_point_starts_the_part_before_its_first_page_skipping_the_ids() {
         let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
         let part: Interval = "2026-01-01T12:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
-        let ids = vec!["b".to_owned(), "a".to_owned()];
-        let Checkpoint::Query(q) = restart_part(whole, part, 50, ids) else {
+        let ids = vec!["a".to_owned(), "b".to_owned()];
+        let Checkpoint::Query(q) = restart_part(whole, part, 50, ids, None) else {
             panic!("a query checkpoint")
         };
         assert_eq!(

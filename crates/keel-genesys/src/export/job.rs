@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::ConversationQuery;
 
-/// Restarts of the export after a part's results changed, by default.
+/// Restarts of one part whose results kept shrinking, by default.
 pub const MAX_RESULT_SET_RESTARTS: u32 = 3;
 
 /// Which Genesys API pages the conversations.
@@ -62,8 +62,10 @@ pub struct ExportJob {
     pub query: ConversationQuery,
     /// The details query or the jobs API.
     pub mode: Mode,
-    /// How often the export restarts a part whose results changed before it stops with
-    /// [`Error::ResultSetChanged`](crate::Error::ResultSetChanged).
+    /// How often the export restarts one part whose results kept shrinking (after the
+    /// re-reads its details export does itself) before it stops with
+    /// [`Error::ResultSetChanged`](crate::Error::ResultSetChanged). Results that grow are
+    /// never a restart.
     pub max_restarts: u32,
 }
 
@@ -78,7 +80,8 @@ impl ExportJob {
         }
     }
 
-    /// Sets how often a changed part is restarted before the export stops.
+    /// Sets how often a part whose results keep shrinking is restarted before the export
+    /// stops.
     pub fn max_restarts(mut self, restarts: u32) -> Self {
         self.max_restarts = restarts;
         self

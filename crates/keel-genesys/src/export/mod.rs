@@ -5,10 +5,14 @@
 //! and what to do when a part of the interval changes under it. That place is [`run`]: it opens
 //! the sink, resumes after the sink's last committed resume point, commits every page's
 //! records together with the resume point after them, and owns the restart policy for every
-//! sink. When a part's results change ([`Error::ResultSetChanged`]) it restarts that part from
-//! its first page, skipping the ids already committed (from the error's resume point, or, for a
-//! part an earlier run began, from [`PageSink::committed_ids`]), up to
-//! [`ExportJob::max_restarts`] times. A sink only stores; it never decides.
+//! sink. A part whose results grow while it is paged is read on in order by the details
+//! export itself (see [`crate::details`]); the engine steps in when a part that an earlier
+//! run began changes: it takes the ids that run committed from [`PageSink::committed_ids`]
+//! and reads the part on in order after its last committed page (the part grew), or again
+//! from its first page (the part shrank). A part that keeps shrinking
+//! ([`Error::ResultSetChanged`] with a resume point) is restarted from its first page,
+//! skipping the ids already committed, up to [`ExportJob::max_restarts`] times; growth is
+//! never a restart. A sink only stores; it never decides.
 //!
 //! The engine takes a plain [`ExportJob`] (no argv), prints nothing and never exits: progress
 //! goes to an [`Observer`], failures come back as an [`ExportError`] that keeps the client's

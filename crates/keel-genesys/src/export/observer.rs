@@ -15,8 +15,14 @@ pub struct Progress {
     /// The conversations the API reported for the parts seen so far (query mode), for a
     /// share-done display; `None` when the API does not say (jobs mode).
     pub total_hits: Option<u64>,
-    /// Parts restarted after their results changed.
+    /// Parts restarted from their first page after their results kept shrinking.
     pub restarts: u32,
+    /// Of the conversations this run committed, the late arrivals: those its part yielded
+    /// beyond the `totalHits` of the part's first page (while a part's results only grow,
+    /// exactly the conversations that were not in its result set when its first page was
+    /// read). Counted from the part's checkpoints, so a part resumed mid-way counts only the
+    /// late arrivals after its resume point.
+    pub late_arrivals: u64,
 }
 
 /// Told what an export does, as it does it (a progress bar, a log line). Every method has a
@@ -32,7 +38,8 @@ pub trait Observer: Send {
         let _ = progress;
     }
 
-    /// A part's results changed (`cause`); the export restarts it, skipping what is committed.
+    /// A part's results kept shrinking (`cause`); the export restarts it from its first page,
+    /// skipping what is committed.
     fn restarting(&mut self, cause: &Error) {
         let _ = cause;
     }

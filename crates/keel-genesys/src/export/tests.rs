@@ -196,7 +196,7 @@ async fn a_run_dropped_after_some_commits_resumes_with_every_record_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_part_begun_by_an_earlier_run_that_changes_is_restarted_from_the_sinks_ids() {
+async fn a_part_begun_by_an_earlier_run_that_grows_is_read_on_in_order_with_the_sinks_ids() {
     // One part of 12 pages of 10, fetched one by one; page 4 is malformed on every attempt
     // (the first and its 2 decode retries), and once 4 pages were served 10 late
     // conversations appear in this part.
@@ -219,50 +219,104 @@ async fn a_part_begun_by_an_earlier_run_that_changes_is_restarted_from_the_sinks
     assert_eq!(stored.lock().unwrap().records.len(), 30);
     assert_eq!(sim.visible_conversations(), 130, "the results changed");
 
+    // NOTE: growth is no restart: even with none allowed, the part is read on in order.
     let mut seen = Seen::default();
-    let done = run(&client, &job, &mut Memory::new(&stored), &mut seen)
-        .await
-        .unwrap();
-    assert_eq!(seen.restarts.len(), 1, "{:?}", seen.restarts);
-    assert!(seen.restarts[0].contains("result set changed"));
-    assert_eq!(done.restarts, 1);
+    let done = run(
+        &client,
+        &job.max_restarts(0),
+        &mut Memory::new(&stored),
+        &mut seen,
+    )
+    .await
+    .unwrap();
+    assert!(seen.restarts.is_empty(), "{:?}", seen.restarts);
+    assert_eq!(done.restarts, 0);
     assert_eq!(stored.lock().unwrap().committed_ids_calls, 1);
     assert_eq!(written(&stored), truth(&sim), "every record once, in order");
-    assert_eq!(done.conversations, 130);
+    assert_eq!((done.conversations, done.late_arrivals), (130, 10));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_part_that_keeps_changing_stops_after_the_restarts_allowed_with_its_restart_point() {
+async fn a_part_that_keeps_shrinking_stops_after_the_restarts_allowed_with_its_restart_point() {
+    // After each page served, one conversation of the part is removed, 16 in all: the part's
+    // worker reads it again a few times, then gives up; no restart is allowed.
     let sim = Simulator::builder()
         .conversations(120)
         .data_span(Duration::from_secs(86_400))
-        .late_conversations(10, 4)
-        .faults((4..=6).map(|n| (n, Fault::MalformedJson)))
+        .churn_removals_per_page(1)
+        .churn_max_removals(16)
         .start()
         .await
         .unwrap();
+    let initial = truth(&sim);
     let stored = Arc::new(Mutex::new(Stored::default()));
     let client = client(&sim, 10);
     let job = job(Mode::Query).max_restarts(0);
-    let _ = run(&client, &job, &mut Memory::new(&stored), &mut ()).await;
-    let second = run(&client, &job, &mut Memory::new(&stored), &mut ()).await;
-    assert!(
-        matches!(
-            second,
-            Err(ExportError::Client(Error::ResultSetChanged { .. }))
-        ),
-        "{second:?}"
-    );
-    // The restart point is committed before stopping: a third run completes exactly.
+    let mut seen = Seen::default();
+    let first = run(&client, &job, &mut Memory::new(&stored), &mut seen).await;
+    let Err(ExportError::Client(e @ Error::ResultSetChanged { .. })) = &first else {
+        panic!("{first:?}")
+    };
+    assert!(e.to_string().contains(INTERVAL), "names the interval: {e}");
+    assert_eq!(seen.restarts.len(), 0, "no restart allowed");
+    // The restart point is committed before stopping: it skips every record written.
     let s = stored.lock().unwrap().state.clone();
     let Some(crate::Checkpoint::Query(q)) = s.resume else {
         panic!("{s:?}")
     };
-    assert_eq!((q.page_number, q.skip_ids.len()), (0, 30));
-    run(&client, &job, &mut Memory::new(&stored), &mut ())
-        .await
-        .unwrap();
-    assert_eq!(written(&stored), truth(&sim));
+    let mut ids: Vec<String> = stored
+        .lock()
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    ids.sort();
+    assert_eq!((q.page_number, &q.skip_ids), (0, &ids));
+    assert_once_each_not_removed(&sim, &initial, &stored, false);
+
+    // Once the removals stop, a run with restarts allowed completes: nothing lost.
+    run(
+        &client,
+        &job.max_restarts(3),
+        &mut Memory::new(&stored),
+        &mut (),
+    )
+    .await
+    .unwrap();
+    assert_eq!(sim.churn_truth().removed.len(), 16);
+    assert_once_each_not_removed(&sim, &initial, &stored, true);
+}
+
+/// Asserts the stored records are each once, from `initial`, and (when `all`) hold every id
+/// of `initial` churn never removed.
+fn assert_once_each_not_removed(
+    sim: &SimHandle,
+    initial: &[String],
+    stored: &Arc<Mutex<Stored>>,
+    all: bool,
+) {
+    let id = |json: &str| {
+        serde_json::from_str::<serde_json::Value>(json).unwrap()["conversationId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let initial: HashSet<String> = initial.iter().map(|j| id(j)).collect();
+    let s = stored.lock().unwrap();
+    let mut written = HashSet::new();
+    for r in &s.records {
+        assert!(written.insert(r.0.clone()), "{} written twice", r.0);
+        assert!(initial.contains(&r.0), "{} was never in the results", r.0);
+    }
+    if all {
+        let removed: HashSet<String> = sim.churn_truth().removed.into_iter().collect();
+        let lost: Vec<&String> = initial
+            .iter()
+            .filter(|i| !removed.contains(*i) && !written.contains(*i))
+            .collect();
+        assert!(lost.is_empty(), "lost: {lost:?}");
+    }
 }
 
 #[test]
