@@ -16,7 +16,7 @@ use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
 use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
-use keel_bench::{allocs, export, instructions, memory, overhead, single_flight};
+use keel_bench::{allocs, export, instructions, memory, overhead, release, single_flight};
 use keel_sim::Simulator;
 use tower::BoxError;
 
@@ -61,6 +61,19 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
+    /// 8. sustained overload against a per-second limit: held requests released at once vs
+    /// paced (not part of `all`: two runs of `--release-secs` each).
+    Release {
+        /// The simulator's limit, requests per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 64)]
+        callers: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// Instructions per request under callgrind (needs valgrind; part of `all` when found).
     Instructions,
     /// N sequential requests through one client, nothing else: for profilers (`valgrind
@@ -115,9 +128,40 @@ fn main() -> Result<(), BoxError> {
     if all || matches!(cli.command, Cmd::Memory) {
         run_memory(&cli)?;
     }
+    if let Cmd::Release {
+        rate,
+        callers,
+        secs,
+    } = cli.command
+    {
+        run_release(rate, callers, Duration::from_secs(secs))?;
+    }
     if all || matches!(cli.command, Cmd::Sim) {
         run_sim(&cli)?;
     }
+    Ok(())
+}
+
+fn run_release(rate: u32, callers: usize, duration: Duration) -> Result<(), BoxError> {
+    println!(
+        "## 8. Release after a 429\n\n{callers} callers send `POST …/details/query` pages (pageSize 1) \
+         back to back for {} s through `Backoff` (default policy) on a hyper-util client; \
+         keel-sim allows {rate} requests/s (bucket of {rate}) and answers the rest 429 with \
+         `Retry-After` and `inin-ratelimit-*`.\n",
+        duration.as_secs()
+    );
+    let reports = [false, true]
+        .into_iter()
+        .map(|paced_release| {
+            release::run(&release::ReleaseConfig {
+                rate,
+                callers,
+                duration,
+                paced_release,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("{}", release::table(&reports));
     Ok(())
 }
 
