@@ -257,7 +257,11 @@ impl Release {
         if now < next {
             return Some(Err(next));
         }
-        self.schedule = Some((next.max(now) + spacing, spacing));
+        // NOTE: an attempt up to one spacing late keeps the cadence (timers and scheduling
+        // make every wake a little late, which would otherwise lower the rate); later than
+        // that, the schedule restarts from now.
+        let base = now.checked_sub(spacing).map_or(next, |early| next.max(early));
+        self.schedule = Some((base + spacing, spacing));
         self.remaining = self.remaining.saturating_sub(1);
         Some(Ok(()))
     }
