@@ -260,7 +260,9 @@ impl Release {
         // NOTE: an attempt up to one spacing late keeps the cadence (timers and scheduling
         // make every wake a little late, which would otherwise lower the rate); later than
         // that, the schedule restarts from now.
-        let base = now.checked_sub(spacing).map_or(next, |early| next.max(early));
+        let base = now
+            .checked_sub(spacing)
+            .map_or(next, |early| next.max(early));
         self.schedule = Some((base + spacing, spacing));
         self.remaining = self.remaining.saturating_sub(1);
         Some(Ok(()))
