@@ -79,7 +79,7 @@ mod page;
 mod strategy;
 mod stream;
 
-pub use error::{BoxError, FetchError, PageError};
+pub use error::{BoxError, FetchError, FetchSource, PageError};
 pub use items::Items;
 pub use page::{Fetched, Page};
 pub use strategy::{Cursors, NextLinks, PageNumbers, Step, Strategy};
