@@ -61,8 +61,8 @@ enum Cmd {
     Memory,
     /// 6. keel-sim's own throughput (token-authenticated page requests/s).
     Sim,
-    /// 8. sustained overload against a per-second limit: held requests released at once vs
-    /// paced (not part of `all`: two runs of `--release-secs` each).
+    /// Measurement 8: a sustained overload against a per-second limit, held requests released at once and
+    /// paced; not part of `all` (two runs of `--secs` each).
     Release {
         /// The simulator's limit, requests per second.
         #[arg(long, default_value_t = 50)]
