@@ -2,7 +2,8 @@
 //! query with `keel::paginate`.
 //!
 //! The client is an ordinary `hyper_util::client::legacy::Client` (rustls, so it also talks
-//! to a real org); keel's layers go on top of it in one `ServiceBuilder` chain. With no URL
+//! to a real org); `keel::KeelLayer` puts the whole stack on top of it, and
+//! `PageStream::items()` reads the pages as one stream of conversations, with `?` throughout. With no URL
 //! given, the example starts a keel-sim simulator in-process that revokes each token after a
 //! few requests and answers one request with 429, so the output shows the stack at work.
 //!
@@ -14,20 +15,18 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use clap::Parser;
 use futures_util::TryStreamExt;
-use http::{header, Request};
-use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use keel::auth::{ClientCredentials, Origin, RefreshOn401Layer, TokenCache};
+use keel::auth::{ClientCredentials, Origin, SecretString, TokenCache};
 use keel::backoff::BackoffPolicy;
-use keel::paginate::{Fetched, PageError, PageStream};
-use keel::ServiceBuilderExt;
-use secrecy::SecretString;
+use keel::body::{BodyExt, Bytes, Full, Limited, ReplayBody};
+use keel::http::{header, Request};
+use keel::paginate::{FetchError, Fetched, PageStream};
+use keel::KeelLayer;
 use serde_json::{json, Value};
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Layer, ServiceExt};
 
 /// Largest response body read per page.
 const MAX_PAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -82,16 +81,15 @@ pub(crate) async fn run(target: Target) -> Result<Summary, BoxError> {
     ))
     .refresh_before(Duration::from_secs(60));
 
-    let refresh = RefreshOn401Layer::new(tokens.clone());
-    let replays = refresh.stats();
     let backoff = BackoffPolicy::default();
     let backoff_stats = backoff.stats();
-    let client = ServiceBuilder::new()
-        .replay_body(64 * 1024)
-        .layer(refresh) // = .refresh_on_401(tokens.clone()), keeping a handle on its stats
-        .backoff(backoff)
-        .bearer(tokens.clone(), Origin::parse(&target.api_url)?)
-        .service(HyperClient::builder(TokioExecutor::new()).build(https));
+    let layer = KeelLayer::new(tokens.clone(), Origin::parse(&target.api_url)?)
+        .replay_cap(64 * 1024)
+        .backoff(backoff);
+    let replays = layer.refresh_stats();
+    let api_http: HyperClient<_, ReplayBody<Full<Bytes>>> =
+        HyperClient::builder(TokioExecutor::new()).build(https);
+    let client = layer.layer(api_http);
 
     let url = format!(
         "{}/api/v2/analytics/conversations/details/query",
@@ -125,36 +123,27 @@ pub(crate) async fn run(target: Target) -> Result<Summary, BoxError> {
                 Value::Array(items) => items,
                 _ => Vec::new(),
             };
-            Ok::<_, BoxError>(Fetched::new(conversations).with_total(total))
+            Ok::<_, FetchError>(Fetched::new(conversations).with_total(total))
         }
     };
 
-    let mut pages = PageStream::page_numbers(PAGE_SIZE, fetch).prefetch(4);
+    let mut conversations = PageStream::page_numbers(PAGE_SIZE, fetch)
+        .prefetch(4)
+        .items();
     let mut conversation_ids = Vec::new();
-    while let Some(page) = pages.try_next().await.map_err(page_error)? {
-        for conversation in page.items {
-            let id = conversation["conversationId"]
-                .as_str()
-                .ok_or("no conversationId")?;
-            conversation_ids.push(id.to_owned());
-        }
+    while let Some(conversation) = conversations.try_next().await? {
+        let id = conversation["conversationId"]
+            .as_str()
+            .ok_or("no conversationId")?;
+        conversation_ids.push(id.to_owned());
     }
     Ok(Summary {
         conversation_ids,
-        pages: pages.pages_yielded(),
+        pages: conversations.get_ref().pages_yielded(),
         token_fetches: tokens.stats().fetches,
         replays_after_401: replays.replays(),
         waits_after_429: backoff_stats.throttled_waits(),
     })
-}
-
-/// `PageError<BoxError>` is not itself an `Error` (a boxed error is unsized), so flatten it.
-fn page_error(err: PageError<BoxError>) -> BoxError {
-    let context = err.to_string();
-    match err.into_fetch() {
-        Some(source) => format!("{context}: {source}").into(),
-        None => context.into(),
-    }
 }
 
 /// A simulator that revokes each token after 5 requests and answers the 3rd request 429.

@@ -18,12 +18,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use keel::auth::{token_source_fn, Origin, Token, TokenCache};
 use keel::backoff::BackoffPolicy;
-use keel::ServiceBuilderExt;
+use keel::body::{BodyExt, Bytes, Full};
+use keel::http::{Request, Response, StatusCode};
+use keel::ServiceBuilderExt as _;
 use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_test::mock;

@@ -26,6 +26,7 @@ pub mod load;
 pub mod machine;
 pub mod memory;
 pub mod overhead;
+pub mod release;
 pub mod server;
 pub mod sim;
 pub mod single_flight;

@@ -16,7 +16,7 @@ use keel_bench::machine::Machine;
 use keel_bench::overhead::{Contender, OverheadConfig};
 use keel_bench::server::LoopbackServer;
 use keel_bench::sim::{fetch_token, SimPageTarget, SimThread};
-use keel_bench::{allocs, export, instructions, memory, overhead, single_flight};
+use keel_bench::{allocs, export, instructions, memory, overhead, release, single_flight};
 use keel_sim::Simulator;
 use tower::BoxError;
 
@@ -64,6 +64,19 @@ enum Cmd {
     /// Measurement 8: per-request cost of the Redis-backed stack (shared token and gate, fleet
     /// pacing) vs the in-process stack (needs redis-server; not part of `all`).
     Fleet,
+    /// Measurement 9: a sustained overload against a per-second limit, held requests released at once and
+    /// paced; not part of `all` (two runs of `--secs` each).
+    Release {
+        /// The simulator's limit, requests per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 64)]
+        callers: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
     /// Instructions per request under callgrind (needs valgrind; part of `all` when found).
     Instructions,
     /// N sequential requests through one client, nothing else: for profilers (`valgrind
@@ -118,6 +131,14 @@ fn main() -> Result<(), BoxError> {
     if all || matches!(cli.command, Cmd::Memory) {
         run_memory(&cli)?;
     }
+    if let Cmd::Release {
+        rate,
+        callers,
+        secs,
+    } = cli.command
+    {
+        run_release(rate, callers, Duration::from_secs(secs))?;
+    }
     if all || matches!(cli.command, Cmd::Sim) {
         run_sim(&cli)?;
     }
@@ -129,6 +150,29 @@ fn main() -> Result<(), BoxError> {
             warm_up: 20,
         })?;
     }
+    Ok(())
+}
+
+fn run_release(rate: u32, callers: usize, duration: Duration) -> Result<(), BoxError> {
+    println!(
+        "## 8. Release after a 429\n\n{callers} callers send `POST …/details/query` pages (pageSize 1) \
+         back to back for {} s through `Backoff` (default policy) on a hyper-util client; \
+         keel-sim allows {rate} requests/s (bucket of {rate}) and answers the rest 429 with \
+         `Retry-After` and `inin-ratelimit-*`.\n",
+        duration.as_secs()
+    );
+    let reports = [false, true]
+        .into_iter()
+        .map(|paced_release| {
+            release::run(&release::ReleaseConfig {
+                rate,
+                callers,
+                duration,
+                paced_release,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    println!("{}", release::table(&reports));
     Ok(())
 }
 

@@ -74,11 +74,13 @@
 
 mod error;
 mod future;
+mod items;
 mod page;
 mod strategy;
 mod stream;
 
-pub use error::PageError;
+pub use error::{BoxError, FetchError, FetchSource, PageError};
+pub use items::Items;
 pub use page::{Fetched, Page};
 pub use strategy::{Cursors, NextLinks, PageNumbers, Step, Strategy};
 pub use stream::PageStream;

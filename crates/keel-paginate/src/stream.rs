@@ -10,7 +10,7 @@ use futures_core::stream::{FusedStream, Stream};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
 use crate::future::FetchFuture;
-use crate::{Cursors, Fetched, NextLinks, Page, PageError, PageNumbers, Step, Strategy};
+use crate::{Cursors, Fetched, Items, NextLinks, Page, PageError, PageNumbers, Step, Strategy};
 
 /// A [`Stream`] of [`Page`]s fetched by calling `fetch(position)`, yielded strictly in page
 /// order.
@@ -218,6 +218,12 @@ where
     /// Number of pages yielded so far.
     pub fn pages_yielded(&self) -> u64 {
         self.yielded
+    }
+
+    /// The records of the pages, one by one, with the position of the last completed page
+    /// at hand for checkpointing ([`Items::completed`]).
+    pub fn items(self) -> Items<Self, T, S::Position> {
+        Items::new(self)
     }
 
     fn outstanding(&self) -> usize {

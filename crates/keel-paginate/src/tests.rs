@@ -4,10 +4,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::convert::Infallible;
+
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::{sleep, Instant};
 
-use crate::{Fetched, PageError, PageStream};
+use crate::{BoxError, FetchError, Fetched, PageError, PageStream};
 
 type BoxFetch<T, N = ()> = Pin<Box<dyn Future<Output = Result<Fetched<T, N>, Boom>> + Send>>;
 
@@ -628,4 +630,57 @@ mod properties {
             prop_assert_eq!(items, expected);
         }
     }
+}
+
+#[tokio::test]
+async fn items_flatten_pages_and_mark_each_page_completed_after_its_last_record() {
+    let mut items = PageStream::cursors(|cursor: Option<u32>| async move {
+        // the second page is empty: a server may send one, and it is complete on arrival.
+        let (records, next) = match cursor {
+            None => (vec![1, 2], Some(2)),
+            Some(2) => (vec![], Some(3)),
+            Some(_) => (vec![3], None),
+        };
+        Ok::<_, Infallible>(Fetched::new(records).with_next(next))
+    })
+    .items();
+    let mut seen = Vec::new();
+    while let Some(record) = items.try_next().await.unwrap() {
+        seen.push((record, items.completed().copied()));
+    }
+    assert_eq!(seen, vec![(1, None), (2, Some(None)), (3, Some(Some(3)))]);
+}
+
+#[tokio::test]
+async fn items_stop_at_the_first_error_after_the_records_before_it() {
+    let mut items = PageStream::page_numbers(1, |page: u64| async move {
+        if page == 2 {
+            Err("page two is broken")
+        } else {
+            Ok(Fetched::new(vec![page]).with_total(Some(3)))
+        }
+    })
+    .items();
+    assert_eq!(items.try_next().await.unwrap(), Some(1));
+    let error = items.try_next().await.unwrap_err();
+    assert!(matches!(error, PageError::Fetch { index: 2, .. }));
+    assert_eq!(items.completed(), Some(&1));
+    assert_eq!(items.try_next().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn boxed_page_errors_convert_with_question_mark_and_keep_their_source() {
+    async fn first_record() -> Result<u64, BoxError> {
+        let mut items = PageStream::page_numbers(1, |_page: u64| async move {
+            Err::<Fetched<u64>, BoxError>("upstream said no".into())
+        })
+        .items();
+        let record = items.try_next().await.map_err(PageError::boxed)?;
+        Ok(record.unwrap_or_default())
+    }
+    let error = first_record().await.unwrap_err();
+    let page = error.downcast_ref::<PageError<FetchError>>().unwrap();
+    assert_eq!(page.to_string(), "fetching page 1 failed");
+    let source = std::error::Error::source(page).unwrap();
+    assert_eq!(source.to_string(), "upstream said no");
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
+use super::pacing::advertised_rate;
 use super::policy::{BackoffPolicy, GiveUp};
 use super::stats::RetryKind;
 use super::{is_timeout_error, is_transport_error};
@@ -47,7 +48,8 @@ impl BackoffPolicy {
         if let (RetryKind::Throttled, true, Some((delay, _))) = (kind, self.gate, hint) {
             // NOTE: a reset beyond max_delay is not worth holding every request for.
             if delay <= self.max_delay {
-                self.rate.close_until(Instant::now() + delay);
+                let release = advertised_rate(headers, SystemTime::now());
+                self.rate.close_until_paced(Instant::now() + delay, release);
                 crate::metrics::count(crate::metrics::GATE_CLOSURES);
             }
         }

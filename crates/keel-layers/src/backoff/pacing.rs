@@ -1,19 +1,52 @@
 //! The in-process rate state shared by every clone: the 429 reset gate and an optional
 //! token bucket.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
+use http::HeaderMap;
 use tokio::time::Instant;
 
+use super::rate_state::GateWait;
 use super::RateState;
+use crate::hints::{
+    parse_ratelimit_reset, ININ_RATELIMIT_RESET, RATELIMIT_RESET, X_RATELIMIT_RESET,
+};
 
 /// A 429 is expected to have been caused by requests already sent at most this long ago;
 /// further 429s inside the window do not lower the adaptive rate again.
 const MIN_DECREASE_INTERVAL: Duration = Duration::from_secs(1);
 /// Tolerance for floating-point refill arithmetic.
 const EPSILON: f64 = 1e-9;
+/// Release pacing at an advertised rate ends once no attempt has needed it for this long
+/// (the client's demand fell below the server's rate).
+const RELEASE_QUIET: Duration = Duration::from_secs(1);
+/// The shortest window an advertised rate is measured over.
+const MIN_WINDOW: Duration = Duration::from_secs(1);
+
+/// The rate a 429's headers advertise, in requests per second: `inin-ratelimit-allowed`,
+/// `ratelimit-limit` or `x-ratelimit-limit` requests over the matching reset window (at least
+/// a second; a second when the reset header is missing).
+pub(crate) fn advertised_rate(headers: &HeaderMap, now: SystemTime) -> Option<f64> {
+    [
+        ("inin-ratelimit-allowed", ININ_RATELIMIT_RESET),
+        ("ratelimit-limit", RATELIMIT_RESET),
+        ("x-ratelimit-limit", X_RATELIMIT_RESET),
+    ]
+    .into_iter()
+    .find_map(|(limit, reset)| {
+        let value = headers.get(limit)?.to_str().ok()?;
+        // NOTE: draft RateLimit headers may append a policy (`100, 100;w=60`).
+        let allowed: u32 = value.split([',', ';']).next()?.trim().parse().ok()?;
+        let window = headers
+            .get(reset)
+            .and_then(|v| parse_ratelimit_reset(v, now))
+            .unwrap_or(MIN_WINDOW)
+            .max(MIN_WINDOW);
+        (allowed > 0).then(|| f64::from(allowed) / window.as_secs_f64())
+    })
+}
 
 /// Optional client-side pacing for a [`BackoffPolicy`](super::BackoffPolicy): a token
 /// bucket shared by every clone of the layer, with a fixed or adaptive rate.
@@ -118,6 +151,16 @@ impl Pacing {
 /// All methods take a lock briefly and never across an await (with the gate open and no
 /// pacing, [`try_acquire`](RateState::try_acquire) takes none: one atomic load), and waiting
 /// is a plain timer, so a dropped waiter holds nothing.
+///
+/// # Release after a 429
+///
+/// The attempts held at the gate are not all let go when it opens (they would trip the
+/// next 429 at once). After a 429 that advertised the server's rate
+/// ([`close_until_paced`](RateState::close_until_paced)), attempts go out one every
+/// `1 / rate` from the reopening on, held and new alike, until no attempt has needed to wait
+/// for a second (the demand fell below the rate). Without an advertised rate, the attempts
+/// held when the gate opens are spread over one interval as long as the gate was closed (at
+/// most a second), and later ones go straight through.
 #[derive(Debug)]
 pub struct LocalRateState {
     state: Mutex<PacerState>,
@@ -125,15 +168,45 @@ pub struct LocalRateState {
     has_bucket: bool,
     /// Whether the bucket's rate is adaptive (fixed for the pacer's life).
     adaptive: bool,
-    /// Set while `blocked_until` may be set (written under the lock): without a bucket, an
-    /// attempt checks this flag instead of taking the lock.
+    /// Set while `blocked_until` or `release` may be set (written under the lock): without
+    /// a bucket, an attempt checks this flag instead of taking the lock.
     blocked: AtomicBool,
+    /// Attempts waiting in a [`wait`](RateState::wait) future right now (a dropped waiter
+    /// is not counted): how many a reopening gate has to release.
+    waiting: Arc<AtomicUsize>,
 }
 
 #[derive(Debug)]
 struct PacerState {
     blocked_until: Option<Instant>,
+    release: Option<Release>,
     bucket: Option<Bucket>,
+}
+
+/// How the attempts held by a 429 are let go when the gate opens.
+#[derive(Debug)]
+struct Release {
+    /// The rate the server advertised, if it did.
+    rate: Option<f64>,
+    /// When the gate closed for this release (the start of the interval it was closed).
+    closed_at: Instant,
+    /// When the gate opens.
+    opens_at: Instant,
+    /// The next free slot and the spacing between slots; `None` until the gate opens.
+    schedule: Option<(Instant, Duration)>,
+    /// Slots left to hand out (without an advertised rate: the attempts held at reopening).
+    remaining: usize,
+    /// 429s seen while the gate was closed: requests that will retry at the reopening.
+    throttled: usize,
+}
+
+/// Decrements the waiting count when a [`LocalRateState::wait`] future ends or is dropped.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug)]
@@ -152,6 +225,47 @@ impl Bucket {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
         self.updated = now;
+    }
+}
+
+impl Release {
+    /// Takes a release slot at `now` once the gate has opened: `Some(Ok)` to go,
+    /// `Some(Err(t))` to come back at `t`, `None` when release pacing is over.
+    fn take_slot(&mut self, now: Instant, waiting: &AtomicUsize) -> Option<Result<(), Instant>> {
+        let (next, spacing) = *self.schedule.get_or_insert_with(|| {
+            let spacing = match self.rate {
+                Some(rate) => Duration::try_from_secs_f64(1.0 / rate).unwrap_or(MIN_WINDOW),
+                None => {
+                    // NOTE: the held attempts are those waiting at the gate and those whose
+                    // 429 closed it (each retries after its own wait), give or take the
+                    // one asking now.
+                    let held = (waiting.load(Ordering::Acquire) + self.throttled).max(1);
+                    self.remaining = held;
+                    let interval = (self.opens_at - self.closed_at).min(MIN_WINDOW);
+                    interval / u32::try_from(held).unwrap_or(u32::MAX)
+                }
+            };
+            (self.opens_at, spacing)
+        });
+        let over = match self.rate {
+            Some(_) => now > next + RELEASE_QUIET,
+            None => self.remaining == 0,
+        };
+        if over {
+            return None;
+        }
+        if now < next {
+            return Some(Err(next));
+        }
+        // NOTE: an attempt up to one spacing late keeps the cadence (timers and scheduling
+        // make every wake a little late, which would otherwise lower the rate); later than
+        // that, the schedule restarts from now.
+        let base = now
+            .checked_sub(spacing)
+            .map_or(next, |early| next.max(early));
+        self.schedule = Some((base + spacing, spacing));
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(Ok(()))
     }
 }
 
@@ -177,8 +291,10 @@ impl LocalRateState {
             has_bucket: bucket.is_some(),
             adaptive: bucket.as_ref().is_some_and(|b| b.adaptive.is_some()),
             blocked: AtomicBool::new(false),
+            waiting: Arc::new(AtomicUsize::new(0)),
             state: Mutex::new(PacerState {
                 blocked_until: None,
+                release: None,
                 bucket,
             }),
         }
@@ -207,6 +323,15 @@ impl RateState for LocalRateState {
                 return Err(until);
             }
             state.blocked_until = None;
+        }
+        if let Some(release) = &mut state.release {
+            match release.take_slot(now, &self.waiting) {
+                Some(Ok(())) => {}
+                Some(Err(slot)) => return Err(slot),
+                None => state.release = None,
+            }
+        }
+        if state.blocked_until.is_none() && state.release.is_none() {
             self.blocked.store(false, Ordering::Release);
         }
         let Some(bucket) = &mut state.bucket else {
@@ -221,9 +346,39 @@ impl RateState for LocalRateState {
         Err(now + Duration::try_from_secs_f64(missing).unwrap_or(Duration::from_secs(1)))
     }
 
+    fn wait(&self, until: Instant) -> GateWait {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let waiting = Waiting(self.waiting.clone());
+        Box::pin(async move {
+            tokio::time::sleep_until(until).await;
+            drop(waiting);
+        })
+    }
+
     fn close_until(&self, until: Instant) {
+        self.close_until_paced(until, None);
+    }
+
+    fn close_until_paced(&self, until: Instant, release_per_second: Option<f64>) {
+        let now = Instant::now();
+        let rate = release_per_second.filter(|r| r.is_finite() && *r > 0.0);
         let mut state = self.lock();
-        state.blocked_until = Some(state.blocked_until.map_or(until, |u| u.max(until)));
+        let opens_at = state.blocked_until.map_or(until, |u| u.max(until));
+        state.blocked_until = Some(opens_at);
+        let (closed_at, throttled) = match &state.release {
+            // NOTE: a 429 while the gate is still closed extends this closure.
+            Some(r) if r.schedule.is_none() => (r.closed_at, r.throttled + 1),
+            _ => (now, 1),
+        };
+        let rate = rate.or(state.release.as_ref().and_then(|r| r.rate));
+        state.release = Some(Release {
+            rate,
+            closed_at,
+            opens_at,
+            schedule: None,
+            remaining: 0,
+            throttled,
+        });
         self.blocked.store(true, Ordering::Release);
     }
 
@@ -314,6 +469,45 @@ mod tests {
         assert_eq!(pacer.pacing_rate(), Some(5.2));
         pacer.throttled(now + Duration::from_secs(2));
         assert!((pacer.pacing_rate().unwrap() - 2.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn advertised_rate_is_the_limit_over_its_reset_window() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.insert(*name, http::HeaderValue::from_static(value));
+            }
+            h
+        };
+        let now = SystemTime::now();
+        let genesys = headers(&[
+            ("inin-ratelimit-allowed", "300"),
+            ("inin-ratelimit-reset", "60"),
+        ]);
+        assert_eq!(advertised_rate(&genesys, now), Some(5.0));
+        let draft = headers(&[
+            ("ratelimit-limit", "100, 100;w=60"),
+            ("ratelimit-reset", "0"),
+        ]);
+        assert_eq!(
+            advertised_rate(&draft, now),
+            Some(100.0),
+            "a window under 1 s counts as 1 s"
+        );
+        let no_reset = headers(&[("x-ratelimit-limit", "20")]);
+        assert_eq!(advertised_rate(&no_reset, now), Some(20.0));
+        let garbage = headers(&[("inin-ratelimit-allowed", "lots"), ("ratelimit-limit", "0")]);
+        assert_eq!(advertised_rate(&garbage, now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_waiter_is_not_counted_as_held() {
+        let pacer = LocalRateState::new(None);
+        let wait = pacer.wait(Instant::now() + Duration::from_secs(1));
+        assert_eq!(pacer.waiting.load(Ordering::Acquire), 1);
+        drop(wait);
+        assert_eq!(pacer.waiting.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub type GateWait = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 ///   when it is worth calling `try_acquire` again (by `t` at the latest, or earlier if the
 ///   implementation learns the gate opened). Then `try_acquire` again.
 /// - after a 429 that says when the server's window resets,
-///   [`close_until(t)`](Self::close_until): hold every new attempt until *at least* `t` (a
-///   later deadline already set wins: an atomic max).
+///   [`close_until_paced(t, rate)`](Self::close_until_paced) (by default
+///   [`close_until(t)`](Self::close_until)): hold every new attempt until *at least* `t` (a
+///   later deadline already set wins: an atomic max), then release the held attempts at a
+///   pace rather than all at once.
 /// - after each response, [`throttled`](Self::throttled) (a 429) or, if
 ///   [`learns`](Self::learns), [`succeeded`](Self::succeeded), for adaptive pacing.
 ///
@@ -117,6 +119,20 @@ pub trait RateState: fmt::Debug + Send + Sync + 'static {
 
     /// Holds every new attempt until at least `until`; a later deadline already set wins.
     fn close_until(&self, until: Instant);
+
+    /// [`close_until(until)`](Self::close_until), after a 429 whose headers advertised the
+    /// server's rate (`release_per_second`, from `inin-ratelimit-allowed`, `RateLimit-Limit`
+    /// or `X-RateLimit-Limit` over the reset window): when the gate opens, the held attempts
+    /// should go out at a pace (at most that rate, or spread over the interval the gate was
+    /// closed when the rate is unknown) rather than all at the same instant, which would
+    /// trip the next 429 at once.
+    ///
+    /// The default ignores the rate and calls `close_until`; [`LocalRateState`](super::LocalRateState)
+    /// paces the release.
+    fn close_until_paced(&self, until: Instant, release_per_second: Option<f64>) {
+        let _ = release_per_second;
+        self.close_until(until);
+    }
 
     /// A 429 came back (adaptive pacing slows down). The default does nothing.
     fn throttled(&self, now: Instant) {

@@ -230,3 +230,75 @@ async fn fixed_rate_pacing_without_adaptation_keeps_hitting_the_limit() {
     );
     assert_eq!(policy.pacing_rate(), Some(15.0));
 }
+
+/// Gaps between consecutive arrivals, in order.
+fn gaps(arrivals: &[Duration]) -> Vec<Duration> {
+    arrivals.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_requests_are_released_at_the_rate_the_429_advertised() {
+    // 10 requests a second, advertised Genesys-style on the 429 that closes the gate.
+    let mock = Mock::new(|n, _| match n {
+        0 => reply(
+            429,
+            &[
+                ("retry-after", "1"),
+                ("inin-ratelimit-allowed", "10"),
+                ("inin-ratelimit-reset", "1"),
+            ],
+            "",
+        ),
+        _ => reply(200, &[], "ok"),
+    });
+    let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
+    let first = tokio::spawn(svc.clone().oneshot(get()));
+    sleep(ms(10)).await;
+    let held: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(svc.clone().oneshot(get())))
+        .collect();
+    for task in held {
+        assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 22);
+    assert_eq!(arrivals[1], secs(1), "the first goes when the gate opens");
+    for gap in gaps(&arrivals[1..]) {
+        assert!(gap >= ms(99), "released {gap:?} apart: {arrivals:?}");
+    }
+    // A request arriving while the release is under way waits for its slot too.
+    let last = *arrivals.last().unwrap();
+    svc.oneshot(get()).await.unwrap();
+    assert!(mock.arrivals()[22] - last >= ms(99));
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_an_advertised_rate_held_requests_are_spread_over_the_first_second() {
+    let mock = Mock::new(|n, _| match n {
+        0 => reply(429, &[("retry-after", "5")], ""),
+        _ => reply(200, &[], "ok"),
+    });
+    let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
+    let first = tokio::spawn(svc.clone().oneshot(get()));
+    sleep(ms(10)).await;
+    let held: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(svc.clone().oneshot(get())))
+        .collect();
+    for task in held {
+        assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    first.await.unwrap().unwrap();
+    let arrivals = mock.arrivals();
+    assert_eq!(arrivals.len(), 18);
+    for at in &arrivals[1..] {
+        assert!(*at >= secs(5) && *at < secs(6), "{arrivals:?}");
+    }
+    for gap in gaps(&arrivals[1..]) {
+        assert!(gap > ms(1), "released {gap:?} apart: {arrivals:?}");
+    }
+    // Once the held requests are out, nothing waits.
+    let before = Instant::now();
+    svc.oneshot(get()).await.unwrap();
+    assert_eq!(before.elapsed(), Duration::ZERO);
+}
