@@ -80,6 +80,9 @@ fn checkpoint(page: u32, size: u32) -> Checkpoint {
         page_size: size,
         total_hits: None,
         skip_ids: Vec::new(),
+        first_total_hits: None,
+        yielded: None,
+        in_order: false,
     })
 }
 

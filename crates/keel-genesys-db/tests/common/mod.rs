@@ -83,6 +83,9 @@ pub(crate) fn checkpoint(page: u32) -> Checkpoint {
         page_size: 10,
         total_hits: Some(100),
         skip_ids: Vec::new(),
+        first_total_hits: None,
+        yielded: None,
+        in_order: false,
     })
 }
 
