@@ -128,12 +128,17 @@ async fn three_gateways_sharing_one_redis_fetch_one_token() {
         let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/python/gateway_sdk.py");
         for gateway in gateways.iter() {
-            let out = std::process::Command::new(&python)
+            // NOTE: awaited, not blocking: the gateways run on this test's runtime.
+            let out = tokio::process::Command::new(&python)
                 .arg(&script)
                 .args(["--gateway-url", gateway])
                 .args(["--interval", INTERVAL])
                 .args(["--expected", "50", "--page-size", "10"])
-                .output()
+                .kill_on_drop(true)
+                .output();
+            let out = tokio::time::timeout(std::time::Duration::from_secs(120), out)
+                .await
+                .expect("the Python SDK did not finish within 120 s")
                 .unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             assert!(
