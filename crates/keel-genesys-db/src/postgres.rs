@@ -1,8 +1,9 @@
 //! [`PostgresSink`]: a PostgreSQL server, COPY into a staging table and one upsert per page.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use keel_genesys::sink::{Commit, PageSink, SinkState};
 use keel_genesys::{Checkpoint, Interval};
@@ -11,14 +12,16 @@ use sqlx::{Connection as _, Row as _};
 use time::OffsetDateTime;
 
 mod copy;
+mod writer;
 
 use crate::destination::PgUrl;
 use crate::error::DbError;
-use crate::flatten::{iso_ms, Batch};
+use crate::flatten::Batch;
 use crate::schema::{self, Dialect, CHILD_TABLES, CONVERSATIONS, TABLES, VERSION_TABLE};
 use crate::spec::ExportSpec;
 use crate::sql;
-use copy::CopyText;
+use tokio::sync::oneshot;
+use writer::{Page, PageError, Stored, Writer};
 
 /// The advisory lock key of a keel export destination (`keelgdb1` in ASCII).
 const LOCK_KEY: i64 = 0x6b65_656c_6764_6231;
@@ -28,11 +31,23 @@ const STAGE: &str = "keel_stage_conversations";
 
 /// A [`PageSink`] into a PostgreSQL database.
 ///
-/// Each page is one transaction: its conversations are COPied into a session-local staging
-/// table and upserted from there (`INSERT … SELECT … ON CONFLICT (conversation_id) DO UPDATE`,
-/// since COPY itself cannot resolve conflicts), their child rows deleted and COPied afresh,
-/// and the resume point stored. Ids repeated inside a page are reduced to their last record
-/// first (one statement may not update a row twice).
+/// Each page is one transaction: its conversations are COPied (binary format) into a
+/// session-local staging table and upserted from there (`INSERT … SELECT … ON CONFLICT
+/// (conversation_id) DO UPDATE`, since COPY itself cannot resolve conflicts), their child rows
+/// deleted and COPied afresh, and the resume point stored. Ids repeated inside a page are
+/// reduced to their last record first (one statement may not update a row twice).
+///
+/// # Pipelined commits
+///
+/// Pages are written by two connections in turn, so that the server works on one page while
+/// the next is prepared and sent: [`commit`](PageSink::commit) returns once the page is
+/// handed to a writer (and the page two before it is durable), not when it is durable.
+/// Pages still become durable strictly in order (a page whose predecessor rolled back rolls
+/// back too), so the stored resume point always has every page before it. A failure is
+/// returned by the next call ([`commit`](PageSink::commit), [`flush`](PageSink::flush),
+/// [`close`](PageSink::close), or any read); it discards the failed page and the pages
+/// accepted after it, and the sink goes on from the last durable page. Two pages that share
+/// a conversation are never in flight together.
 ///
 /// The connection string's password is optional: without one, `PGPASSWORD` or the `.pgpass`
 /// file (`PGPASSFILE`) supplies it, as libpq does; `PGHOST`, `PGPORT`, `PGUSER` and
@@ -41,26 +56,42 @@ const STAGE: &str = "keel_stage_conversations";
 /// A conversation stored before whose record comes back unchanged is left as it is (its
 /// `written_at` and `run_id` too): nothing of it is written again.
 ///
-/// Needs PostgreSQL 12 or newer (`plan_cache_mode`, set for the sink's session).
+/// Needs PostgreSQL 12 or newer (`plan_cache_mode`, set for the sink's sessions).
 ///
 /// One run at a time: the sink takes `pg_try_advisory_lock` on a connection of its own that
-/// it holds, idle, for the whole run (a lock belongs to its connection; it is never taken on
-/// a pooled one). The lock goes at [`close`](PageSink::close), or with that connection when
-/// the sink is dropped or the process dies.
+/// it holds for the whole run (a lock belongs to its connection; it is never taken on a
+/// pooled one), and that also serves the sink's reads. The lock goes at
+/// [`close`](PageSink::close), or with that connection when the sink is dropped or the
+/// process dies.
 pub struct PostgresSink {
-    conn: PgConnection,
     lock: PgConnection,
+    writers: Vec<Writer>,
+    /// Pages handed to a writer whose outcome is not known yet, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// The signal of the newest page in flight: the next page stores after it.
+    last_stored: Option<Stored>,
+    next_writer: usize,
     destination: String,
     secret: Option<String>,
     spec: ExportSpec,
+    key: Arc<str>,
+    run_id: Arc<str>,
     resume_query: Option<serde_json::Value>,
     pending_watermark: Option<OffsetDateTime>,
     hold_lock: bool,
     /// Set while a call runs: still set at the next call means a call was dropped mid-way
     /// and the connection's state is unknown.
     busy: bool,
-    buf: CopyText,
 }
+
+/// A page handed to a writer.
+struct InFlight {
+    ids: Vec<String>,
+    done: oneshot::Receiver<Result<(), PageError>>,
+}
+
+/// Pages in flight at once (one per writer connection).
+const WRITERS: usize = 2;
 
 impl fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,8 +104,9 @@ impl fmt::Debug for PostgresSink {
 }
 
 impl PostgresSink {
-    /// Connects (twice: the run lock's connection and the data connection), takes the run
-    /// lock, and creates or checks the schema. Call it before fetching anything.
+    /// Connects (three times: the run lock's connection, which also serves the sink's reads,
+    /// and two page writers), takes the run lock, and creates or checks the schema. Call it
+    /// before fetching anything.
     ///
     /// # Errors
     /// [`DbError::Locked`] when another run holds the destination, [`DbError::Schema`]
@@ -106,36 +138,44 @@ impl PostgresSink {
         if !locked {
             return Err(DbError::Locked { destination });
         }
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .map_err(err("connect"))?;
-        prepare_schema(&mut conn, &destination)
+        prepare_schema(&mut lock, &destination)
             .await
             .map_err(|e| e.into_db(&destination, secret.as_deref()))?;
-        analyze_if_never(&mut conn)
+        analyze_if_never(&mut lock)
             .await
             .map_err(err("analyze the tables"))?;
-        // NOTE: a record (about 2 KB of JSON) is compressed when stored; lz4 costs a fraction
-        // of the default pglz's CPU, and every reader decompresses either. A server built
-        // without lz4 refuses the setting and keeps pglz.
-        let _ = sqlx::query("SET default_toast_compression = 'lz4'")
-            .execute(&mut conn)
-            .await;
-        sqlx::query(&stage_ddl())
-            .execute(&mut conn)
-            .await
-            .map_err(err("create the staging table"))?;
+        let mut writers = Vec::with_capacity(WRITERS);
+        for _ in 0..WRITERS {
+            let mut conn = PgConnection::connect_with(&options)
+                .await
+                .map_err(err("connect"))?;
+            // NOTE: a record (about 2 KB of JSON) is compressed when stored; lz4 costs a
+            // fraction of the default pglz's CPU, and every reader decompresses either. A
+            // server built without lz4 refuses the setting and keeps pglz.
+            let _ = sqlx::query("SET default_toast_compression = 'lz4'")
+                .execute(&mut conn)
+                .await;
+            sqlx::query(&stage_ddl())
+                .execute(&mut conn)
+                .await
+                .map_err(err("create the staging table"))?;
+            writers.push(Writer::spawn(conn));
+        }
         Ok(PostgresSink {
-            conn,
             lock,
+            writers,
+            in_flight: VecDeque::with_capacity(WRITERS),
+            last_stored: None,
+            next_writer: 0,
             destination,
             secret,
+            key: Arc::from(spec.key.as_str()),
+            run_id: Arc::from(spec.run_id.as_str()),
             spec,
             resume_query: None,
             pending_watermark: None,
             hold_lock: false,
             busy: false,
-            buf: CopyText::default(),
         })
     }
 
@@ -148,12 +188,13 @@ impl PostgresSink {
     /// The export definition's watermark: where its last completed run ended.
     ///
     /// # Errors
-    /// [`DbError::Database`].
+    /// [`DbError::Database`], or the failure of a page still in flight.
     pub async fn watermark(&mut self) -> Result<Option<OffsetDateTime>, DbError> {
+        self.settle_all().await?;
         self.enter()?;
         let row: Option<Option<OffsetDateTime>> = sqlx::query_scalar(sql::LOAD_WATERMARK)
             .bind(&self.spec.key)
-            .fetch_optional(&mut self.conn)
+            .fetch_optional(&mut self.lock)
             .await
             .map_err(|e| self.db_err("read the watermark", &e))?;
         self.busy = false;
@@ -187,8 +228,9 @@ impl PostgresSink {
     /// [`hold_lock_on_close`](Self::hold_lock_on_close)).
     ///
     /// # Errors
-    /// [`DbError::Database`].
+    /// [`DbError::Database`], or the failure of a page still in flight.
     pub async fn release(&mut self) -> Result<(), DbError> {
+        self.settle_all().await?;
         sqlx::query("SELECT pg_advisory_unlock($1)")
             .bind(LOCK_KEY)
             .execute(&mut self.lock)
@@ -201,12 +243,13 @@ impl PostgresSink {
     /// again (by id) until they have ended.
     ///
     /// # Errors
-    /// [`DbError::Database`].
+    /// [`DbError::Database`], or the failure of a page still in flight.
     pub async fn in_progress_ids(&mut self) -> Result<Vec<String>, DbError> {
+        self.settle_all().await?;
         self.enter()?;
         let ids = sqlx::query_scalar(sql::LOAD_IN_PROGRESS)
             .bind(&self.spec.key)
-            .fetch_all(&mut self.conn)
+            .fetch_all(&mut self.lock)
             .await
             .map_err(|e| self.db_err("read conversations in progress", &e))?;
         self.busy = false;
@@ -235,137 +278,53 @@ impl PostgresSink {
         }
     }
 
-    async fn write_page(
-        &mut self,
-        batch: &Batch,
-        resume: &str,
-        pages: i64,
-        n: i64,
-    ) -> sqlx::Result<()> {
-        let query = self
-            .resume_query
-            .as_ref()
-            .unwrap_or(&self.spec.query)
-            .to_string();
-        let mut tx = self.conn.begin().await?;
-        let ids: Vec<&str> = batch.conversations.iter().map(|c| c.id.as_str()).collect();
-        // NOTE: the run lock keeps other keel runs out between this check and the COPY; a
-        // page of conversations none of which is stored yet (a first export) is COPied
-        // straight into `conversations`, without the staging table and upsert.
-        let any_stored: bool = if ids.is_empty() {
-            false
-        } else {
-            sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM conversations c \
-                 JOIN unnest($1::text[]) AS d(id) ON c.conversation_id = d.id)",
-            )
-            .bind(&ids)
-            .fetch_one(&mut *tx)
-            .await?
+    /// Waits for the oldest page in flight. On its failure, waits for the others too (each
+    /// rolls back after it, or was stored only if the failure came after its commit) and
+    /// reports the failure: the sink then goes on from the last durable page.
+    async fn settle_oldest(&mut self) -> Result<(), DbError> {
+        let Some(oldest) = self.in_flight.pop_front() else {
+            return Ok(());
         };
-        if !ids.is_empty() && !any_stored {
-            let now = iso_ms(OffsetDateTime::now_utc());
-            self.buf
-                .conversations(&batch.conversations, Some((&now, &self.spec.run_id)));
-            let all = CONVERSATIONS.column_names();
-            copy_in(
-                &mut tx,
-                &copy_statement(CONVERSATIONS.name, &all),
-                &self.buf,
-            )
-            .await?;
+        let out = oldest.done.await.unwrap_or(Err(PageError::WriterGone));
+        if self.in_flight.is_empty() && out.is_ok() {
+            self.last_stored = None;
         }
-        // Which of the page's conversations get child rows (`None`: all of them).
-        let mut keep: Option<Vec<bool>> = None;
-        if any_stored {
-            self.buf.conversations(&batch.conversations, None);
-            copy_in(&mut tx, &copy_statement(STAGE, &stage_columns()), &self.buf).await?;
-            let cols = CONVERSATIONS.column_names().join(", ");
-            let staged = stage_columns().join(", ");
-            // NOTE: `xmax <> 0` on a row returned by an upsert means it was updated, not
-            // inserted; only conversations stored before have child rows to replace. A stored
-            // conversation whose record is unchanged is left as it is (no new row version, its
-            // child rows kept): an incremental run's overlap fetches mostly those.
-            let upsert = format!(
-                "INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
-                 FROM {STAGE}{} WHERE conversations.record IS DISTINCT FROM excluded.record \
-                 RETURNING conversation_id, xmax <> 0 AS updated",
-                sql::conversation_conflict()
-            );
-            let rows: Vec<(String, bool)> = sqlx::query_as(&upsert)
-                .bind(&self.spec.run_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            let updated: Vec<&str> = rows.iter().filter(|r| r.1).map(|r| r.0.as_str()).collect();
-            if !updated.is_empty() {
-                sqlx::query(&delete_children())
-                    .bind(&updated)
-                    .bind(&self.spec.key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let written: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-            keep = Some(
-                batch
-                    .conversations
-                    .iter()
-                    .map(|c| written.contains(c.id.as_str()))
-                    .collect(),
-            );
+        let Err(e) = out else { return Ok(()) };
+        let discarded = self.in_flight.len();
+        for rest in std::mem::take(&mut self.in_flight) {
+            let _ = rest.done.await;
         }
-        if !ids.is_empty() {
-            let open: Vec<&str> = batch
-                .conversations
-                .iter()
-                .filter(|c| c.end.is_none())
-                .map(|c| c.id.as_str())
-                .collect();
-            if !open.is_empty() {
-                sqlx::query(
-                    "INSERT INTO keel_in_progress (export_key, conversation_id) \
-                     SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
-                )
-                .bind(&self.spec.key)
-                .bind(&open)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for t in CHILD_TABLES {
-                if self.buf.children(t.name, batch, keep.as_deref()) {
-                    copy_in(
-                        &mut tx,
-                        &copy_statement(t.name, &t.column_names()),
-                        &self.buf,
-                    )
-                    .await?;
-                }
-            }
+        self.last_stored = None;
+        let mut e = match e {
+            PageError::Database(e) => self.db_err("commit a page", &e),
+            PageError::Predecessor | PageError::WriterGone => DbError::Database {
+                destination: self.destination.clone(),
+                action: "commit a page",
+                message: String::from("the page writer's connection is gone"),
+            },
+        };
+        if let (DbError::Database { message, .. }, 1..) = (&mut e, discarded) {
+            message.push_str(&format!(
+                " ({discarded} page(s) accepted after it were not stored either)"
+            ));
         }
-        sqlx::query(sql::STORE_RESUME)
-            .bind(&self.spec.key)
-            .bind(&query)
-            .bind(resume)
-            .bind(pages)
-            .bind(n)
-            .bind(&self.spec.run_id)
-            .bind(OffsetDateTime::now_utc())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+        Err(e)
     }
-}
 
-async fn copy_in(conn: &mut PgConnection, statement: &str, data: &CopyText) -> sqlx::Result<()> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    if let Err(e) = copy.send(data.bytes()).await {
-        let _ = copy.abort("keel: send failed").await;
-        return Err(e);
+    /// Waits until every page in flight is durable.
+    async fn settle_all(&mut self) -> Result<(), DbError> {
+        while !self.in_flight.is_empty() {
+            self.settle_oldest().await?;
+        }
+        Ok(())
     }
-    copy.finish().await.map(drop)
 }
 
 fn copy_statement(table: &str, columns: &[&str]) -> String {
-    format!("COPY {table} ({}) FROM STDIN", columns.join(", "))
+    format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+        columns.join(", ")
+    )
 }
 
 /// The staged columns: the conversation's own, without `written_at` and `run_id`.
@@ -513,10 +472,11 @@ impl PageSink for PostgresSink {
     type Error = DbError;
 
     async fn open(&mut self) -> Result<SinkState, DbError> {
+        self.settle_all().await?;
         self.enter()?;
         let row = sqlx::query(sql::LOAD_STATE)
             .bind(&self.spec.key)
-            .fetch_optional(&mut self.conn)
+            .fetch_optional(&mut self.lock)
             .await
             .map_err(|e| self.db_err("read the resume point", &e))?;
         self.busy = false;
@@ -559,20 +519,47 @@ impl PageSink for PostgresSink {
         })?;
         let resume = serde_json::to_string(page.resume)
             .map_err(|e| self.state_error(format!("resume point: {e}")))?;
-        self.enter()?;
-        let pages = i64::try_from(page.pages).unwrap_or(i64::MAX);
-        let n = i64::try_from(page.records.len()).unwrap_or(i64::MAX);
-        let out = self.write_page(&batch, &resume, pages, n).await;
-        self.busy = false;
-        out.map_err(|e| self.db_err("commit a page", &e))
+        let ids: Vec<String> = batch.conversations.iter().map(|c| c.id.clone()).collect();
+        // NOTE: pages in flight together share no conversation (so they never wait on each
+        // other's rows), and at most one page per writer is in flight.
+        while self.in_flight.len() >= self.writers.len()
+            || self.in_flight.iter().any(|f| shares_any(&f.ids, &ids))
+        {
+            self.settle_oldest().await?;
+        }
+        let query = self
+            .resume_query
+            .as_ref()
+            .unwrap_or(&self.spec.query)
+            .to_string();
+        let page = Arc::new(Page {
+            batch,
+            key: Arc::clone(&self.key),
+            run_id: Arc::clone(&self.run_id),
+            query,
+            resume,
+            pages: i64::try_from(page.pages).unwrap_or(i64::MAX),
+            conversations: i64::try_from(page.records.len()).unwrap_or(i64::MAX),
+        });
+        let writer = &self.writers[self.next_writer % self.writers.len()];
+        self.next_writer = self.next_writer.wrapping_add(1);
+        let (stored, done) = writer.submit(page, self.last_stored.take());
+        self.last_stored = Some(stored);
+        self.in_flight.push_back(InFlight { ids, done });
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), DbError> {
+        self.settle_all().await
     }
 
     async fn committed_ids(&mut self, part: Interval) -> Result<HashSet<String>, DbError> {
+        self.settle_all().await?;
         self.enter()?;
         let ids: Vec<String> = sqlx::query_scalar(sql::IDS_IN_PART)
             .bind(part.start())
             .bind(part.end())
-            .fetch_all(&mut self.conn)
+            .fetch_all(&mut self.lock)
             .await
             .map_err(|e| self.db_err("read committed ids", &e))?;
         self.busy = false;
@@ -580,6 +567,7 @@ impl PageSink for PostgresSink {
     }
 
     async fn close(&mut self) -> Result<(), DbError> {
+        self.settle_all().await?;
         self.enter()?;
         let query = self
             .resume_query
@@ -592,7 +580,7 @@ impl PageSink for PostgresSink {
             .bind(self.pending_watermark)
             .bind(&self.spec.run_id)
             .bind(OffsetDateTime::now_utc())
-            .execute(&mut self.conn)
+            .execute(&mut self.lock)
             .await
             .map_err(|e| self.db_err("complete the export", &e))?;
         self.busy = false;
@@ -605,6 +593,13 @@ impl PageSink for PostgresSink {
         // notices only some time after the sink is dropped: the next run can start at once.
         self.release().await
     }
+}
+
+/// Whether two short id lists (a page each) have an id in common.
+fn shares_any(a: &[String], b: &[String]) -> bool {
+    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let set: HashSet<&str> = small.iter().map(String::as_str).collect();
+    large.iter().any(|id| set.contains(id.as_str()))
 }
 
 #[cfg(test)]

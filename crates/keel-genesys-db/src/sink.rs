@@ -113,6 +113,10 @@ impl PageSink for DbSink {
         each!(self, s => s.commit(page).await)
     }
 
+    async fn flush(&mut self) -> Result<(), DbError> {
+        each!(self, s => s.flush().await)
+    }
+
     async fn committed_ids(&mut self, part: Interval) -> Result<HashSet<String>, DbError> {
         each!(self, s => s.committed_ids(part).await)
     }

@@ -137,3 +137,114 @@ async fn a_run_killed_mid_page_resumes_exactly() {
     let text = b.db.url();
     common::a_run_killed_mid_page_resumes_exactly(b, &text, "child_commits_until_killed").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Pipelined commits: pages in flight on two connections still become durable in order.
+// ---------------------------------------------------------------------------------------------
+
+/// Commits pages 2 (with a conversation whose metric is `bad_metric`) and 3 without waiting,
+/// then flushes: the failure of page 2 must take page 3 with it.
+async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metric: &str) {
+    use common::CommitNow as _;
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    sink.commit_now(Commit {
+        records: &common::records(0..5),
+        resume: &common::checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    b.exec(trigger).await;
+    let mut bad = common::conversation(9, true);
+    bad["participants"][0]["sessions"][0]["metrics"][0]["name"] = bad_metric.into();
+    let mut page2 = common::records(5..9);
+    page2.push(common::record(&bad));
+    for (page, k) in [(page2, 2), (common::records(10..15), 3)] {
+        sink.commit(Commit {
+            records: &page,
+            resume: &common::checkpoint(k),
+            pages: 1,
+        })
+        .await
+        .expect("accepted: the failure is reported later");
+    }
+    let err = sink.flush().await.unwrap_err().to_string();
+    assert!(err.contains("injected failure"), "{err}");
+    assert!(err.contains("1 page(s) accepted after it"), "{err}");
+    // Page 3's own transaction was fine: only the order of commits keeps it out.
+    common::assert_rows_of(&b, 0..5).await;
+    let state = b
+        .rows("SELECT resume, pages, conversations FROM keel_exports")
+        .await;
+    assert_eq!(
+        state[0][0].text(),
+        serde_json::to_string(&common::checkpoint(1)).unwrap()
+    );
+    assert_eq!((state[0][1].int(), state[0][2].int()), (1, 5));
+
+    // The sink goes on from the last durable page.
+    sink.commit_now(Commit {
+        records: &common::records(5..10),
+        resume: &common::checkpoint(2),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    common::assert_rows_of(&b, 0..10).await;
+}
+
+#[tokio::test]
+async fn a_page_failing_mid_transaction_takes_the_next_page_with_it() {
+    // The predecessor fails before it stores its resume point: its successor never finds it.
+    a_failed_page_takes_the_pages_accepted_after_it(
+        "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.name = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER boom BEFORE INSERT ON session_metrics FOR EACH ROW EXECUTE FUNCTION boom();",
+        "boom",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_page_failing_at_its_commit_takes_the_next_page_with_it() {
+    // The predecessor stores its resume point, then fails at COMMIT (a deferred constraint
+    // trigger): its successor has already been told to follow it and must see it roll back.
+    a_failed_page_takes_the_pages_accepted_after_it(
+        "CREATE FUNCTION boom_late() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.name = 'boom-late' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NULL; END $$; \
+         CREATE CONSTRAINT TRIGGER boom_late AFTER INSERT ON session_metrics \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION boom_late();",
+        "boom-late",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pages_sharing_a_conversation_are_written_one_after_the_other() {
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    let mut again = common::conversation(4, true);
+    again["originatingDirection"] = "sideways".into();
+    let mut page2 = vec![common::record(&again)];
+    page2.extend(common::records(5..10));
+    for (page, k) in [(common::records(0..5), 1), (page2, 2)] {
+        sink.commit(Commit {
+            records: &page,
+            resume: &common::checkpoint(k),
+            pages: 1,
+        })
+        .await
+        .unwrap();
+    }
+    sink.flush().await.unwrap();
+    common::assert_rows_of(&b, 0..10).await;
+    let dir = b
+        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = 'conv-0004'")
+        .await;
+    assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
+}

@@ -111,7 +111,8 @@ pub struct Commit<'a> {
 /// A destination for an export's pages that commits each page with its resume point.
 ///
 /// The engine calls [`open`](Self::open) once, then [`commit`](Self::commit) for every page in
-/// order, [`committed_ids`](Self::committed_ids) when it must restart a part, and
+/// order, [`committed_ids`](Self::committed_ids) when it must restart a part,
+/// [`flush`](Self::flush) before it stops on an error that is not the sink's, and
 /// [`close`](Self::close) when the export is complete. After an error from any method the
 /// engine stops; what was committed before stays committed, and a later run that opens the
 /// same destination resumes after it.
@@ -127,8 +128,23 @@ pub trait PageSink: Send {
     fn open(&mut self) -> impl Future<Output = Result<SinkState, Self::Error>> + Send;
 
     /// Stores `page.records` and `page.resume` atomically: after a crash either both are
-    /// there or neither is. When this returns `Ok`, both are durable.
+    /// there or neither is.
+    ///
+    /// A sink may return before the page is durable, to work on it while the engine fetches
+    /// the next one (a database sink writing pages on two connections). Such a sink keeps
+    /// pages durable in order (a page is never stored without every page before it), returns
+    /// a failure of an accepted page from a later call, and returns from
+    /// [`flush`](Self::flush) and [`close`](Self::close) only once every accepted page is
+    /// durable. A sink that does not pipeline has every page durable when this returns `Ok`.
     fn commit(&mut self, page: Commit<'_>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Waits until every page accepted by [`commit`](Self::commit) is durable, and reports
+    /// the failure of any of them. The engine calls it before it returns an error that is not
+    /// the sink's, so that its progress counts only stored pages. The default does nothing
+    /// (for sinks whose commits are durable when they return).
+    fn flush(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        std::future::ready(Ok(()))
+    }
 
     /// Ids of the committed records whose start lies in `part` (the engine asks when it
     /// restarts a part that an earlier run began, so none of them is written twice).

@@ -1,60 +1,64 @@
-//! Rows in COPY's text format: tab-separated, `\N` for NULL, backslash escapes.
+//! Rows in COPY's binary format: typed fields, no text to escape on this side or to parse on
+//! the server's.
+//!
+//! A COPY stream is a header, one tuple per row (a 16-bit field count, then each field as a
+//! 32-bit length, -1 for NULL, and the value in the type's binary send format), and a trailer.
+//! The formats used here: `text` is its UTF-8 bytes, `integer` and `bigint` big-endian, a
+//! `timestamptz` the microseconds since 2000-01-01 UTC as a big-endian `bigint`, and `jsonb`
+//! a version byte (1) followed by the JSON text (the server parses it as `jsonb` input).
 
 use time::OffsetDateTime;
 
-use crate::flatten::{iso_ms, Batch, ConvRow};
+use crate::flatten::{Batch, ConvRow};
 
-/// A reusable buffer of COPY text rows (it keeps its capacity from page to page).
+/// `PGCOPY\n\xff\r\n\0`, then 32-bit flags (0) and header-extension length (0).
+const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// PostgreSQL's epoch: 2000-01-01T00:00:00Z, in Unix seconds.
+const PG_EPOCH_UNIX: i64 = 946_684_800;
+
+/// A reusable buffer of one binary COPY stream (it keeps its capacity from page to page).
 #[derive(Debug, Default)]
-pub(super) struct CopyText {
+pub(super) struct CopyBinary {
     buf: Vec<u8>,
-    first: bool,
+    rows: usize,
 }
 
-impl CopyText {
+impl CopyBinary {
+    /// The whole stream, trailer included; call after a writer.
     pub(super) fn bytes(&self) -> &[u8] {
         &self.buf
     }
 
-    fn clear(&mut self) {
+    fn start(&mut self) {
         self.buf.clear();
-        self.first = true;
+        self.buf.extend_from_slice(HEADER);
+        self.rows = 0;
     }
 
-    fn sep(&mut self) {
-        if !self.first {
-            self.buf.push(b'\t');
-        }
-        self.first = false;
+    fn finish(&mut self) -> bool {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.rows > 0
     }
 
-    fn end_row(&mut self) {
-        self.buf.push(b'\n');
-        self.first = true;
+    fn row(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+        self.rows += 1;
+    }
+
+    fn field(&mut self, value: &[u8]) {
+        // NOTE: a field is at most a record (megabytes); the server refuses anything over
+        // 1 GB anyway, so a length past i32 cannot reach a valid stream.
+        let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(value);
     }
 
     fn text(&mut self, s: &str) {
-        self.sep();
-        let bytes = s.as_bytes();
-        let mut from = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            let esc: &[u8] = match b {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                _ => continue,
-            };
-            self.buf.extend_from_slice(&bytes[from..i]);
-            self.buf.extend_from_slice(esc);
-            from = i + 1;
-        }
-        self.buf.extend_from_slice(&bytes[from..]);
+        self.field(s.as_bytes());
     }
 
     fn null(&mut self) {
-        self.sep();
-        self.buf.extend_from_slice(b"\\N");
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
 
     fn opt(&mut self, s: Option<&str>) {
@@ -64,140 +68,218 @@ impl CopyText {
         }
     }
 
-    fn int(&mut self, v: i64) {
-        self.sep();
-        self.buf.extend_from_slice(v.to_string().as_bytes());
+    fn int4(&mut self, v: i32) {
+        self.field(&v.to_be_bytes());
     }
 
-    fn opt_int(&mut self, v: Option<i64>) {
+    fn opt_int8(&mut self, v: Option<i64>) {
         match v {
-            Some(v) => self.int(v),
+            Some(v) => self.field(&v.to_be_bytes()),
             None => self.null(),
         }
     }
 
     fn time(&mut self, t: Option<OffsetDateTime>) {
         match t {
-            Some(t) => self.text(&iso_ms(t)),
+            Some(t) => self.field(&pg_micros(t).to_be_bytes()),
             None => self.null(),
         }
     }
 
-    /// The rows of `rows`: the columns of `stage_columns` in order, followed, when `written`
-    /// is given, by `written_at` and `run_id` (all the columns of `conversations`).
-    pub(super) fn conversations(&mut self, rows: &[ConvRow], written: Option<(&str, &str)>) {
-        self.clear();
+    fn jsonb(&mut self, json: &str) {
+        let len = i32::try_from(json.len() + 1).unwrap_or(i32::MAX);
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.push(1);
+        self.buf.extend_from_slice(json.as_bytes());
+    }
+
+    /// The rows of `rows`: the staged columns in order, followed, when `written` is given, by
+    /// `written_at` and `run_id` (all the columns of `conversations`).
+    pub(super) fn conversations(
+        &mut self,
+        rows: &[ConvRow],
+        written: Option<(OffsetDateTime, &str)>,
+    ) {
+        self.start();
         for c in rows {
+            self.row(if written.is_some() { 12 } else { 10 });
             self.text(&c.id);
             self.time(Some(c.start));
             self.time(c.end);
             self.text(&c.start_day);
-            self.int(i64::from(c.start_hour));
-            self.opt_int(c.duration_ms);
+            self.int4(c.start_hour);
+            self.opt_int8(c.duration_ms);
             self.opt(c.direction.as_deref());
             self.text(&c.media_types);
             self.text(&c.division_ids);
-            self.text(&c.raw);
+            self.jsonb(&c.raw);
             if let Some((at, run_id)) = written {
-                self.text(at);
+                self.time(Some(at));
                 self.text(run_id);
             }
-            self.end_row();
         }
+        self.finish();
     }
 
     /// The rows of child table `table` (all its columns, in order) of the conversations
     /// `keep` marks (all when `None`); `false` when there are none.
     pub(super) fn children(&mut self, table: &str, b: &Batch, keep: Option<&[bool]>) -> bool {
-        self.clear();
+        self.start();
         let kept = |conv: usize| keep.is_none_or(|k| k[conv]);
         let id = |conv: usize| b.conversations[conv].id.as_str();
         match table {
             "participants" => {
                 for p in b.participants.iter().filter(|r| kept(r.conv)) {
+                    self.row(6);
                     self.text(id(p.conv));
-                    self.int(i64::from(p.index));
+                    self.int4(p.index);
                     self.opt(p.participant_id.as_deref());
                     self.opt(p.purpose.as_deref());
                     self.opt(p.name.as_deref());
                     self.opt(p.user_id.as_deref());
-                    self.end_row();
                 }
             }
             "sessions" => {
                 for s in b.sessions.iter().filter(|r| kept(r.conv)) {
+                    self.row(7);
                     self.text(id(s.conv));
-                    self.int(i64::from(s.participant));
-                    self.int(i64::from(s.index));
+                    self.int4(s.participant);
+                    self.int4(s.index);
                     self.opt(s.session_id.as_deref());
                     self.opt(s.media_type.as_deref());
                     self.opt(s.direction.as_deref());
                     self.opt(s.queue_id.as_deref());
-                    self.end_row();
                 }
             }
             "segments" => {
                 for g in b.segments.iter().filter(|r| kept(r.conv)) {
+                    self.row(9);
                     self.text(id(g.conv));
-                    self.int(i64::from(g.participant));
-                    self.int(i64::from(g.session));
-                    self.int(i64::from(g.index));
+                    self.int4(g.participant);
+                    self.int4(g.session);
+                    self.int4(g.index);
                     self.opt(g.segment_type.as_deref());
                     self.time(g.start);
                     self.time(g.end);
                     self.opt(g.queue_id.as_deref());
                     self.opt(g.disconnect_type.as_deref());
-                    self.end_row();
                 }
             }
             "session_metrics" => {
                 for m in b.metrics.iter().filter(|r| kept(r.conv)) {
+                    self.row(7);
                     self.text(id(m.conv));
-                    self.int(i64::from(m.participant));
-                    self.int(i64::from(m.session));
-                    self.int(i64::from(m.index));
+                    self.int4(m.participant);
+                    self.int4(m.session);
+                    self.int4(m.index);
                     self.text(&m.name);
-                    self.opt_int(m.value);
+                    self.opt_int8(m.value);
                     self.time(m.emit_date);
-                    self.end_row();
                 }
             }
             _ => {}
         }
-        !self.buf.is_empty()
+        self.finish()
     }
+}
+
+/// Microseconds since PostgreSQL's epoch (the binary `timestamptz`).
+fn pg_micros(t: OffsetDateTime) -> i64 {
+    let secs = t.unix_timestamp() - PG_EPOCH_UNIX;
+    secs * 1_000_000 + i64::from(t.microsecond())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::macros::datetime;
 
-    #[test]
-    fn specials_are_escaped_and_null_is_marked() {
-        let mut c = CopyText::default();
-        c.clear();
-        c.text("a\tb\\c\nd\re");
-        c.null();
-        c.int(-7);
-        c.end_row();
-        assert_eq!(c.bytes(), b"a\\tb\\\\c\\nd\\re\t\\N\t-7\n");
+    /// Splits a stream back into rows of fields (`None` for NULL).
+    fn parse(bytes: &[u8]) -> Vec<Vec<Option<Vec<u8>>>> {
+        assert_eq!(&bytes[..HEADER.len()], HEADER);
+        let mut at = HEADER.len();
+        let mut rows = Vec::new();
+        loop {
+            let n = i16::from_be_bytes([bytes[at], bytes[at + 1]]);
+            at += 2;
+            if n == -1 {
+                assert_eq!(at, bytes.len(), "trailer ends the stream");
+                return rows;
+            }
+            let mut row = Vec::new();
+            for _ in 0..n {
+                let len = i32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+                at += 4;
+                if len < 0 {
+                    row.push(None);
+                } else {
+                    let len = len as usize;
+                    row.push(Some(bytes[at..at + len].to_vec()));
+                    at += len;
+                }
+            }
+            rows.push(row);
+        }
     }
 
     #[test]
-    fn every_child_table_has_a_writer() {
+    fn times_count_microseconds_from_2000() {
+        assert_eq!(pg_micros(datetime!(2000-01-01 00:00 UTC)), 0);
+        assert_eq!(pg_micros(datetime!(1999-12-31 23:59:59.5 UTC)), -500_000);
+        assert_eq!(
+            pg_micros(datetime!(2024-03-01 10:15:00.25 +01:00)),
+            (1_709_284_500 - PG_EPOCH_UNIX) * 1_000_000 + 250_000
+        );
+    }
+
+    #[test]
+    fn fields_are_typed_and_null_is_minus_one() {
+        let mut c = CopyBinary::default();
+        c.start();
+        c.row(4);
+        c.text("a\tb\\c\nd");
+        c.null();
+        c.int4(-7);
+        c.jsonb("{}");
+        assert!(c.finish());
+        let rows = parse(c.bytes());
+        assert_eq!(
+            rows,
+            [vec![
+                Some(b"a\tb\\c\nd".to_vec()),
+                None,
+                Some((-7i32).to_be_bytes().to_vec()),
+                Some(b"\x01{}".to_vec()),
+            ]]
+        );
+    }
+
+    #[test]
+    fn every_child_table_has_a_writer_with_its_column_count() {
         use crate::flatten::tests::record;
         let b = Batch::from_records(&[record(
             r#"{"conversationId":"c","conversationStart":"2024-01-01T00:00:00Z","participants":[
               {"sessions":[{"segments":[{}],"metrics":[{"name":"n"}]}]}]}"#,
         )])
         .unwrap();
-        let mut c = CopyText::default();
+        let mut c = CopyBinary::default();
         for t in crate::schema::CHILD_TABLES {
             assert!(c.children(t.name, &b, None), "{}", t.name);
-            let cols = t.columns.len();
-            let fields = c.bytes().split(|b| *b == b'\t').count();
-            assert_eq!(fields, cols, "{}", t.name);
+            let rows = parse(c.bytes());
+            assert_eq!(rows.len(), 1, "{}", t.name);
+            assert_eq!(rows[0].len(), t.columns.len(), "{}", t.name);
             assert!(!c.children(t.name, &b, Some(&[false])), "{}", t.name);
+            assert!(parse(c.bytes()).is_empty());
         }
+        c.conversations(&b.conversations, None);
+        assert_eq!(parse(c.bytes())[0].len(), 10);
+        c.conversations(
+            &b.conversations,
+            Some((datetime!(2024-01-01 00:00 UTC), "run")),
+        );
+        assert_eq!(
+            parse(c.bytes())[0].len(),
+            crate::schema::CONVERSATIONS.columns.len()
+        );
     }
 }

@@ -67,6 +67,20 @@ pub(crate) fn spec() -> ExportSpec {
     )
 }
 
+/// `commit`, then `flush`: the page is durable (or its failure reported) on return, whether or
+/// not the sink pipelines its commits.
+#[allow(async_fn_in_trait)]
+pub(crate) trait CommitNow {
+    async fn commit_now(&mut self, page: Commit<'_>) -> Result<(), DbError>;
+}
+
+impl CommitNow for DbSink {
+    async fn commit_now(&mut self, page: Commit<'_>) -> Result<(), DbError> {
+        self.commit(page).await?;
+        self.flush().await
+    }
+}
+
 pub(crate) async fn connect<B: Backend>(b: &B) -> DbSink {
     DbSink::connect(&b.destination(), spec())
         .await
@@ -281,14 +295,14 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     let mut sink = connect(&b).await;
     assert_eq!(sink.open().await.unwrap(), SinkState::default());
     let (p1, p2, p3) = (records(0..10), records(10..20), records(20..25));
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &p1,
         resume: &checkpoint(1),
         pages: 1,
     })
     .await
     .unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &p2,
         resume: &checkpoint(2),
         pages: 1,
@@ -304,7 +318,7 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     assert_eq!(sink.resume_query(), Some(spec().query()));
     assert_rows_of(&b, 0..20).await;
 
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &p3,
         resume: &checkpoint(3),
         pages: 1,
@@ -313,14 +327,14 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     .unwrap();
     // An API page left without records counts as a page; a commit that only moves the
     // resume point does not.
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &[],
         resume: &checkpoint(4),
         pages: 1,
     })
     .await
     .unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &[],
         resume: &checkpoint(5),
         pages: 0,
@@ -349,7 +363,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
 ) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(0..5),
         resume: &checkpoint(1),
         pages: 1,
@@ -363,7 +377,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     let mut page = records(5..9);
     page.push(record(&bad));
     let err = sink
-        .commit(Commit {
+        .commit_now(Commit {
             records: &page,
             resume: &checkpoint(2),
             pages: 1,
@@ -382,7 +396,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     assert_eq!(state.resume, Some(checkpoint(1)));
     assert_eq!((state.pages, state.conversations), (1, 5));
     // The same sink goes on after a failed page once the cause is gone.
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(5..9),
         resume: &checkpoint(2),
         pages: 1,
@@ -399,14 +413,14 @@ pub(crate) async fn a_failed_page_does_not_poison_the_sink<B: Backend>(b: B) {
     let mut bad = conversation(1, true);
     bad["participants"][1]["sessions"][0]["metrics"][0]["name"] = "boom".into();
     let page = vec![record(&conversation(0, true)), record(&bad)];
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &page,
         resume: &checkpoint(1),
         pages: 1,
     })
     .await
     .unwrap_err();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(2..4),
         resume: &checkpoint(1),
         pages: 1,
@@ -441,7 +455,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
 ) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
         pages: 1,
@@ -451,7 +465,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     let before = b
         .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(0..8),
         resume: &checkpoint(1),
         pages: 1,
@@ -464,7 +478,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
         .await;
     assert_eq!(before, after);
     // A page of stored and new conversations together.
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(6..12),
         resume: &checkpoint(1),
         pages: 1,
@@ -472,7 +486,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     .await
     .unwrap();
     assert_rows_of(&b, 0..12).await;
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(8..12),
         resume: &checkpoint(1),
         pages: 1,
@@ -490,7 +504,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     c0["participants"].as_array_mut().unwrap().truncate(2);
     let mut c1 = conversation(1, true);
     c1["originatingDirection"] = "inbound".into();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &[record(&c0), record(&c1)],
         resume: &checkpoint(2),
         pages: 1,
@@ -523,7 +537,7 @@ pub(crate) async fn duplicate_ids_in_one_page_keep_the_last_record<B: Backend>(b
         record(&conversation(3, true)),
         record(&changed),
     ];
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &page,
         resume: &checkpoint(1),
         pages: 1,
@@ -545,7 +559,7 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
     let c = conversation(5, true);
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &[record(&c)],
         resume: &checkpoint(1),
         pages: 1,
@@ -561,7 +575,7 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
 pub(crate) async fn committed_ids_are_those_of_the_part<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(0..10),
         resume: &checkpoint(1),
         pages: 1,
@@ -597,7 +611,7 @@ pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_qu
     let mut sink = connect(&b).await;
     sink.hold_lock_on_close(true);
     sink.open().await.unwrap();
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(0..3),
         resume: &checkpoint(1),
         pages: 1,
@@ -614,7 +628,7 @@ pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_qu
         serde_json::json!({"interval": "2024-03-04T00:00:00.000Z/2024-03-05T00:00:00.000Z"});
     sink.next_export(second.clone());
     assert_eq!(sink.open().await.unwrap(), SinkState::default());
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &records(3..5),
         resume: &checkpoint(1),
         pages: 1,
@@ -641,7 +655,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
         record(&conversation(1, false)),
         record(&conversation(2, false)),
     ];
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &page,
         resume: &checkpoint(1),
         pages: 1,
@@ -666,7 +680,7 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
         record(&conversation(1, true)),
         record(&conversation(2, false)),
     ];
-    sink.commit(Commit {
+    sink.commit_now(Commit {
         records: &page,
         resume: &checkpoint(2),
         pages: 1,
@@ -733,7 +747,7 @@ pub(crate) async fn the_analyst_queries_answer_on_this_database<B: Backend>(b: B
     sink.open().await.unwrap();
     let all = records(0..N);
     for (k, page) in all.chunks(25).enumerate() {
-        sink.commit(Commit {
+        sink.commit_now(Commit {
             records: page,
             resume: &checkpoint(k as u32 + 1),
             pages: 1,
@@ -918,7 +932,9 @@ pub(crate) async fn a_run_killed_mid_page_resumes_exactly<B: Backend>(
         let mut sink = connect_after_kill(&b).await;
         let state = sink.open().await.unwrap();
         let k = u32::try_from(state.pages).unwrap();
-        assert!(k >= round * 5, "round {round}: {k} pages");
+        // NOTE: a sink that pipelines (PostgreSQL) has up to two accepted pages in flight
+        // when `commit` returns; the pages before them are durable.
+        assert!(k + 2 >= round * 5, "round {round}: {k} pages");
         assert_eq!(state.resume, Some(checkpoint(k)), "round {round}");
         assert_eq!(state.conversations, u64::from(k) * 10);
         assert_rows_of(&b, 0..k * 10).await;

@@ -42,8 +42,31 @@ pub enum ExportError<E> {
 ///
 /// # Errors
 /// [`ExportError::Client`] for a client error (the resume point of a restart is committed
-/// first, so resuming continues exactly), [`ExportError::Sink`] for a sink error.
+/// first, so resuming continues exactly; pages the sink accepted are flushed before it is
+/// returned), [`ExportError::Sink`] for a sink error.
 pub async fn run<S, O>(
+    client: &Client,
+    job: &ExportJob,
+    sink: &mut S,
+    observer: &mut O,
+) -> Result<Progress, ExportError<S::Error>>
+where
+    S: PageSink,
+    O: Observer + ?Sized,
+{
+    match pages(client, job, sink, observer).await {
+        // NOTE: a sink that pipelines its commits may hold accepted pages that are not
+        // durable yet; they are stored (or their failure reported) before the client's
+        // error ends the export, so that what the observer was told is what is stored.
+        Err(ExportError::Client(e)) => {
+            sink.flush().await.map_err(ExportError::Sink)?;
+            Err(ExportError::Client(e))
+        }
+        out => out,
+    }
+}
+
+async fn pages<S, O>(
     client: &Client,
     job: &ExportJob,
     sink: &mut S,

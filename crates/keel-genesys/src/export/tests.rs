@@ -337,3 +337,89 @@ fn the_engine_future_is_send_so_it_can_be_spawned() {
     let observer: &mut dyn Observer = &mut observer;
     assert_send(&run(&client, &job, &mut sink, observer));
 }
+
+/// A sink that pipelines like a database sink writing on two connections: a page becomes
+/// durable (reaches [`Memory`]) only at the next commit, flush or close.
+#[derive(Debug)]
+struct Pipelined {
+    durable: Memory,
+    pending: Option<(Vec<crate::sink::Record>, crate::Checkpoint, u64)>,
+}
+
+impl Pipelined {
+    async fn settle(&mut self) {
+        if let Some((records, resume, pages)) = self.pending.take() {
+            let commit = Commit {
+                records: &records,
+                resume: &resume,
+                pages,
+            };
+            self.durable.commit(commit).await.unwrap();
+        }
+    }
+}
+
+impl PageSink for Pipelined {
+    type Error = std::convert::Infallible;
+
+    async fn open(&mut self) -> Result<SinkState, Self::Error> {
+        self.durable.open().await
+    }
+
+    async fn commit(&mut self, page: Commit<'_>) -> Result<(), Self::Error> {
+        self.settle().await;
+        let records = page
+            .records
+            .iter()
+            .map(|r| crate::sink::Record {
+                id: r.id.clone(),
+                start: r.start,
+                raw: r.raw.clone(),
+            })
+            .collect();
+        self.pending = Some((records, page.resume.clone(), page.pages));
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.settle().await;
+        Ok(())
+    }
+
+    async fn committed_ids(&mut self, part: Interval) -> Result<HashSet<String>, Self::Error> {
+        self.settle().await;
+        self.durable.committed_ids(part).await
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.settle().await;
+        self.durable.close().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_error_flushes_the_pages_a_pipelining_sink_accepted() {
+    // Pages of 10; page 4 is malformed on every attempt, so the export stops after 3 pages.
+    let sim = Simulator::builder()
+        .conversations(120)
+        .data_span(Duration::from_secs(86_400))
+        .faults((4..=6).map(|n| (n, Fault::MalformedJson)))
+        .start()
+        .await
+        .unwrap();
+    let stored = Arc::new(Mutex::new(Stored::default()));
+    let mut sink = Pipelined {
+        durable: Memory::new(&stored),
+        pending: None,
+    };
+    let mut seen = Seen::default();
+    let first = run(&client(&sim, 10), &job(Mode::Query), &mut sink, &mut seen).await;
+    assert!(
+        matches!(first, Err(ExportError::Client(Error::Decode { .. }))),
+        "{first:?}"
+    );
+    assert!(sink.pending.is_none(), "the accepted page was flushed");
+    let s = stored.lock().unwrap();
+    assert_eq!((s.state.pages, s.records.len()), (3, 30));
+    assert_eq!(seen.last.conversations, 30);
+}
