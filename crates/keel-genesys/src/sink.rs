@@ -131,7 +131,7 @@ pub trait PageSink: Send {
     /// there or neither is.
     ///
     /// A sink may return before the page is durable, to work on it while the engine fetches
-    /// the next one (a database sink writing pages on two connections). Such a sink keeps
+    /// the next one (a database sink writing pages on several connections). Such a sink keeps
     /// pages durable in order (a page is never stored without every page before it), returns
     /// a failure of an accepted page from a later call, and returns from
     /// [`flush`](Self::flush) and [`close`](Self::close) only once every accepted page is

@@ -1,5 +1,5 @@
 //! The page writers: tasks that each own a connection and write one page per transaction,
-//! so that the server works on one page while the sink prepares the next.
+//! so that the server works on pages while the sink prepares the next ones.
 //!
 //! Pages may be written concurrently on different connections but must become durable in
 //! order: a page stored without the one before it would be a gap behind a resume point. Each

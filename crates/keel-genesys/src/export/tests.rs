@@ -338,7 +338,7 @@ fn the_engine_future_is_send_so_it_can_be_spawned() {
     assert_send(&run(&client, &job, &mut sink, observer));
 }
 
-/// A sink that pipelines like a database sink writing on two connections: a page becomes
+/// A sink that pipelines like a database sink writing on several connections: a page becomes
 /// durable (reaches [`Memory`]) only at the next commit, flush or close.
 #[derive(Debug)]
 struct Pipelined {
