@@ -95,7 +95,7 @@ impl Db {
 
     /// Every stored conversation: id → the record as stored.
     async fn records(&self) -> BTreeMap<String, String> {
-        self.texts("SELECT conversation_id, CAST(record AS TEXT) FROM conversations")
+        self.texts("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations")
             .await
             .into_iter()
             .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))

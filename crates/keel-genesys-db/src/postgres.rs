@@ -364,14 +364,14 @@ fn delete_children() -> String {
         .map(|t| {
             format!(
                 "d_{0} AS (DELETE FROM {0} t USING unnest($1::text[]) AS d(id) \
-                 WHERE t.conversation_id = d.id)",
+                 WHERE t.conversation_id = d.id::uuid)",
                 t.name
             )
         })
         .collect();
     ctes.push(String::from(
         "d_in_progress AS (DELETE FROM keel_in_progress t USING unnest($1::text[]) AS d(id) \
-         WHERE t.export_key = $2 AND t.conversation_id = d.id)",
+         WHERE t.export_key = $2 AND t.conversation_id = d.id::uuid)",
     ));
     format!("WITH {} SELECT 1", ctes.join(", "))
 }
@@ -448,6 +448,19 @@ async fn prepare_schema(conn: &mut PgConnection, _destination: &str) -> Result<(
     if let Some(v) = version.filter(|v| *v > schema::SCHEMA_VERSION) {
         return Err(Prepare::Schema(VERSION_TABLE, schema::newer_version(v)));
     }
+    if let Some(v) = version.filter(|v| *v < schema::SCHEMA_VERSION) {
+        for (table, stmt) in schema::upgrade(v, Dialect::Postgres) {
+            sqlx::query(&stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Prepare::Schema(table, schema::upgrade_failed(v, &e.to_string())))?;
+        }
+        sqlx::query(&format!("UPDATE {VERSION_TABLE} SET version = $1"))
+            .bind(schema::SCHEMA_VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
     for t in TABLES {
         let found = columns(&mut tx, t.name).await.map_err(db)?;
         if found.is_empty() {
@@ -523,6 +536,18 @@ impl PageSink for PostgresSink {
         let resume = serde_json::to_string(page.resume)
             .map_err(|e| self.state_error(format!("resume point: {e}")))?;
         let ids: Vec<String> = batch.conversations.iter().map(|c| c.id.clone()).collect();
+        let keys = ids
+            .iter()
+            .map(|id| uuid_key(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|id| DbError::Record {
+                destination: self.destination.clone(),
+                id,
+                message: String::from(
+                    "the conversation id is not a UUID in lowercase hyphenated form \
+                     (PostgreSQL stores conversation ids as uuid)",
+                ),
+            })?;
         // NOTE: pages in flight together share no conversation (so they never wait on each
         // other's rows), and at most one page per writer is in flight.
         while self.in_flight.len() >= self.writers.len()
@@ -537,6 +562,7 @@ impl PageSink for PostgresSink {
             .to_string();
         let page = Arc::new(Page {
             batch,
+            keys,
             key: Arc::clone(&self.key),
             run_id: Arc::clone(&self.run_id),
             query,
@@ -598,6 +624,17 @@ impl PageSink for PostgresSink {
     }
 }
 
+/// The 16 bytes of a conversation id, which must be a UUID written as PostgreSQL writes one
+/// back (lowercase, hyphenated): ids read back from the database then equal the API's.
+fn uuid_key(id: &str) -> Result<[u8; 16], String> {
+    let parsed = uuid::Uuid::try_parse(id).map_err(|_| id.to_owned())?;
+    let mut canonical = uuid::Uuid::encode_buffer();
+    if parsed.hyphenated().encode_lower(&mut canonical) != id {
+        return Err(id.to_owned());
+    }
+    Ok(*parsed.as_bytes())
+}
+
 /// Whether two short id lists (a page each) have an id in common.
 fn shares_any(a: &[String], b: &[String]) -> bool {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
@@ -627,6 +664,23 @@ mod tests {
             assert!(sql.contains(&format!("DELETE FROM {} t ", t.name)), "{sql}");
         }
         assert!(sql.contains("keel_in_progress"));
+    }
+
+    #[test]
+    fn conversation_ids_are_canonical_uuids() {
+        let id = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3";
+        let key = uuid_key(id).unwrap();
+        assert_eq!(key[0], 0x0a);
+        assert_eq!(key[15], 0xd3);
+        for bad in [
+            "0A1B2C3D-4E5F-4A6B-8C7D-8E9FA0B1C2D3",
+            "0a1b2c3d4e5f4a6b8c7d8e9fa0b1c2d3",
+            "{0a1b2c3d-4e5f-4a6b-8c7d-8e9fa0b1c2d3}",
+            "conv-0001",
+            "",
+        ] {
+            assert_eq!(uuid_key(bad), Err(bad.to_owned()));
+        }
     }
 
     #[test]

@@ -2,10 +2,19 @@
 //!
 //! Every table is created on first use and checked on every open: a table that exists with
 //! other columns, or a schema version newer than [`SCHEMA_VERSION`], is an error naming the
-//! table, raised before the export fetches anything.
+//! table, raised before the export fetches anything. A database at an older version is
+//! upgraded in the same transaction ([`upgrade`]).
+//!
+//! Version 2 (from 1), for PostgreSQL's write speed: conversation ids are `uuid` (16 bytes
+//! compared as such, where text ids cost a collation-aware comparison at every B-tree level),
+//! the child tables are found by a hash index on `conversation_id` instead of a composite
+//! primary key (the API's ids are random, so every B-tree insert lands on a random page; a
+//! hash index inserts without descending a tree), and the low-selectivity indexes on
+//! `sessions.queue_id` and `session_metrics.name` are gone (the analyst queries aggregate over
+//! whole days and scan). SQLite keeps text ids and the composite keys; only its two indexes go.
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The table holding the schema version (one row).
 pub(crate) const VERSION_TABLE: &str = "keel_schema_version";
@@ -14,6 +23,8 @@ pub(crate) const VERSION_TABLE: &str = "keel_schema_version";
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ty {
     Text,
+    /// A conversation id: `uuid` in PostgreSQL, text in SQLite.
+    Id,
     /// An instant: `timestamptz` in PostgreSQL, ISO-8601 UTC text with milliseconds in SQLite
     /// (`2024-01-01T00:00:00.000Z`, which sorts in time order).
     Time,
@@ -35,6 +46,11 @@ pub(crate) struct Table {
     pub(crate) name: &'static str,
     pub(crate) columns: &'static [Column],
     pub(crate) primary_key: &'static [&'static str],
+    /// Whether the table holds rows of a conversation (its child rows): PostgreSQL finds them
+    /// by a hash index on `conversation_id` and gives the table no primary key (the sink
+    /// replaces a conversation's rows whole, under the conversation row's lock, so they stay
+    /// unique); SQLite keeps `primary_key`.
+    pub(crate) conversation_rows: bool,
     /// `(index name, columns)`.
     pub(crate) indexes: &'static [(&'static str, &'static [&'static str])],
 }
@@ -49,7 +65,7 @@ use Ty::*;
 pub(crate) const CONVERSATIONS: Table = Table {
     name: "conversations",
     columns: &[
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
         col("conversation_start", Time, true),
         col("conversation_end", Time, false),
         col("start_day", Text, true),
@@ -63,13 +79,14 @@ pub(crate) const CONVERSATIONS: Table = Table {
         col("run_id", Text, true),
     ],
     primary_key: &["conversation_id"],
+    conversation_rows: false,
     indexes: &[("conversations_start_idx", &["conversation_start"])],
 };
 
 pub(crate) const PARTICIPANTS: Table = Table {
     name: "participants",
     columns: &[
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
         col("participant_index", Int, true),
         col("participant_id", Text, false),
         col("purpose", Text, false),
@@ -77,13 +94,14 @@ pub(crate) const PARTICIPANTS: Table = Table {
         col("user_id", Text, false),
     ],
     primary_key: &["conversation_id", "participant_index"],
+    conversation_rows: true,
     indexes: &[],
 };
 
 pub(crate) const SESSIONS: Table = Table {
     name: "sessions",
     columns: &[
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
         col("participant_index", Int, true),
         col("session_index", Int, true),
         col("session_id", Text, false),
@@ -92,13 +110,14 @@ pub(crate) const SESSIONS: Table = Table {
         col("queue_id", Text, false),
     ],
     primary_key: &["conversation_id", "participant_index", "session_index"],
-    indexes: &[("sessions_queue_idx", &["queue_id"])],
+    conversation_rows: true,
+    indexes: &[],
 };
 
 pub(crate) const SEGMENTS: Table = Table {
     name: "segments",
     columns: &[
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
         col("participant_index", Int, true),
         col("session_index", Int, true),
         col("segment_index", Int, true),
@@ -114,13 +133,14 @@ pub(crate) const SEGMENTS: Table = Table {
         "session_index",
         "segment_index",
     ],
+    conversation_rows: true,
     indexes: &[],
 };
 
 pub(crate) const SESSION_METRICS: Table = Table {
     name: "session_metrics",
     columns: &[
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
         col("participant_index", Int, true),
         col("session_index", Int, true),
         col("metric_index", Int, true),
@@ -134,7 +154,8 @@ pub(crate) const SESSION_METRICS: Table = Table {
         "session_index",
         "metric_index",
     ],
-    indexes: &[("session_metrics_name_idx", &["name"])],
+    conversation_rows: true,
+    indexes: &[],
 };
 
 /// One row per export definition: its resume point, counters, watermark.
@@ -152,6 +173,7 @@ pub(crate) const EXPORTS: Table = Table {
         col("completed_at", Time, false),
     ],
     primary_key: &["export_key"],
+    conversation_rows: false,
     indexes: &[],
 };
 
@@ -160,9 +182,10 @@ pub(crate) const IN_PROGRESS: Table = Table {
     name: "keel_in_progress",
     columns: &[
         col("export_key", Text, true),
-        col("conversation_id", Text, true),
+        col("conversation_id", Id, true),
     ],
     primary_key: &["export_key", "conversation_id"],
+    conversation_rows: false,
     indexes: &[],
 };
 
@@ -193,7 +216,8 @@ pub(crate) enum Dialect {
 impl Ty {
     pub(crate) fn sql(self, d: Dialect) -> &'static str {
         match (self, d) {
-            (Text, _) => "TEXT",
+            (Text, _) | (Id, Dialect::Sqlite) => "TEXT",
+            (Id, Dialect::Postgres) => "UUID",
             (Time, Dialect::Postgres) => "TIMESTAMPTZ",
             (Time, Dialect::Sqlite) => "TEXT",
             (Int, _) => "INTEGER",
@@ -215,12 +239,18 @@ impl Table {
                 format!("{} {}{null}", c.name, c.ty.sql(d))
             })
             .collect();
-        cols.push(format!("PRIMARY KEY ({})", self.primary_key.join(", ")));
+        let by_hash = self.conversation_rows && d == Dialect::Postgres;
+        if !by_hash {
+            cols.push(format!("PRIMARY KEY ({})", self.primary_key.join(", ")));
+        }
         let mut out = vec![format!(
             "CREATE TABLE {} (\n  {}\n)",
             self.name,
             cols.join(",\n  ")
         )];
+        if by_hash {
+            out.push(self.conversation_index());
+        }
         for (name, on) in self.indexes {
             out.push(format!(
                 "CREATE INDEX {name} ON {} ({})",
@@ -229,6 +259,14 @@ impl Table {
             ));
         }
         out
+    }
+
+    /// PostgreSQL's index of a child table's rows by conversation.
+    fn conversation_index(&self) -> String {
+        format!(
+            "CREATE INDEX {0}_conversation_idx ON {0} USING hash (conversation_id)",
+            self.name
+        )
     }
 
     /// The column names, in order.
@@ -254,6 +292,55 @@ impl Table {
     }
 }
 
+/// The statements that bring a database at schema version `from` to [`SCHEMA_VERSION`], each
+/// with the table it changes (for the error that names it); the version row is the caller's.
+pub(crate) fn upgrade(from: i64, d: Dialect) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if from < 2 {
+        out.push((
+            "sessions",
+            String::from("DROP INDEX IF EXISTS sessions_queue_idx"),
+        ));
+        out.push((
+            "session_metrics",
+            String::from("DROP INDEX IF EXISTS session_metrics_name_idx"),
+        ));
+        if d == Dialect::Postgres {
+            for t in TABLES
+                .iter()
+                .filter(|t| t.columns.iter().any(|c| matches!(c.ty, Id)))
+            {
+                if t.conversation_rows {
+                    out.push((
+                        t.name,
+                        format!("ALTER TABLE {0} DROP CONSTRAINT IF EXISTS {0}_pkey", t.name),
+                    ));
+                }
+                out.push((
+                    t.name,
+                    format!(
+                        "ALTER TABLE {} ALTER COLUMN conversation_id TYPE uuid \
+                         USING conversation_id::uuid",
+                        t.name
+                    ),
+                ));
+                if t.conversation_rows {
+                    out.push((t.name, t.conversation_index()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The problem text for a table whose upgrade from version `from` failed.
+pub(crate) fn upgrade_failed(from: i64, cause: &str) -> String {
+    format!(
+        "could not be upgraded from schema version {from} to {SCHEMA_VERSION}: {cause}; \
+         nothing was changed"
+    )
+}
+
 /// The problem text for a version table that holds a newer version.
 pub(crate) fn newer_version(found: i64) -> String {
     format!(
@@ -274,6 +361,53 @@ mod tests {
         assert!(pg[1].contains("(conversation_start)"));
         let lite = CONVERSATIONS.ddl(Dialect::Sqlite);
         assert!(lite[0].contains("conversation_start TEXT NOT NULL"));
+    }
+
+    #[test]
+    fn child_rows_are_found_by_a_hash_index_in_postgres_and_by_the_key_in_sqlite() {
+        let pg = SEGMENTS.ddl(Dialect::Postgres);
+        assert!(pg[0].contains("conversation_id UUID NOT NULL"), "{}", pg[0]);
+        assert!(!pg[0].contains("PRIMARY KEY"), "{}", pg[0]);
+        assert_eq!(
+            pg[1],
+            "CREATE INDEX segments_conversation_idx ON segments USING hash (conversation_id)"
+        );
+        let lite = SEGMENTS.ddl(Dialect::Sqlite);
+        assert!(
+            lite[0].contains("conversation_id TEXT NOT NULL"),
+            "{}",
+            lite[0]
+        );
+        assert!(lite[0].contains("PRIMARY KEY (conversation_id, participant_index"));
+        assert_eq!(lite.len(), 1);
+    }
+
+    #[test]
+    fn version_1_is_upgraded_table_by_table() {
+        let pg: Vec<String> = upgrade(1, Dialect::Postgres)
+            .into_iter()
+            .map(|(t, sql)| format!("{t}: {sql}"))
+            .collect();
+        for t in [
+            "conversations",
+            "participants",
+            "session_metrics",
+            "keel_in_progress",
+        ] {
+            assert!(
+                pg.iter().any(|s| s.starts_with(&format!(
+                    "{t}: ALTER TABLE {t} ALTER COLUMN conversation_id TYPE uuid"
+                ))),
+                "{t}: {pg:#?}"
+            );
+        }
+        assert!(pg.contains(&String::from(
+            "participants: ALTER TABLE participants DROP CONSTRAINT IF EXISTS participants_pkey"
+        )));
+        assert!(!pg.iter().any(|s| s.contains("conversations_pkey")));
+        let lite = upgrade(1, Dialect::Sqlite);
+        assert_eq!(lite.len(), 2, "{lite:?}");
+        assert!(upgrade(SCHEMA_VERSION, Dialect::Postgres).is_empty());
     }
 
     #[test]

@@ -66,8 +66,9 @@ pub(crate) const LOAD_WATERMARK: &str = "SELECT watermark FROM keel_exports WHER
 
 /// `$1` key → ids stored without an end.
 pub(crate) const LOAD_IN_PROGRESS: &str =
-    "SELECT conversation_id FROM keel_in_progress WHERE export_key = $1 ORDER BY conversation_id";
+    "SELECT CAST(conversation_id AS TEXT) FROM keel_in_progress WHERE export_key = $1 \
+     ORDER BY conversation_id";
 
 /// `$1` start (inclusive), `$2` end (exclusive) → ids.
-pub(crate) const IDS_IN_PART: &str = "SELECT conversation_id FROM conversations \
+pub(crate) const IDS_IN_PART: &str = "SELECT CAST(conversation_id AS TEXT) FROM conversations \
      WHERE conversation_start >= $1 AND conversation_start < $2";

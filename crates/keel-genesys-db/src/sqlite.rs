@@ -257,6 +257,17 @@ fn prepare_schema(conn: &mut Connection, dest: &str) -> Result<(), DbError> {
     if let Some(v) = version.filter(|v| *v > schema::SCHEMA_VERSION) {
         return Err(schema_err(VERSION_TABLE, schema::newer_version(v)));
     }
+    if let Some(v) = version.filter(|v| *v < schema::SCHEMA_VERSION) {
+        for (table, stmt) in schema::upgrade(v, Dialect::Sqlite) {
+            tx.execute(&stmt, [])
+                .map_err(|e| schema_err(table, schema::upgrade_failed(v, &e.to_string())))?;
+        }
+        tx.execute(
+            &format!("UPDATE {VERSION_TABLE} SET version = ?1"),
+            params![schema::SCHEMA_VERSION],
+        )
+        .map_err(&err)?;
+    }
     for t in TABLES {
         let found = columns(t.name).map_err(&err)?;
         if found.is_empty() {

@@ -244,7 +244,180 @@ async fn pages_sharing_a_conversation_are_written_one_after_the_other() {
     sink.flush().await.unwrap();
     common::assert_rows_of(&b, 0..10).await;
     let dir = b
-        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = 'conv-0004'")
+        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000004'")
         .await;
     assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema version 1 (text ids, composite keys on the child tables) is upgraded in place.
+// ---------------------------------------------------------------------------------------------
+
+/// Turns a freshly created schema back into version 1's shape, with one conversation `id`
+/// (one participant) stored the way version 1 stored it.
+async fn make_version_1(b: &Pg, id: &str) {
+    drop(common::connect(b).await);
+    let mut sql = String::new();
+    for t in [
+        "conversations",
+        "participants",
+        "sessions",
+        "segments",
+        "session_metrics",
+        "keel_in_progress",
+    ] {
+        sql.push_str(&format!(
+            "ALTER TABLE {t} ALTER COLUMN conversation_id TYPE text;"
+        ));
+    }
+    for (t, key) in [
+        ("participants", "participant_index"),
+        ("sessions", "participant_index, session_index"),
+        (
+            "segments",
+            "participant_index, session_index, segment_index",
+        ),
+        (
+            "session_metrics",
+            "participant_index, session_index, metric_index",
+        ),
+    ] {
+        sql.push_str(&format!(
+            "DROP INDEX {t}_conversation_idx; ALTER TABLE {t} ADD PRIMARY KEY (conversation_id, {key});"
+        ));
+    }
+    sql.push_str(&format!(
+        "CREATE INDEX sessions_queue_idx ON sessions (queue_id); \
+         CREATE INDEX session_metrics_name_idx ON session_metrics (name); \
+         UPDATE keel_schema_version SET version = 1; \
+         INSERT INTO conversations VALUES ('{id}', '2026-01-01T00:00:00Z', NULL, '2026-01-01', 0, \
+           NULL, 'inbound', 'voice', '', '{{\"conversationId\": \"{id}\"}}', now(), 'old-run'); \
+         INSERT INTO participants VALUES ('{id}', 0, 'p', 'customer', NULL, NULL); \
+         INSERT INTO keel_in_progress VALUES ('k', '{id}');"
+    ));
+    b.exec(&sql).await;
+}
+
+async fn column_type(b: &Pg, table: &str) -> String {
+    let t = b
+        .rows(&format!(
+            "SELECT data_type::text FROM information_schema.columns \
+             WHERE table_name = '{table}' AND column_name = 'conversation_id'"
+        ))
+        .await;
+    t[0][0].text().to_owned()
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_keeping_its_rows() {
+    use common::CommitNow as _;
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let id = "00000000-0000-4000-8000-000000000001";
+    make_version_1(&b, id).await;
+    assert_eq!(column_type(&b, "segments").await, "text");
+
+    let mut sink = common::connect(&b).await;
+    let v = b.rows("SELECT version FROM keel_schema_version").await;
+    assert_eq!(v[0][0].int(), keel_genesys_db::SCHEMA_VERSION);
+    for t in [
+        "conversations",
+        "participants",
+        "session_metrics",
+        "keel_in_progress",
+    ] {
+        assert_eq!(column_type(&b, t).await, "uuid", "{t}");
+    }
+    let indexes = b
+        .rows(
+            "SELECT indexname::text || ' ' || indexdef FROM pg_indexes \
+             WHERE schemaname = current_schema() ORDER BY 1",
+        )
+        .await;
+    let indexes: Vec<&str> = indexes.iter().map(|r| r[0].text()).collect();
+    assert!(
+        indexes
+            .iter()
+            .any(|i| i.starts_with("participants_conversation_idx")
+                && i.contains("USING hash (conversation_id)")),
+        "{indexes:#?}"
+    );
+    for gone in [
+        "participants_pkey",
+        "sessions_queue_idx",
+        "session_metrics_name_idx",
+    ] {
+        assert!(
+            !indexes.iter().any(|i| i.starts_with(gone)),
+            "{gone}: {indexes:#?}"
+        );
+    }
+    assert_eq!(common::count(&b, "participants").await, 1, "rows kept");
+    assert_eq!(
+        b.rows("SELECT CAST(conversation_id AS TEXT) FROM keel_in_progress")
+            .await[0][0]
+            .text(),
+        id
+    );
+
+    // The upgraded tables take pages: conversation 1 written again replaces its child rows.
+    sink.open().await.unwrap();
+    sink.commit_now(Commit {
+        records: &common::records(0..3),
+        resume: &common::checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    common::assert_rows_of(&b, 0..3).await;
+}
+
+#[tokio::test]
+async fn a_version_1_database_whose_ids_are_not_uuids_is_left_as_it_was() {
+    let Some(b) = Pg::new() else { return };
+    make_version_1(&b, "not-a-uuid").await;
+    let err = DbSink::connect(&b.destination(), common::spec())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(&err, DbError::Schema { table, .. } if table == "conversations"),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("could not be upgraded from schema version 1 to 2")
+            && text.contains("not-a-uuid"),
+        "{text}"
+    );
+    let v = b.rows("SELECT version FROM keel_schema_version").await;
+    assert_eq!(v[0][0].int(), 1);
+    assert_eq!(column_type(&b, "participants").await, "text");
+}
+
+#[tokio::test]
+async fn an_id_that_is_not_a_uuid_is_a_record_error_before_anything_is_written() {
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    let mut bad = common::conversation(1, true);
+    bad["conversationId"] = "CONV-1".into();
+    let page = vec![
+        common::record(&common::conversation(0, true)),
+        common::record(&bad),
+    ];
+    let err = sink
+        .commit(Commit {
+            records: &page,
+            resume: &common::checkpoint(1),
+            pages: 1,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DbError::Record { id, .. } if id == "CONV-1"),
+        "{err:?}"
+    );
+    sink.flush().await.unwrap();
+    assert_eq!(common::count(&b, "conversations").await, 0);
 }

@@ -80,3 +80,22 @@ async fn a_run_killed_mid_page_resumes_exactly() {
     let text = format!("sqlite:{}", b.path.display());
     common::a_run_killed_mid_page_resumes_exactly(b, &text, "child_commits_until_killed").await;
 }
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_dropping_its_two_secondary_indexes() {
+    let b = Sqlite::new().unwrap();
+    drop(common::connect(&b).await);
+    b.exec(
+        "CREATE INDEX sessions_queue_idx ON sessions (queue_id); \
+         CREATE INDEX session_metrics_name_idx ON session_metrics (name); \
+         UPDATE keel_schema_version SET version = 1;",
+    )
+    .await;
+    let indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' \
+                   AND name IN ('sessions_queue_idx', 'session_metrics_name_idx')";
+    assert_eq!(b.rows(indexes).await[0][0].int(), 2);
+    drop(common::connect(&b).await);
+    assert_eq!(b.rows(indexes).await[0][0].int(), 0);
+    let v = b.rows("SELECT version FROM keel_schema_version").await;
+    assert_eq!(v, vec![vec![Val::Int(keel_genesys_db::SCHEMA_VERSION)]]);
+}

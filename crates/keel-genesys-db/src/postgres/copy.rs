@@ -3,7 +3,7 @@
 //!
 //! A COPY stream is a header, one tuple per row (a 16-bit field count, then each field as a
 //! 32-bit length, -1 for NULL, and the value in the type's binary send format), and a trailer.
-//! The formats used here: `text` is its UTF-8 bytes, `integer` and `bigint` big-endian, a
+//! The formats used here: `uuid` is its 16 bytes, `text` its UTF-8 bytes, `integer` and `bigint` big-endian, a
 //! `timestamptz` the microseconds since 2000-01-01 UTC as a big-endian `bigint`, and `jsonb`
 //! a version byte (1) followed by the JSON text (the server parses it as `jsonb` input).
 
@@ -57,6 +57,10 @@ impl CopyBinary {
         self.field(s.as_bytes());
     }
 
+    fn uuid(&mut self, key: &[u8; 16]) {
+        self.field(key);
+    }
+
     fn null(&mut self) {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
     }
@@ -95,15 +99,17 @@ impl CopyBinary {
 
     /// The rows of `rows`: the staged columns in order, followed, when `written` is given, by
     /// `written_at` and `run_id` (all the columns of `conversations`).
+    /// `keys` are the conversations' ids as UUIDs, in the order of `rows`.
     pub(super) fn conversations(
         &mut self,
         rows: &[ConvRow],
+        keys: &[[u8; 16]],
         written: Option<(OffsetDateTime, &str)>,
     ) {
         self.start();
-        for c in rows {
+        for (c, key) in rows.iter().zip(keys) {
             self.row(if written.is_some() { 12 } else { 10 });
-            self.text(&c.id);
+            self.uuid(key);
             self.time(Some(c.start));
             self.time(c.end);
             self.text(&c.start_day);
@@ -122,16 +128,23 @@ impl CopyBinary {
     }
 
     /// The rows of child table `table` (all its columns, in order) of the conversations
-    /// `keep` marks (all when `None`); `false` when there are none.
-    pub(super) fn children(&mut self, table: &str, b: &Batch, keep: Option<&[bool]>) -> bool {
+    /// `keep` marks (all when `None`); `false` when there are none. `keys` as for
+    /// [`conversations`](Self::conversations).
+    pub(super) fn children(
+        &mut self,
+        table: &str,
+        b: &Batch,
+        keys: &[[u8; 16]],
+        keep: Option<&[bool]>,
+    ) -> bool {
         self.start();
         let kept = |conv: usize| keep.is_none_or(|k| k[conv]);
-        let id = |conv: usize| b.conversations[conv].id.as_str();
+        let id = |conv: usize| &keys[conv];
         match table {
             "participants" => {
                 for p in b.participants.iter().filter(|r| kept(r.conv)) {
                     self.row(6);
-                    self.text(id(p.conv));
+                    self.uuid(id(p.conv));
                     self.int4(p.index);
                     self.opt(p.participant_id.as_deref());
                     self.opt(p.purpose.as_deref());
@@ -142,7 +155,7 @@ impl CopyBinary {
             "sessions" => {
                 for s in b.sessions.iter().filter(|r| kept(r.conv)) {
                     self.row(7);
-                    self.text(id(s.conv));
+                    self.uuid(id(s.conv));
                     self.int4(s.participant);
                     self.int4(s.index);
                     self.opt(s.session_id.as_deref());
@@ -154,7 +167,7 @@ impl CopyBinary {
             "segments" => {
                 for g in b.segments.iter().filter(|r| kept(r.conv)) {
                     self.row(9);
-                    self.text(id(g.conv));
+                    self.uuid(id(g.conv));
                     self.int4(g.participant);
                     self.int4(g.session);
                     self.int4(g.index);
@@ -168,7 +181,7 @@ impl CopyBinary {
             "session_metrics" => {
                 for m in b.metrics.iter().filter(|r| kept(r.conv)) {
                     self.row(7);
-                    self.text(id(m.conv));
+                    self.uuid(id(m.conv));
                     self.int4(m.participant);
                     self.int4(m.session);
                     self.int4(m.index);
@@ -262,19 +275,22 @@ mod tests {
               {"sessions":[{"segments":[{}],"metrics":[{"name":"n"}]}]}]}"#,
         )])
         .unwrap();
+        let keys = [[7u8; 16]];
         let mut c = CopyBinary::default();
         for t in crate::schema::CHILD_TABLES {
-            assert!(c.children(t.name, &b, None), "{}", t.name);
+            assert!(c.children(t.name, &b, &keys, None), "{}", t.name);
             let rows = parse(c.bytes());
             assert_eq!(rows.len(), 1, "{}", t.name);
             assert_eq!(rows[0].len(), t.columns.len(), "{}", t.name);
-            assert!(!c.children(t.name, &b, Some(&[false])), "{}", t.name);
+            assert_eq!(rows[0][0].as_deref(), Some(&[7u8; 16][..]), "{}", t.name);
+            assert!(!c.children(t.name, &b, &keys, Some(&[false])), "{}", t.name);
             assert!(parse(c.bytes()).is_empty());
         }
-        c.conversations(&b.conversations, None);
+        c.conversations(&b.conversations, &keys, None);
         assert_eq!(parse(c.bytes())[0].len(), 10);
         c.conversations(
             &b.conversations,
+            &keys,
             Some((datetime!(2024-01-01 00:00 UTC), "run")),
         );
         assert_eq!(

@@ -43,6 +43,8 @@ const STORE_RESUME_AFTER: &str = "INSERT INTO keel_exports \
 #[derive(Debug)]
 pub(super) struct Page {
     pub(super) batch: Batch,
+    /// The conversations' ids as UUIDs, in the order of `batch.conversations`.
+    pub(super) keys: Vec<[u8; 16]>,
     pub(super) key: Arc<str>,
     pub(super) run_id: Arc<str>,
     pub(super) query: String,
@@ -154,7 +156,7 @@ async fn write(
     } else {
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM conversations c \
-             JOIN unnest($1::text[]) AS d(id) ON c.conversation_id = d.id)",
+             JOIN unnest($1::text[]) AS d(id) ON c.conversation_id = d.id::uuid)",
         )
         .bind(&ids)
         .fetch_one(&mut *tx)
@@ -163,6 +165,7 @@ async fn write(
     if !ids.is_empty() && !any_stored {
         buf.conversations(
             &batch.conversations,
+            &page.keys,
             Some((OffsetDateTime::now_utc(), &page.run_id)),
         );
         let all = CONVERSATIONS.column_names();
@@ -171,7 +174,7 @@ async fn write(
     // Which of the page's conversations get child rows (`None`: all of them).
     let mut keep: Option<Vec<bool>> = None;
     if any_stored {
-        buf.conversations(&batch.conversations, None);
+        buf.conversations(&batch.conversations, &page.keys, None);
         copy_in(&mut tx, &copy_statement(STAGE, &stage_columns()), buf).await?;
         let cols = CONVERSATIONS.column_names().join(", ");
         let staged = stage_columns().join(", ");
@@ -182,7 +185,7 @@ async fn write(
         let upsert = format!(
             "INSERT INTO conversations ({cols}) SELECT {staged}, now(), $1 \
              FROM {STAGE}{} WHERE conversations.record IS DISTINCT FROM excluded.record \
-             RETURNING conversation_id, xmax <> 0 AS updated",
+             RETURNING conversation_id::text, xmax <> 0 AS updated",
             sql::conversation_conflict()
         );
         let rows: Vec<(String, bool)> = sqlx::query_as(&upsert)
@@ -216,7 +219,7 @@ async fn write(
         if !open.is_empty() {
             sqlx::query(
                 "INSERT INTO keel_in_progress (export_key, conversation_id) \
-                 SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+                 SELECT $1, unnest($2::text[])::uuid ON CONFLICT DO NOTHING",
             )
             .bind(&*page.key)
             .bind(&open)
@@ -224,7 +227,7 @@ async fn write(
             .await?;
         }
         for t in CHILD_TABLES {
-            if buf.children(t.name, batch, keep.as_deref()) {
+            if buf.children(t.name, batch, &page.keys, keep.as_deref()) {
                 copy_in(&mut tx, &copy_statement(t.name, &t.column_names()), buf).await?;
             }
         }

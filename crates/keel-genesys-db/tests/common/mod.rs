@@ -171,7 +171,7 @@ pub(crate) fn conversation(i: u32, ended: bool) -> serde_json::Value {
         }));
     }
     let mut c = serde_json::json!({
-        "conversationId": format!("conv-{i:04}"),
+        "conversationId": format!("00000000-0000-4000-8000-{i:012}"),
         "conversationStart": iso(start),
         "originatingDirection": direction(i),
         "divisionIds": ["div-a", "div-b"],
@@ -207,7 +207,7 @@ pub(crate) async fn count<B: Backend>(b: &B, table: &str) -> i64 {
 }
 
 pub(crate) async fn ids<B: Backend>(b: &B) -> Vec<String> {
-    b.rows("SELECT conversation_id FROM conversations ORDER BY conversation_id")
+    b.rows("SELECT CAST(conversation_id AS TEXT) FROM conversations ORDER BY conversation_id")
         .await
         .into_iter()
         .map(|r| r[0].text().to_owned())
@@ -224,7 +224,10 @@ pub(crate) fn children(i: u32) -> [i64; 4] {
 }
 
 pub(crate) async fn assert_rows_of<B: Backend>(b: &B, range: std::ops::Range<u32>) {
-    let expected: Vec<String> = range.clone().map(|i| format!("conv-{i:04}")).collect();
+    let expected: Vec<String> = range
+        .clone()
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
     assert_eq!(ids(b).await, expected);
     let mut want = [0i64; 4];
     for i in range {
@@ -463,7 +466,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     .await
     .unwrap();
     let before = b
-        .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations ORDER BY 1")
+        .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
     sink.commit_now(Commit {
         records: &records(0..8),
@@ -474,7 +477,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     .unwrap();
     assert_rows_of(&b, 0..8).await;
     let after = b
-        .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations ORDER BY 1")
+        .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
     assert_eq!(before, after);
     // A page of stored and new conversations together.
@@ -495,7 +498,7 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     .unwrap();
     assert_rows_of(&b, 0..12).await;
     let after = b
-        .rows("SELECT conversation_id, CAST(record AS TEXT) FROM conversations WHERE conversation_id < 'conv-0008' ORDER BY 1")
+        .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations WHERE conversation_id < '00000000-0000-4000-8000-000000000008' ORDER BY 1")
         .await;
     assert_eq!(before, after);
 
@@ -513,15 +516,15 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     .unwrap();
     assert_eq!(count(&b, "conversations").await, 12);
     let p0 = b
-        .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = 'conv-0000'")
+        .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = '00000000-0000-4000-8000-000000000000'")
         .await;
     assert_eq!(p0[0][0].int(), 2, "child rows replaced, not added");
     let m0 = b
-        .rows("SELECT COUNT(*) FROM session_metrics WHERE conversation_id = 'conv-0000'")
+        .rows("SELECT COUNT(*) FROM session_metrics WHERE conversation_id = '00000000-0000-4000-8000-000000000000'")
         .await;
     assert_eq!(m0[0][0].int(), 3);
     let d1 = b
-        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = 'conv-0001'")
+        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000001'")
         .await;
     assert_eq!(d1[0][0].text(), "inbound");
 }
@@ -544,13 +547,19 @@ pub(crate) async fn duplicate_ids_in_one_page_keep_the_last_record<B: Backend>(b
     })
     .await
     .unwrap();
-    assert_eq!(ids(&b).await, ["conv-0002", "conv-0003"]);
+    assert_eq!(
+        ids(&b).await,
+        [
+            "00000000-0000-4000-8000-000000000002",
+            "00000000-0000-4000-8000-000000000003"
+        ]
+    );
     let d = b
-        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = 'conv-0002'")
+        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000002'")
         .await;
     assert_eq!(d[0][0].text(), "outbound");
     let p = b
-        .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = 'conv-0002'")
+        .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = '00000000-0000-4000-8000-000000000002'")
         .await;
     assert_eq!(p[0][0].int(), 1);
 }
@@ -585,7 +594,9 @@ pub(crate) async fn committed_ids_are_those_of_the_part<B: Backend>(b: B) {
     // [start of 3, start of 7): conversations 3..7.
     let part = Interval::new(start_of(3), start_of(7)).unwrap();
     let got = sink.committed_ids(part).await.unwrap();
-    let want: HashSet<String> = (3..7).map(|i| format!("conv-{i:04}")).collect();
+    let want: HashSet<String> = (3..7)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
     assert_eq!(got, want);
 }
 
@@ -664,9 +675,12 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     .unwrap();
     assert_eq!(
         sink.in_progress_ids().await.unwrap(),
-        ["conv-0001", "conv-0002"]
+        [
+            "00000000-0000-4000-8000-000000000001",
+            "00000000-0000-4000-8000-000000000002"
+        ]
     );
-    let end = b.rows("SELECT conversation_end, duration_ms FROM conversations WHERE conversation_id = 'conv-0001'").await;
+    let end = b.rows("SELECT conversation_end, duration_ms FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000001'").await;
     assert_eq!(end[0], vec![Val::Null, Val::Null]);
     let mark = datetime!(2024-03-02 00:00:00.123 UTC);
     sink.watermark_on_close(mark);
@@ -687,9 +701,12 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     })
     .await
     .unwrap();
-    assert_eq!(sink.in_progress_ids().await.unwrap(), ["conv-0002"]);
+    assert_eq!(
+        sink.in_progress_ids().await.unwrap(),
+        ["00000000-0000-4000-8000-000000000002"]
+    );
     let end = b
-        .rows("SELECT duration_ms FROM conversations WHERE conversation_id = 'conv-0001'")
+        .rows("SELECT duration_ms FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000001'")
         .await;
     assert_eq!(end[0][0].int(), duration_ms(1));
     sink.watermark_on_close(mark);
@@ -697,7 +714,10 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
     drop(sink);
     let mut sink = connect(&b).await;
     assert_eq!(sink.watermark().await.unwrap(), Some(mark));
-    assert_eq!(sink.in_progress_ids().await.unwrap(), ["conv-0002"]);
+    assert_eq!(
+        sink.in_progress_ids().await.unwrap(),
+        ["00000000-0000-4000-8000-000000000002"]
+    );
     // Another export definition has its own watermark and list.
     drop(sink);
     let mut other = DbSink::connect(
