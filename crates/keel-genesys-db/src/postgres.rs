@@ -39,10 +39,9 @@ const STAGE: &str = "keel_stage_conversations";
 ///
 /// # Pipelined commits
 ///
-/// Pages are written by four connections in turn, so that the server works on several pages
-/// (one per core it can give) while the next is prepared and sent: [`commit`](PageSink::commit)
-/// returns once the page is handed to a writer (and the page four before it is durable), not
-/// when it is durable.
+/// Pages are written by two connections in turn, so that the server works on one page while
+/// the next is prepared and sent: [`commit`](PageSink::commit) returns once the page is handed
+/// to a writer (and the page two before it is durable), not when it is durable.
 /// Pages still become durable strictly in order (a page whose predecessor rolled back rolls
 /// back too), so the stored resume point always has every page before it. A failure is
 /// returned by the next call ([`commit`](PageSink::commit), [`flush`](PageSink::flush),
@@ -91,10 +90,10 @@ struct InFlight {
     done: oneshot::Receiver<Result<(), PageError>>,
 }
 
-/// Pages in flight at once (one per writer connection). On two cores, four writers measured
-/// 15 % more conversations per second than two (BENCHMARKS.md): while some wait for their
-/// commit's fsync or for their predecessor, others keep the server busy.
-const WRITERS: usize = 4;
+/// Pages in flight at once (one per writer connection). Two keep both cores of a small
+/// machine busy (the server works on one page while the next is copied in); three, four or
+/// six measured no faster there (BENCHMARKS.md), and each is a connection held for the run.
+const WRITERS: usize = 2;
 
 impl fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -107,8 +106,8 @@ impl fmt::Debug for PostgresSink {
 }
 
 impl PostgresSink {
-    /// Connects (five times: the run lock's connection, which also serves the sink's reads,
-    /// and four page writers), takes the run lock, and creates or checks the schema. Call it
+    /// Connects (three times: the run lock's connection, which also serves the sink's reads,
+    /// and two page writers), takes the run lock, and creates or checks the schema. Call it
     /// before fetching anything.
     ///
     /// # Errors
