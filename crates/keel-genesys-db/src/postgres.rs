@@ -527,13 +527,22 @@ impl PageSink for PostgresSink {
     }
 
     async fn commit(&mut self, page: Commit<'_>) -> Result<(), DbError> {
-        let batch = Batch::from_records(page.records).map_err(|b| DbError::Record {
+        let mut batch = Batch::from_records(page.records).map_err(|b| DbError::Record {
             destination: self.destination.clone(),
             id: b.id,
             message: b.message,
         })?;
         let resume = serde_json::to_string(page.resume)
             .map_err(|e| self.state_error(format!("resume point: {e}")))?;
+        for c in &mut batch.conversations {
+            if let Some(stored) = nul_escapes_as_text(&c.raw) {
+                tracing::warn!(
+                    conversation = %c.id,
+                    "the record holds U+0000, which jsonb cannot store: stored with the text \\u0000 in its place"
+                );
+                c.raw = stored;
+            }
+        }
         let ids: Vec<String> = batch.conversations.iter().map(|c| c.id.clone()).collect();
         let keys = ids
             .iter()
@@ -623,6 +632,38 @@ impl PageSink for PostgresSink {
     }
 }
 
+/// The record with every `\u0000` escape (U+0000, which `jsonb` cannot hold) turned into an
+/// escaped backslash followed by `u0000`, so that the stored string reads `\u0000` where the
+/// API's held the character; `None` when the record has none (the usual case: one scan).
+fn nul_escapes_as_text(raw: &str) -> Option<String> {
+    const NUL: &[u8] = b"\\u0000";
+    if !raw.contains("\\u0000") {
+        return None;
+    }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len() + 8);
+    let (mut at, mut from, mut changed) = (0, 0, false);
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        // NOTE: outside strings valid JSON has no backslash, and inside one a backslash always
+        // starts an escape: `\\` is skipped whole, so a `\u0000` found here is a real one.
+        if bytes[at..].starts_with(NUL) {
+            out.push_str(&raw[from..at]);
+            out.push_str("\\\\u0000");
+            at += NUL.len();
+            from = at;
+            changed = true;
+        } else {
+            at += 2;
+        }
+    }
+    out.push_str(&raw[from..]);
+    changed.then_some(out)
+}
+
 /// The 16 bytes of a conversation id, which must be a UUID written as PostgreSQL writes one
 /// back (lowercase, hyphenated): ids read back from the database then equal the API's.
 fn uuid_key(id: &str) -> Result<[u8; 16], String> {
@@ -663,6 +704,22 @@ mod tests {
             assert!(sql.contains(&format!("DELETE FROM {} t ", t.name)), "{sql}");
         }
         assert!(sql.contains("keel_in_progress"));
+    }
+
+    #[test]
+    fn nul_escapes_become_text_and_nothing_else_changes() {
+        assert_eq!(nul_escapes_as_text(r#"{"a":"x"}"#), None);
+        assert_eq!(
+            nul_escapes_as_text(r#"{"a":"x\u0000y","\u0000":1}"#).as_deref(),
+            Some(r#"{"a":"x\\u0000y","\\u0000":1}"#)
+        );
+        // An escaped backslash followed by the text u0000 is no NUL.
+        assert_eq!(nul_escapes_as_text(r#"{"a":"\\u0000"}"#), None);
+        let both = r#"{"a":"\\\u0000"}"#;
+        assert_eq!(
+            nul_escapes_as_text(both).as_deref(),
+            Some(r#"{"a":"\\\\u0000"}"#)
+        );
     }
 
     #[test]

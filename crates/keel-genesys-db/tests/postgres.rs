@@ -421,3 +421,40 @@ async fn an_id_that_is_not_a_uuid_is_a_record_error_before_anything_is_written()
     sink.flush().await.unwrap();
     assert_eq!(common::count(&b, "conversations").await, 0);
 }
+
+#[tokio::test]
+async fn a_record_holding_u0000_is_stored_with_it_as_text() {
+    // jsonb and text cannot hold U+0000: without care one such record would stop every run
+    // at the same page.
+    use common::CommitNow as _;
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    let mut odd = common::conversation(1, true);
+    odd["participants"][0]["participantName"] = "Zo\u{0}ë".into();
+    odd["note"] = "a\u{0}b".into();
+    let json = serde_json::to_string(&odd).unwrap();
+    assert!(json.contains(r"Zo\u0000ë"), "{json}");
+    let page = vec![
+        common::record(&common::conversation(0, true)),
+        common::record(&odd),
+    ];
+    sink.commit_now(Commit {
+        records: &page,
+        resume: &common::checkpoint(1),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    common::assert_rows_of(&b, 0..2).await;
+    let got = b
+        .rows(
+            "SELECT record->>'note', (SELECT participant_name FROM participants p \
+             WHERE p.conversation_id = c.conversation_id AND participant_index = 0) \
+             FROM conversations c WHERE conversation_id = '00000000-0000-4000-8000-000000000001'",
+        )
+        .await;
+    assert_eq!(got[0][0].text(), r"a\u0000b");
+    assert_eq!(got[0][1].text(), "Zoë");
+}

@@ -54,7 +54,14 @@ impl CopyBinary {
     }
 
     fn text(&mut self, s: &str) {
-        self.field(s.as_bytes());
+        // NOTE: PostgreSQL text cannot hold U+0000: a flattened field drops it (the record
+        // column keeps it, as the text `\u0000`; see `nul_escapes_as_text`).
+        if s.contains('\0') {
+            let kept: String = s.chars().filter(|c| *c != '\0').collect();
+            self.field(kept.as_bytes());
+        } else {
+            self.field(s.as_bytes());
+        }
     }
 
     fn uuid(&mut self, key: &[u8; 16]) {
@@ -233,6 +240,16 @@ mod tests {
             }
             rows.push(row);
         }
+    }
+
+    #[test]
+    fn a_nul_in_a_flattened_field_is_dropped() {
+        let mut c = CopyBinary::default();
+        c.start();
+        c.row(1);
+        c.text("Zo\0ë");
+        c.finish();
+        assert_eq!(parse(c.bytes()), [vec![Some("Zoë".as_bytes().to_vec())]]);
     }
 
     #[test]
