@@ -26,9 +26,6 @@ use crate::progress::Progress;
 /// Conversation ids per details query when conversations in progress are fetched again.
 pub(crate) const IDS_PER_QUERY: usize = 100;
 
-/// How far back a conversation still in progress is looked for when it is fetched again.
-const IN_PROGRESS_LOOKBACK: Duration = Duration::from_secs(7 * 86_400);
-
 /// The counters of a database run, all its exports together.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Totals {
@@ -186,10 +183,13 @@ pub(crate) async fn export(
         phase(client, args, q, &mut sink, progress, totals).await?;
     }
 
-    let in_progress = sink.in_progress_ids().await.map_err(sink_err)?;
-    let lookback = window(now - IN_PROGRESS_LOOKBACK, now)?;
-    for ids in in_progress.chunks(IDS_PER_QUERY) {
-        let q = query_over(args, lookback).conversation_filter(ids_filter(ids)?);
+    // NOTE: earliest start first, so each batch's query interval runs from its own earliest
+    // start: a conversation in progress for weeks (an open message thread) is still found.
+    let in_progress = sink.in_progress().await.map_err(sink_err)?;
+    for batch in in_progress.chunks(IDS_PER_QUERY) {
+        let from = batch[0].1.min(now - Duration::from_millis(1));
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let q = query_over(args, window(from, now)?).conversation_filter(ids_filter(&ids)?);
         sink.next_export(to_json(&q)?);
         phase(client, args, q, &mut sink, progress, totals).await?;
     }

@@ -623,6 +623,72 @@ async fn incremental_runs_converge_to_the_final_state(db: Db) {
     );
 }
 
+/// A conversation in progress at one run is fetched again however long ago it started: the
+/// next run here is eight days later (the re-fetch once looked back seven days only).
+async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
+    const H: i64 = 3_600_000;
+    let day = 1_767_225_600_000_i64; // 2026-01-01T00:00:00Z
+    let sim = Simulator::builder()
+        .conversations(200)
+        .seed(5)
+        .data_start_ms(day)
+        .data_span(Duration::from_secs(4 * 3_600))
+        .clock_at_ms(day + 2 * H)
+        .start()
+        .await
+        .unwrap();
+    let run = |now: i64| {
+        let now = iso(now);
+        let (sim, db) = (&sim, &db);
+        async move {
+            let flags = [
+                "--incremental",
+                "--since",
+                "5h",
+                "--overlap",
+                "1m",
+                "--now",
+                &now,
+            ];
+            run_in_process(sim, db, &flags).await.unwrap()
+        }
+    };
+    run(sim.now_ms()).await;
+    let early_in_progress = "SELECT CAST(COUNT(*) AS TEXT) FROM keel_in_progress p \
+         JOIN conversations c USING (conversation_id) \
+         WHERE c.conversation_start < '2026-01-01T01:50:00Z'";
+    assert!(
+        db.count(early_in_progress).await > 0,
+        "run 1 left conversations in progress that started before the next run's window"
+    );
+    sim.advance(Duration::from_secs(8 * 86_400));
+    run(sim.now_ms()).await;
+    assert_eq!(
+        db.count(early_in_progress).await,
+        0,
+        "all ended and fetched again"
+    );
+    for (id, stored) in db.records().await {
+        let now_json = sim.conversation_json_now(&id).expect("known to the API");
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&stored).unwrap(),
+            serde_json::from_str(&now_json).unwrap(),
+        );
+        assert_eq!(a, b, "{id} is not in its current state");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conversations_in_progress_for_days_are_still_fetched_again() {
+    conversations_in_progress_for_days_are_still_fetched_again(Db::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conversations_in_progress_for_days_are_still_fetched_again() {
+    let Some(db) = Db::pg() else { return };
+    conversations_in_progress_for_days_are_still_fetched_again(db).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_incremental_runs_converge_to_the_final_state() {
     incremental_runs_converge_to_the_final_state(Db::sqlite().unwrap()).await;

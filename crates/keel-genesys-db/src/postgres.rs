@@ -241,15 +241,15 @@ impl PostgresSink {
             .map(drop)
     }
 
-    /// Conversations this export definition stored without an end: a later run fetches them
-    /// again (by id) until they have ended.
+    /// Conversations this export definition stored without an end, with their start, earliest
+    /// first: a later run fetches them again (by id) until they have ended.
     ///
     /// # Errors
     /// [`DbError::Database`], or the failure of a page still in flight.
-    pub async fn in_progress_ids(&mut self) -> Result<Vec<String>, DbError> {
+    pub async fn in_progress(&mut self) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
         self.settle_all().await?;
         self.enter()?;
-        let ids = sqlx::query_scalar(sql::LOAD_IN_PROGRESS)
+        let ids = sqlx::query_as(sql::LOAD_IN_PROGRESS)
             .bind(&self.spec.key)
             .fetch_all(&mut self.lock)
             .await

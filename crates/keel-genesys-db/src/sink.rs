@@ -93,12 +93,13 @@ impl DbSink {
         each!(self, s => s.release().await)
     }
 
-    /// Conversations this export definition stored without an end.
+    /// Conversations this export definition stored without an end, with their start, earliest
+    /// first.
     ///
     /// # Errors
     /// [`DbError::Database`].
-    pub async fn in_progress_ids(&mut self) -> Result<Vec<String>, DbError> {
-        each!(self, s => s.in_progress_ids().await)
+    pub async fn in_progress(&mut self) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
+        each!(self, s => s.in_progress().await)
     }
 }
 

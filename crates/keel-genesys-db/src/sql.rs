@@ -64,10 +64,11 @@ pub(crate) const LOAD_STATE: &str =
 /// `$1` key → watermark.
 pub(crate) const LOAD_WATERMARK: &str = "SELECT watermark FROM keel_exports WHERE export_key = $1";
 
-/// `$1` key → ids stored without an end.
-pub(crate) const LOAD_IN_PROGRESS: &str =
-    "SELECT CAST(conversation_id AS TEXT) FROM keel_in_progress WHERE export_key = $1 \
-     ORDER BY conversation_id";
+/// `$1` key → ids stored without an end, with their start, earliest first.
+pub(crate) const LOAD_IN_PROGRESS: &str = "SELECT CAST(p.conversation_id AS TEXT), \
+     c.conversation_start FROM keel_in_progress p \
+     JOIN conversations c ON c.conversation_id = p.conversation_id \
+     WHERE p.export_key = $1 ORDER BY c.conversation_start, p.conversation_id";
 
 /// `$1` start (inclusive), `$2` end (exclusive) → ids.
 pub(crate) const IDS_IN_PART: &str = "SELECT CAST(conversation_id AS TEXT) FROM conversations \

@@ -145,20 +145,29 @@ impl SqliteSink {
             .map_err(|e| DbError::database(&self.destination, "release the run lock", &e, None))
     }
 
-    /// Conversations this export definition stored without an end: a later run fetches them
-    /// again (by id) until they have ended.
+    /// Conversations this export definition stored without an end, with their start, earliest
+    /// first: a later run fetches them again (by id) until they have ended.
     ///
     /// # Errors
-    /// [`DbError::Database`].
-    pub async fn in_progress_ids(&mut self) -> Result<Vec<String>, DbError> {
+    /// [`DbError::Database`], or [`DbError::State`] for a start that is not a time.
+    pub async fn in_progress(&mut self) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
         let key = self.spec.key.clone();
-        self.run("read conversations in progress", move |c| {
-            let sql = sql::numbered_for_sqlite(sql::LOAD_IN_PROGRESS);
-            let mut st = c.prepare(&sql)?;
-            let rows = st.query_map(params![key], |r| r.get::<_, String>(0))?;
-            rows.collect()
-        })
-        .await
+        let rows: Vec<(String, String)> = self
+            .run("read conversations in progress", move |c| {
+                let sql = sql::numbered_for_sqlite(sql::LOAD_IN_PROGRESS);
+                let mut st = c.prepare(&sql)?;
+                let rows = st.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(id, start)| match parse_time(&start) {
+                Some(t) => Ok((id, t)),
+                None => Err(self.state_error(format!(
+                    "conversation {id} has a start that is not a time: {start:?}"
+                ))),
+            })
+            .collect()
     }
 
     fn state_error(&self, message: String) -> DbError {
