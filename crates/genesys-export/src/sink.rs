@@ -395,18 +395,10 @@ mod tests {
 
     fn resume_at(page_number: u32) -> Checkpoint {
         let whole: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
-        Checkpoint::Query(keel_genesys::QueryCheckpoint {
-            query_interval: whole,
-            part: whole,
-            part_index: 0,
-            page_number,
-            page_size: 2,
-            total_hits: Some(3),
-            skip_ids: Vec::new(),
-            first_total_hits: Some(3),
-            yielded: None,
-            in_order: false,
-        })
+        let mut cp = keel_genesys::QueryCheckpoint::new(whole, whole, page_number, 2);
+        cp.total_hits = Some(3);
+        cp.first_total_hits = Some(3);
+        Checkpoint::Query(cp)
     }
 
     fn records(ids: &[(&str, &str)]) -> Vec<keel_genesys::sink::Record> {

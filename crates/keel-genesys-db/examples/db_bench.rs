@@ -71,18 +71,7 @@ fn conversation(i: u64, base: OffsetDateTime) -> Record {
 
 fn checkpoint(page: u32, size: u32) -> Checkpoint {
     let interval: Interval = "2024-01-01T00:00:00Z/2024-02-01T00:00:00Z".parse().unwrap();
-    Checkpoint::Query(QueryCheckpoint {
-        query_interval: interval,
-        part: interval,
-        part_index: 0,
-        page_number: page,
-        page_size: size,
-        total_hits: None,
-        skip_ids: Vec::new(),
-        first_total_hits: None,
-        yielded: None,
-        in_order: false,
-    })
+    Checkpoint::Query(QueryCheckpoint::new(interval, interval, page, size))
 }
 
 /// CPU seconds (user + system) of a process, from `/proc/PID/stat`.

@@ -89,18 +89,9 @@ pub(crate) async fn connect<B: Backend>(b: &B) -> DbSink {
 
 pub(crate) fn checkpoint(page: u32) -> Checkpoint {
     let interval: Interval = "2024-03-01T00:00:00Z/2024-03-05T00:00:00Z".parse().unwrap();
-    Checkpoint::Query(QueryCheckpoint {
-        query_interval: interval,
-        part: interval,
-        part_index: 0,
-        page_number: page,
-        page_size: 10,
-        total_hits: Some(100),
-        skip_ids: Vec::new(),
-        first_total_hits: None,
-        yielded: None,
-        in_order: false,
-    })
+    let mut cp = QueryCheckpoint::new(interval, interval, page, 10);
+    cp.total_hits = Some(100);
+    Checkpoint::Query(cp)
 }
 
 pub(crate) const BASE: OffsetDateTime = datetime!(2024-03-01 00:00:00 UTC);

@@ -19,8 +19,12 @@ pub enum Checkpoint {
 ///
 /// Resuming re-plans the rest of the query interval after `part.end`, so the checkpoint does
 /// not depend on how the parts were planned.
+///
+/// Fields are public to read; new ones may come (it is `#[non_exhaustive]`), so code outside
+/// this crate makes one with [`QueryCheckpoint::new`] and sets what else it needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct QueryCheckpoint {
     /// The whole query interval (checked on resume).
     pub query_interval: Interval,
@@ -56,6 +60,31 @@ pub struct QueryCheckpoint {
 }
 
 impl QueryCheckpoint {
+    /// The checkpoint after page `page_number` (0: before the first) of `part`, paged
+    /// `page_size` at a time, in the export of `query_interval`; every other field empty.
+    ///
+    /// ```
+    /// use keel_genesys::{Interval, QueryCheckpoint};
+    /// let day: Interval = "2026-01-01T00:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
+    /// let mut cp = QueryCheckpoint::new(day, day, 3, 100);
+    /// cp.total_hits = Some(1_000);
+    /// assert_eq!((cp.page_number, cp.late_arrivals()), (3, 0));
+    /// ```
+    pub fn new(query_interval: Interval, part: Interval, page_number: u32, page_size: u32) -> Self {
+        QueryCheckpoint {
+            query_interval,
+            part,
+            part_index: 0,
+            page_number,
+            page_size,
+            total_hits: None,
+            skip_ids: Vec::new(),
+            first_total_hits: None,
+            yielded: None,
+            in_order: false,
+        }
+    }
+
     /// Conversations of this part yielded beyond the `totalHits` of its first page, up to this
     /// point: while a part's results only grow, exactly the late arrivals it picked up (those
     /// that were not in its first result set). 0 when either count is unknown.
