@@ -19,8 +19,8 @@ use crate::hints::{
 const MIN_DECREASE_INTERVAL: Duration = Duration::from_secs(1);
 /// Tolerance for floating-point refill arithmetic.
 const EPSILON: f64 = 1e-9;
-/// Release pacing at an advertised rate ends once no attempt has needed it for this long
-/// (the client's demand fell below the pace).
+/// Release pacing at an advertised rate ends once no attempt has had to wait for its slot
+/// for this long (the client's demand fell below the pace).
 const RELEASE_QUIET: Duration = Duration::from_secs(1);
 /// How long the release pace holds without a 429 before it first doubles.
 const LIFT_WINDOW: Duration = Duration::from_secs(1);
@@ -167,9 +167,10 @@ impl Pacing {
 /// rate `r`:
 ///
 /// - each window without a 429 doubles the pace. The window is a second, doubled for each
-///   consecutive lift that met a 429 (up to 32 s): a momentary limit is lifted within
-///   seconds, and a limit the server keeps enforcing is probed ever more rarely, a few 429s
-///   per probe (those sent above `r` before the first 429 came back).
+///   consecutive release that met a 429 once its pace had grown above `r` (a failed lift),
+///   up to 32 s: a momentary limit is lifted within seconds, and a limit the server keeps
+///   enforcing is probed ever more rarely, each probe costing the 429s of the attempts sent
+///   before the first of them came back.
 /// - pacing ends once no attempt has needed to wait for a second (the demand fell below the
 ///   pace) or once the pace reached 64 × `r`; either forgets the failed lifts.
 /// - any 429 closes the gate again, and the release that follows starts over at `r`.
@@ -219,6 +220,9 @@ struct Release {
     lift_started: Instant,
     /// How long the pace holds without a 429 before it doubles.
     lift_window: Duration,
+    /// With an advertised rate: the last time an attempt was told to wait for its slot (the
+    /// reopening until one is).
+    last_held: Instant,
     /// Slots left to hand out (without an advertised rate: the attempts held at reopening).
     remaining: usize,
     /// 429s seen while the gate was closed: requests that will retry at the reopening.
@@ -293,13 +297,14 @@ impl Release {
             }
         }
         let over = match self.rate {
-            Some(_) => now > next + RELEASE_QUIET,
+            Some(_) => now > self.last_held + RELEASE_QUIET,
             None => self.remaining == 0,
         };
         if over {
             return None;
         }
         if now < next {
+            self.last_held = now;
             return Some(Err(next));
         }
         // NOTE: an attempt up to one spacing late keeps the cadence (timers and scheduling
@@ -441,6 +446,7 @@ impl RateState for LocalRateState {
             pace: 0.0,
             lift_started: opens_at,
             lift_window: LIFT_WINDOW * (1 << state.failed_lifts),
+            last_held: opens_at,
             remaining: 0,
             throttled,
         });
@@ -564,6 +570,34 @@ mod tests {
         assert_eq!(advertised_rate(&no_reset, now), Some(20.0));
         let garbage = headers(&[("inin-ratelimit-allowed", "lots"), ("ratelimit-limit", "0")]);
         assert_eq!(advertised_rate(&garbage, now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_pacing_ends_a_second_after_the_last_attempt_that_had_to_wait() {
+        let pacer = LocalRateState::new(None);
+        let start = Instant::now();
+        pacer.close_until_paced(start + Duration::from_secs(1), Some(10.0));
+        let opened = start + Duration::from_secs(1);
+        assert_eq!(pacer.try_acquire(opened), Ok(()));
+        let held = opened + Duration::from_millis(50);
+        assert_eq!(
+            pacer.try_acquire(held),
+            Err(opened + Duration::from_millis(100))
+        );
+        // Demand below the pace from then on (one attempt every 200 ms): none waits.
+        let mut at = held;
+        while at < held + Duration::from_millis(1_000) {
+            at += Duration::from_millis(200);
+            assert_eq!(pacer.try_acquire(at), Ok(()));
+            assert!(pacer.lock().release.is_some(), "still pacing at {at:?}");
+        }
+        at += Duration::from_millis(200);
+        assert_eq!(pacer.try_acquire(at), Ok(()));
+        assert!(pacer.lock().release.is_none());
+        assert!(
+            !pacer.blocked.load(Ordering::Acquire),
+            "back on the fast path"
+        );
     }
 
     #[tokio::test(start_paused = true)]
