@@ -179,7 +179,7 @@ pub mod backoff {
     //! `ratelimit-reset`); [`Backoff`] waits exactly that, once, then replays the request,
     //! and falls back to jittered exponential backoff without a hint. After a 429, every clone
     //! holds new requests at a shared gate until the reset, then releases them at the rate the
-    //! server advertised rather than all at once. Limits: attempts, elapsed time, the longest
+    //! server advertised rather than all at once, lifting that pace once 429s stop. Limits: attempts, elapsed time, the longest
     //! single wait and a retry budget ([`BackoffPolicy`]).
     //!
     //! # Example

@@ -186,7 +186,7 @@ pub fn table(reports: &[ReleaseReport]) -> String {
     );
     for r in reports {
         let name = if r.config.paced_release {
-            "paced (`LocalRateState`)"
+            "paced, lifts after quiet windows (`LocalRateState`)"
         } else {
             "all at once (plain gate)"
         };

@@ -53,8 +53,9 @@
 //!   plug it into a `BackoffPolicy` with
 //!   [`rate_state`](keel_layers::backoff::BackoffPolicy::rate_state). `try_acquire` reads the
 //!   local mirror of the fleet's gate and the locally held permits (no Redis round trip);
-//!   `wait` is woken by the gate's changes and by refills; `close_until` closes the local
-//!   gate at once and the fleet's in the background. The inherent
+//!   `wait` is woken by the gate's changes and by refills; `close_until_paced` closes the
+//!   local gate at once and the fleet's in the background, passing on the rate the 429
+//!   advertised for each process's release (see the [`rate`] module). The inherent
 //!   [`acquire`](RedisRateState::acquire) and [`close_until`](RedisRateState::close_until)
 //!   serve callers outside a backoff layer.
 

@@ -96,6 +96,77 @@ async fn a_429_in_one_process_holds_another_processs_requests() {
     assert_eq!(b.stats().remote_closes, 1);
 }
 
+/// A 429 advertising 4 requests a second in one process paces another process's release at
+/// that rate once the fleet's gate opens, instead of letting its held requests go at once.
+#[tokio::test]
+async fn the_rate_a_429_advertised_paces_the_release_of_another_process() {
+    let Some(server) = RedisServer::spawn() else {
+        return;
+    };
+    let prefix = prefix();
+    let (a, b) = (
+        RedisRateState::new(quiet_connect(&server.url(), &prefix), NAME),
+        RedisRateState::new(quiet_connect(&server.url(), &prefix), NAME),
+    );
+    a.synced().await;
+    b.synced().await;
+    let throttled_once = Arc::new(AtomicU64::new(0));
+    let api_a = tower::service_fn(move |_req: Request<String>| {
+        let first = throttled_once.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let mut response = Response::new(String::new());
+            if first {
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                let headers = response.headers_mut();
+                headers.insert("retry-after", http::HeaderValue::from_static("1"));
+                headers.insert(
+                    "inin-ratelimit-allowed",
+                    http::HeaderValue::from_static("4"),
+                );
+                headers.insert("inin-ratelimit-reset", http::HeaderValue::from_static("1"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let seen_by_b = Arc::new(Mutex::new(Vec::new()));
+    let api_b = {
+        let seen = seen_by_b.clone();
+        tower::service_fn(move |_req: Request<String>| {
+            seen.lock().unwrap().push(Instant::now());
+            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
+        })
+    };
+    let process_a = BackoffLayer::new(BackoffPolicy::new().rate_state(a)).layer(api_a);
+    let process_b = BackoffLayer::new(BackoffPolicy::new().rate_state(b.clone())).layer(api_b);
+
+    let a_done = tokio::spawn(process_a.oneshot(Request::new(String::new())));
+    assert!(
+        eventually(Duration::from_secs(2), || b.closed_until().is_some()).await,
+        "b never heard of a's 429"
+    );
+    let opens_at = b.closed_until().unwrap();
+    let responses =
+        join_all((0..8).map(|_| process_b.clone().oneshot(Request::new(String::new())))).await;
+    assert!(responses
+        .iter()
+        .all(|r| r.as_ref().unwrap().status() == 200));
+    let seen = seen_by_b.lock().unwrap().clone();
+    assert_eq!(seen.len(), 8);
+    assert!(
+        seen[0] + Duration::from_millis(20) >= opens_at,
+        "b went out early"
+    );
+    // NOTE: 4/s for the first second, then 8/s: slots 0, 0.25, 0.5, 0.75, 1, 1.125, 1.25,
+    // 1.375 s after the reopening. Released all at once they would span a few ms, and
+    // spread over the closed interval (no advertised rate) under a second.
+    let span = seen[7] - seen[0];
+    assert!(
+        span >= Duration::from_millis(1_200),
+        "released over {span:?}: {seen:?}"
+    );
+    assert_eq!(a_done.await.unwrap().unwrap().status(), 200);
+}
+
 /// Four processes pacing through their backoff layers stay together under the fleet's rate,
 /// taking permits in batches.
 #[tokio::test]

@@ -21,8 +21,9 @@
 //! After a 429 with a reset time, the [cooperative gate](BackoffPolicy::cooperative_gate)
 //! holds every *new* request through any clone until that time, instead of each request
 //! discovering the limit on its own; when it opens, the held requests go out at the rate the
-//! 429 advertised (`inin-ratelimit-allowed`, `RateLimit-Limit`), or spread over the first
-//! second, not all at once. The gate and the pacing permits live behind the
+//! 429 advertised (`inin-ratelimit-allowed`, `RateLimit-Limit`), a pace that doubles after
+//! each quiet second so a momentary limit does not slow a busy client for good, or spread
+//! over the first second, not all at once. The gate and the pacing permits live behind the
 //! [`RateState`] trait: in this process by default ([`LocalRateState`]), or in a store shared
 //! by a fleet of processes ([`BackoffPolicy::rate_state`]). Optional client-side [`Pacing`] spreads requests with
 //! a shared token bucket, fixed (`Pacing::per_second(n)`) or learned from 429s

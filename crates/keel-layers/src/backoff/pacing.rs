@@ -19,9 +19,15 @@ use crate::hints::{
 const MIN_DECREASE_INTERVAL: Duration = Duration::from_secs(1);
 /// Tolerance for floating-point refill arithmetic.
 const EPSILON: f64 = 1e-9;
-/// Release pacing at an advertised rate ends once no attempt has needed it for this long
-/// (the client's demand fell below the server's rate).
+/// Release pacing at an advertised rate ends once no attempt has had to wait for its slot
+/// for this long (the client's demand fell below the pace).
 const RELEASE_QUIET: Duration = Duration::from_secs(1);
+/// How long the release pace holds without a 429 before it first doubles.
+const LIFT_WINDOW: Duration = Duration::from_secs(1);
+/// Consecutive lifts that met a 429 double the window, up to `LIFT_WINDOW << MAX_FAILED_LIFTS`.
+const MAX_FAILED_LIFTS: u32 = 5;
+/// Release pacing ends once its pace has doubled up to this multiple of the advertised rate.
+const MAX_LIFT: f64 = 64.0;
 /// The shortest window an advertised rate is measured over.
 const MIN_WINDOW: Duration = Duration::from_secs(1);
 
@@ -157,10 +163,21 @@ impl Pacing {
 /// The attempts held at the gate are not all let go when it opens (they would trip the
 /// next 429 at once). After a 429 that advertised the server's rate
 /// ([`close_until_paced`](RateState::close_until_paced)), attempts go out one every
-/// `1 / rate` from the reopening on, held and new alike, until no attempt has needed to wait
-/// for a second (the demand fell below the rate). Without an advertised rate, the attempts
-/// held when the gate opens are spread over one interval as long as the gate was closed (at
-/// most a second), and later ones go straight through.
+/// `1 / pace` from the reopening on, held and new alike, the pace starting at the advertised
+/// rate `r`:
+///
+/// - each window without a 429 doubles the pace. The window is a second, doubled for each
+///   consecutive release that met a 429 once its pace had grown above `r` (a failed lift),
+///   up to 32 s: a momentary limit is lifted within seconds, and a limit the server keeps
+///   enforcing is probed ever more rarely, each probe costing the 429s of the attempts sent
+///   before the first of them came back.
+/// - pacing ends once no attempt has needed to wait for a second (the demand fell below the
+///   pace) or once the pace reached 64 × `r`; either forgets the failed lifts.
+/// - any 429 closes the gate again, and the release that follows starts over at `r`.
+///
+/// Without an advertised rate, the attempts held when the gate opens are spread over one
+/// interval as long as the gate was closed (at most a second), and later ones go straight
+/// through.
 #[derive(Debug)]
 pub struct LocalRateState {
     state: Mutex<PacerState>,
@@ -181,6 +198,9 @@ struct PacerState {
     blocked_until: Option<Instant>,
     release: Option<Release>,
     bucket: Option<Bucket>,
+    /// Consecutive releases whose pace had grown above the advertised rate when a 429 came
+    /// (at most `MAX_FAILED_LIFTS`); zero once a release ends without a 429.
+    failed_lifts: u32,
 }
 
 /// How the attempts held by a 429 are let go when the gate opens.
@@ -194,6 +214,15 @@ struct Release {
     opens_at: Instant,
     /// The next free slot and the spacing between slots; `None` until the gate opens.
     schedule: Option<(Instant, Duration)>,
+    /// With an advertised rate: the pace slots are spaced at (requests per second; the
+    /// advertised rate times a power of two), and when its current window began.
+    pace: f64,
+    lift_started: Instant,
+    /// How long the pace holds without a 429 before it doubles.
+    lift_window: Duration,
+    /// With an advertised rate: the last time an attempt was told to wait for its slot (the
+    /// reopening until one is).
+    last_held: Instant,
     /// Slots left to hand out (without an advertised rate: the attempts held at reopening).
     remaining: usize,
     /// 429s seen while the gate was closed: requests that will retry at the reopening.
@@ -232,9 +261,12 @@ impl Release {
     /// Takes a release slot at `now` once the gate has opened: `Some(Ok)` to go,
     /// `Some(Err(t))` to come back at `t`, `None` when release pacing is over.
     fn take_slot(&mut self, now: Instant, waiting: &AtomicUsize) -> Option<Result<(), Instant>> {
-        let (next, spacing) = *self.schedule.get_or_insert_with(|| {
+        let (mut next, mut spacing) = *self.schedule.get_or_insert_with(|| {
             let spacing = match self.rate {
-                Some(rate) => Duration::try_from_secs_f64(1.0 / rate).unwrap_or(MIN_WINDOW),
+                Some(rate) => {
+                    self.pace = rate;
+                    spacing_at(rate)
+                }
                 None => {
                     // NOTE: the held attempts are those waiting at the gate and those whose
                     // 429 closed it (each retries after its own wait), give or take the
@@ -247,14 +279,32 @@ impl Release {
             };
             (self.opens_at, spacing)
         });
+        if let Some(rate) = self.rate {
+            // NOTE: every 429 replaces the release, so each window that has passed since
+            // `lift_started` had none. Bounded: the pace reaches the cap after
+            // log2(MAX_LIFT) doublings.
+            while now >= self.lift_started + self.lift_window {
+                self.lift_started += self.lift_window;
+                self.pace *= 2.0;
+                if self.pace >= MAX_LIFT * rate {
+                    return None;
+                }
+                // NOTE: the next slot stays one (new) spacing after the last one handed out.
+                let faster = spacing_at(self.pace);
+                next = next.checked_sub(spacing).map_or(next, |last| last + faster);
+                spacing = faster;
+                self.schedule = Some((next, spacing));
+            }
+        }
         let over = match self.rate {
-            Some(_) => now > next + RELEASE_QUIET,
+            Some(_) => now > self.last_held + RELEASE_QUIET,
             None => self.remaining == 0,
         };
         if over {
             return None;
         }
         if now < next {
+            self.last_held = now;
             return Some(Err(next));
         }
         // NOTE: an attempt up to one spacing late keeps the cadence (timers and scheduling
@@ -267,6 +317,16 @@ impl Release {
         self.remaining = self.remaining.saturating_sub(1);
         Some(Ok(()))
     }
+
+    /// Whether the pace has grown above the advertised rate since the gate opened.
+    fn lifting(&self) -> bool {
+        self.schedule.is_some() && self.rate.is_some_and(|rate| self.pace > rate)
+    }
+}
+
+/// The time between two slots at `rate` requests per second.
+fn spacing_at(rate: f64) -> Duration {
+    Duration::try_from_secs_f64(1.0 / rate).unwrap_or(MIN_WINDOW)
 }
 
 impl Default for LocalRateState {
@@ -296,6 +356,7 @@ impl LocalRateState {
                 blocked_until: None,
                 release: None,
                 bucket,
+                failed_lifts: 0,
             }),
         }
     }
@@ -328,7 +389,10 @@ impl RateState for LocalRateState {
             match release.take_slot(now, &self.waiting) {
                 Some(Ok(())) => {}
                 Some(Err(slot)) => return Err(slot),
-                None => state.release = None,
+                None => {
+                    state.release = None;
+                    state.failed_lifts = 0;
+                }
             }
         }
         if state.blocked_until.is_none() && state.release.is_none() {
@@ -370,12 +434,19 @@ impl RateState for LocalRateState {
             Some(r) if r.schedule.is_none() => (r.closed_at, r.throttled + 1),
             _ => (now, 1),
         };
+        if state.release.as_ref().is_some_and(Release::lifting) {
+            state.failed_lifts = (state.failed_lifts + 1).min(MAX_FAILED_LIFTS);
+        }
         let rate = rate.or(state.release.as_ref().and_then(|r| r.rate));
         state.release = Some(Release {
             rate,
             closed_at,
             opens_at,
             schedule: None,
+            pace: 0.0,
+            lift_started: opens_at,
+            lift_window: LIFT_WINDOW * (1 << state.failed_lifts),
+            last_held: opens_at,
             remaining: 0,
             throttled,
         });
@@ -499,6 +570,34 @@ mod tests {
         assert_eq!(advertised_rate(&no_reset, now), Some(20.0));
         let garbage = headers(&[("inin-ratelimit-allowed", "lots"), ("ratelimit-limit", "0")]);
         assert_eq!(advertised_rate(&garbage, now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_pacing_ends_a_second_after_the_last_attempt_that_had_to_wait() {
+        let pacer = LocalRateState::new(None);
+        let start = Instant::now();
+        pacer.close_until_paced(start + Duration::from_secs(1), Some(10.0));
+        let opened = start + Duration::from_secs(1);
+        assert_eq!(pacer.try_acquire(opened), Ok(()));
+        let held = opened + Duration::from_millis(50);
+        assert_eq!(
+            pacer.try_acquire(held),
+            Err(opened + Duration::from_millis(100))
+        );
+        // Demand below the pace from then on (one attempt every 200 ms): none waits.
+        let mut at = held;
+        while at < held + Duration::from_millis(1_000) {
+            at += Duration::from_millis(200);
+            assert_eq!(pacer.try_acquire(at), Ok(()));
+            assert!(pacer.lock().release.is_some(), "still pacing at {at:?}");
+        }
+        at += Duration::from_millis(200);
+        assert_eq!(pacer.try_acquire(at), Ok(()));
+        assert!(pacer.lock().release.is_none());
+        assert!(
+            !pacer.blocked.load(Ordering::Acquire),
+            "back on the fast path"
+        );
     }
 
     #[tokio::test(start_paused = true)]

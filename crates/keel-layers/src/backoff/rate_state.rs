@@ -125,10 +125,12 @@ pub trait RateState: fmt::Debug + Send + Sync + 'static {
     /// or `X-RateLimit-Limit` over the reset window): when the gate opens, the held attempts
     /// should go out at a pace (at most that rate, or spread over the interval the gate was
     /// closed when the rate is unknown) rather than all at the same instant, which would
-    /// trip the next 429 at once.
+    /// trip the next 429 at once. The pace should lift once the server stops throttling, so
+    /// that a momentary limit does not hold a busy client at the advertised rate for good.
     ///
     /// The default ignores the rate and calls `close_until`; [`LocalRateState`](super::LocalRateState)
-    /// paces the release.
+    /// paces the release and lifts the pace after windows without a 429 (see its
+    /// "Release after a 429").
     fn close_until_paced(&self, until: Instant, release_per_second: Option<f64>) {
         let _ = release_per_second;
         self.close_until(until);

@@ -46,7 +46,7 @@ pub(super) async fn run(state: Weak<Inner>) {
                     return;
                 };
                 if remaining > 0 {
-                    inner.close_remote(Instant::now() + Duration::from_millis(remaining));
+                    inner.close_remote(Instant::now() + Duration::from_millis(remaining), None);
                 }
                 inner.synced.send_replace(true);
             }
@@ -63,8 +63,8 @@ pub(super) async fn run(state: Weak<Inner>) {
                     match push.kind {
                         PushKind::Message => {
                             let Some(inner) = state.upgrade() else { return };
-                            if let Some(delay) = remote_delay(&push, &origin) {
-                                inner.close_remote(Instant::now() + delay);
+                            if let Some((delay, rate)) = remote_close(&push, &origin) {
+                                inner.close_remote(Instant::now() + delay, rate);
                             }
                         }
                         PushKind::Disconnection => break,
@@ -88,15 +88,21 @@ pub(super) async fn run(state: Weak<Inner>) {
     }
 }
 
-/// The delay announced by another process's close: payload `<origin> <delay ms>`.
-fn remote_delay(push: &PushInfo, own: &str) -> Option<Duration> {
+/// The delay and advertised rate announced by another process's close: payload
+/// `<origin> <delay ms> <rate>`, the rate empty when its 429 advertised none.
+fn remote_close(push: &PushInfo, own: &str) -> Option<(Duration, Option<f64>)> {
     let Some(Value::BulkString(payload)) = push.data.get(1) else {
         return None;
     };
     let payload = std::str::from_utf8(payload).ok()?;
-    let (origin, delay) = payload.split_once(' ')?;
-    if origin == own {
+    let mut fields = payload.split(' ');
+    if fields.next()? == own {
         return None;
     }
-    delay.parse().ok().map(Duration::from_millis)
+    let delay = fields.next()?.parse().ok().map(Duration::from_millis)?;
+    let rate = fields
+        .next()
+        .and_then(|r| r.parse::<f64>().ok())
+        .filter(|r| r.is_finite() && *r > 0.0);
+    Some((delay, rate))
 }

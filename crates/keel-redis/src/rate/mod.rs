@@ -33,6 +33,20 @@
 //! # }
 //! ```
 //!
+//! # Release after a 429
+//!
+//! When the gate opens, the held requests must not all go at the same instant (they would
+//! trip the next 429 at once). With [`FleetPacing`], the fleet's bucket paces them. Without
+//! it, each process paces its own release as keel-layers'
+//! [`LocalRateState`](keel_layers::backoff::LocalRateState) does: at the rate the 429
+//! advertised (`inin-ratelimit-allowed` and the like; the process that got the 429 sends it
+//! with the close, so every process learns it), lifted after windows without a 429, or
+//! spread over the closed interval when no rate was advertised. The advertised rate is the
+//! client's whole budget and a process does not know how many others share it, so a fleet
+//! of N releases at up to N times that rate: far fewer than all held requests at once, and
+//! the first 429 closes every process's gate again. A fleet that must stay under the rate
+//! configures [`FleetPacing`].
+//!
 //! # Failure
 //!
 //! The gate is closed locally first, so an unreachable Redis costs only the fleet-wide part;

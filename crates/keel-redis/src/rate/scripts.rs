@@ -5,11 +5,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: gate. ARGV: delay (ms), channel, origin.
+/// KEYS: gate. ARGV: delay (ms), channel, origin, advertised rate (requests per second, or
+/// empty).
 ///
 /// Closes the gate until the server's now + delay unless it is already closed until later
-/// (an atomic max), and then publishes `<origin> <delay ms>` on the channel. Returns 1 if the
-/// deadline moved.
+/// (an atomic max), and then publishes `<origin> <delay ms> <rate>` on the channel. Returns 1
+/// if the deadline moved.
 pub(super) static CLOSE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -20,7 +21,7 @@ local deadline = now + delay
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if deadline > current then
   redis.call('SET', KEYS[1], deadline, 'PXAT', deadline)
-  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. delay)
+  redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. delay .. ' ' .. ARGV[4])
   return 1
 end
 return 0

@@ -33,7 +33,10 @@ impl RateState for RedisRateState {
             return Err(now + FAIL_CLOSED_RETRY);
         }
         let Some(local) = &inner.local else {
-            return Ok(());
+            return inner
+                .release
+                .as_ref()
+                .map_or(Ok(()), |release| release.try_acquire(now));
         };
         if local.take(now) {
             return Ok(());
@@ -65,8 +68,14 @@ impl RateState for RedisRateState {
                     return;
                 }
             }
+            // NOTE: waiting through the release counts this waiter among those it releases
+            // when no rate was advertised.
+            let timer: GateWait = match &inner.release {
+                Some(release) => release.wait(until),
+                None => Box::pin(tokio::time::sleep_until(until)),
+            };
             tokio::select! {
-                () = tokio::time::sleep_until(until) => {}
+                () = timer => {}
                 _ = deadline.changed() => {}
                 _ = refilled.changed() => {}
             }
@@ -74,7 +83,11 @@ impl RateState for RedisRateState {
     }
 
     fn close_until(&self, until: Instant) {
-        let fleet = RedisRateState::close_until(self, until);
+        self.close_until_paced(until, None);
+    }
+
+    fn close_until_paced(&self, until: Instant, release_per_second: Option<f64>) {
+        let fleet = self.close(until, release_per_second);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(fleet);
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use keel_layers::backoff::{LocalRateState, RateState};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -39,6 +40,10 @@ pub(super) struct Inner {
     /// The subscription's connection (kept by the listener).
     pub(super) gate_health: Arc<Health>,
     pub(super) local: Option<Local>,
+    /// Without fleet pacing: this process's release after the gate opens (paced at the
+    /// advertised rate and lifted as [`LocalRateState`] does). With fleet pacing, the fleet's
+    /// bucket paces the release and this is `None`.
+    pub(super) release: Option<LocalRateState>,
     refill: tokio::sync::Mutex<()>,
     /// Set while a background refill (started by the [`RateState`] path) is in flight.
     pub(super) refilling: AtomicBool,
@@ -102,6 +107,7 @@ impl RedisRateState {
             deadline: watch::Sender::new(None),
             synced: watch::Sender::new(false),
             gate_health: Arc::new(Health::new("hearing the fleet's 429 gate")),
+            release: pacing.is_none().then(LocalRateState::default),
             local: pacing.map(Local::new),
             refill: tokio::sync::Mutex::new(()),
             refilling: AtomicBool::new(false),
@@ -121,8 +127,18 @@ impl RedisRateState {
     /// future runs. A later deadline already set wins. Redis unreachable: the local close
     /// stands (one warning).
     pub fn close_until(&self, until: Instant) -> BoxFuture<'static, ()> {
+        self.close(until, None)
+    }
+
+    /// [`close_until`](Self::close_until), telling every process the rate the 429
+    /// advertised (requests per second), at which each paces its release.
+    pub(super) fn close(&self, until: Instant, rate: Option<f64>) -> BoxFuture<'static, ()> {
         let now = Instant::now();
+        let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
         self.inner.closes.fetch_add(1, Ordering::Relaxed);
+        if let Some(release) = &self.inner.release {
+            release.close_until_paced(until, rate);
+        }
         self.inner.close_locally(until);
         let inner = Arc::clone(&self.inner);
         let delay_ms = until.saturating_duration_since(now).as_millis() as u64;
@@ -135,6 +151,7 @@ impl RedisRateState {
                 inner.channel.clone(),
                 inner.origin.clone(),
             );
+            let rate = rate.map_or_else(String::new, |r| r.to_string());
             let _ = inner
                 .conn
                 .call("gate close", |mut c| async move {
@@ -143,6 +160,7 @@ impl RedisRateState {
                         .arg(delay_ms)
                         .arg(channel)
                         .arg(origin)
+                        .arg(rate)
                         .invoke_async::<i64>(&mut c)
                         .await
                 })
@@ -199,6 +217,13 @@ impl RedisRateState {
             });
         }
         let Some(local) = &self.inner.local else {
+            if let Some(release) = &self.inner.release {
+                // NOTE: the release hears every close (local and remote), so this also
+                // waits out a close that lands while it waits for its slot.
+                while let Err(slot) = release.try_acquire(Instant::now()) {
+                    release.wait(slot).await;
+                }
+            }
             return Ok(());
         };
         if local.take(Instant::now()) {
@@ -283,8 +308,11 @@ impl Inner {
         })
     }
 
-    /// A close learned from another process.
-    pub(super) fn close_remote(&self, until: Instant) {
+    /// A close learned from another process, with the rate its 429 advertised.
+    pub(super) fn close_remote(&self, until: Instant, rate: Option<f64>) {
+        if let Some(release) = &self.release {
+            release.close_until_paced(until, rate);
+        }
         if self.close_locally(until) {
             self.remote_closes.fetch_add(1, Ordering::Relaxed);
         }

@@ -254,7 +254,9 @@ async fn held_requests_are_released_at_the_rate_the_429_advertised() {
     let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
     let first = tokio::spawn(svc.clone().oneshot(get()));
     sleep(ms(10)).await;
-    let held: Vec<_> = (0..20)
+    // NOTE: nine releases fit in the first second after the reopening, before the pace
+    // may double.
+    let held: Vec<_> = (0..8)
         .map(|_| tokio::spawn(svc.clone().oneshot(get())))
         .collect();
     for task in held {
@@ -262,7 +264,7 @@ async fn held_requests_are_released_at_the_rate_the_429_advertised() {
     }
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
     let arrivals = mock.arrivals();
-    assert_eq!(arrivals.len(), 22);
+    assert_eq!(arrivals.len(), 10);
     assert_eq!(arrivals[1], secs(1), "the first goes when the gate opens");
     for gap in gaps(&arrivals[1..]) {
         assert!(gap >= ms(99), "released {gap:?} apart: {arrivals:?}");
@@ -270,7 +272,96 @@ async fn held_requests_are_released_at_the_rate_the_429_advertised() {
     // A request arriving while the release is under way waits for its slot too.
     let last = *arrivals.last().unwrap();
     svc.oneshot(get()).await.unwrap();
-    assert!(mock.arrivals()[22] - last >= ms(99));
+    assert!(mock.arrivals()[10] - last >= ms(99));
+}
+
+/// Headers of a 429 advertising 10 requests a second, reset in a second.
+const TEN_PER_SECOND: [(&str, &str); 3] = [
+    ("retry-after", "1"),
+    ("inin-ratelimit-allowed", "10"),
+    ("inin-ratelimit-reset", "1"),
+];
+
+/// Runs `workers` callers sending back to back through `svc` until `end` after the start,
+/// and returns how many requests reached `mock` in each whole second.
+async fn busy_seconds(mock: &Mock, svc: Backoff<Mock>, workers: usize, end: u64) -> Vec<usize> {
+    let stop = Instant::now() + secs(end);
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move {
+                while Instant::now() < stop {
+                    svc.clone().oneshot(get()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut counts = vec![0; usize::try_from(end).unwrap() + 1];
+    for at in mock.arrivals() {
+        counts[usize::try_from(at.as_secs()).unwrap()] += 1;
+    }
+    counts
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_release_pace_lifts_after_quiet_windows_under_sustained_demand() {
+    // One 429 advertising 10/s, then none: the limit was momentary. Demand: 8 callers with
+    // 10 ms of latency, 800 requests a second.
+    let mock = Mock::new(|n, _| match n {
+        0 => reply(429, &TEN_PER_SECOND, ""),
+        _ => reply(200, &[], "ok"),
+    })
+    .latency(ms(10));
+    let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
+    let counts = busy_seconds(&mock, svc, 8, 10).await;
+    // The gate opens at 1.01 s; the pace doubles each quiet second from 10/s and pacing ends
+    // when it reaches 64 × 10/s, at 7.01 s.
+    assert!((9..=11).contains(&counts[1]), "{counts:?}");
+    for second in 1..6 {
+        let (now, next) = (counts[second], counts[second + 1]);
+        assert!(
+            next * 10 >= now * 18 && next * 10 <= now * 22,
+            "the pace doubles each second: {counts:?}"
+        );
+    }
+    assert!(counts[8] >= 790, "no pacing left: {counts:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_during_the_lift_repaces_at_the_advertised_rate_and_waits_longer_to_lift() {
+    // The server throttles once more at 3.5 s, when the pace has reached 40/s.
+    let throttled_again = Arc::new(AtomicBool::new(false));
+    let mock = {
+        let throttled_again = throttled_again.clone();
+        Mock::new(move |n, at| {
+            if n == 0 || (at >= ms(3_500) && !throttled_again.swap(true, Ordering::SeqCst)) {
+                reply(429, &TEN_PER_SECOND, "")
+            } else {
+                reply(200, &[], "ok")
+            }
+        })
+        .latency(ms(10))
+    };
+    let svc = Backoff::new(mock.clone(), BackoffPolicy::new());
+    let counts = busy_seconds(&mock, svc, 8, 9).await;
+    let arrivals = mock.arrivals();
+    assert!((19..=21).contains(&counts[2]), "lifted to 20/s: {counts:?}");
+    // Closed until 4.51 s, then 10/s again, for two seconds now: the lift met a 429.
+    let repaced: Vec<_> = arrivals
+        .iter()
+        .copied()
+        .filter(|at| *at > ms(3_515) && *at < ms(6_500))
+        .collect();
+    assert!(repaced[0] >= ms(4_510), "{arrivals:?}");
+    assert!((19..=21).contains(&repaced.len()), "{repaced:?}");
+    for gap in gaps(&repaced) {
+        assert!(gap >= ms(99), "released {gap:?} apart: {repaced:?}");
+    }
+    // Then 20/s.
+    assert!((19..=21).contains(&counts[7]), "{counts:?}");
 }
 
 #[tokio::test(start_paused = true)]
