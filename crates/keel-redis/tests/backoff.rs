@@ -248,3 +248,39 @@ async fn redis_down_a_paced_layer_paces_alone() {
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert_eq!(sent.load(Ordering::Relaxed), 15);
 }
+
+/// A process takes its next batch of permits when half of the current one is left, so that a
+/// steady stream of requests does not find the batch empty and wait for the round trip.
+#[tokio::test]
+async fn the_next_batch_is_taken_at_half_a_batch_left() {
+    use keel_layers::backoff::RateState as _;
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let pacing = FleetPacing::per_second(100.0).batch(10).burst(1_000);
+    let state = RedisRateState::with_pacing(quiet_connect(&server.url(), &prefix()), NAME, pacing);
+    state.synced().await;
+    // The first batch: nothing is held yet, so the first attempt waits for it.
+    loop {
+        match state.try_acquire(Instant::now()) {
+            Ok(()) => break,
+            Err(until) => state.wait(until).await,
+        }
+    }
+    assert_eq!(state.stats().refills, 1);
+    // Nine held; four more leave five, half a batch: the next batch is on its way.
+    for _ in 0..4 {
+        state.try_acquire(Instant::now()).expect("held");
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || state.stats().refills == 2).await,
+        "no refill at the low-water mark: {:?}",
+        state.stats()
+    );
+    // The five left and the new ten, without a wait.
+    for k in 0..15 {
+        state
+            .try_acquire(Instant::now())
+            .unwrap_or_else(|_| panic!("permit {k} of the 15 held was missing"));
+    }
+}

@@ -101,28 +101,50 @@ impl Local {
 
     /// Takes one held permit, if there is an unlapsed one.
     pub(super) fn take(&self, now: Instant) -> bool {
+        self.take_counting(now).is_some()
+    }
+
+    /// Takes one held permit, if there is an unlapsed one, and says how many are left.
+    pub(super) fn take_counting(&self, now: Instant) -> Option<u32> {
         let mut state = self.lock();
         if state.permits > 0 && now < state.lapse_at {
             state.permits -= 1;
-            true
+            Some(state.permits)
         } else {
-            false
+            None
         }
     }
 
-    /// Holds `granted - 1` permits (one is used by the caller) until they lapse.
-    pub(super) fn hold(&self, granted: u32, now: Instant) {
-        let mut state = self.lock();
-        state.permits = granted.saturating_sub(1);
-        state.lapse_at = now + self.pacing.permit_life();
+    /// Whether `left` held permits are few enough to take the next batch now, so that it
+    /// arrives before they run out: half a batch (the refill's round trip is short next to
+    /// the time half a batch lasts at any rate worth batching for).
+    pub(super) fn is_low(&self, left: u32) -> bool {
+        self.pacing.batch > 1 && left <= self.pacing.batch / 2
     }
 
-    /// Holds all `granted` permits from `at` until they lapse (no caller used one).
+    /// Adds `granted - 1` permits (one is used by the caller) to those still held, all
+    /// usable until the new batch lapses.
+    pub(super) fn hold(&self, granted: u32, now: Instant) {
+        self.add(granted.saturating_sub(1), now);
+    }
+
+    /// Adds all `granted` permits (no caller used one) to those still held from `at`.
     pub(super) fn hold_all(&self, granted: u32, at: Instant) {
+        self.add(granted, at);
+        self.lock().alone_until = None;
+    }
+
+    // NOTE: a batch taken at the low-water mark joins the permits left of the previous one;
+    // the lapse moves to the new batch's, so a process holds at most a batch and a half.
+    fn add(&self, granted: u32, at: Instant) {
         let mut state = self.lock();
-        state.permits = granted;
+        let left = if at < state.lapse_at {
+            state.permits
+        } else {
+            0
+        };
+        state.permits = left.saturating_add(granted);
         state.lapse_at = at + self.pacing.permit_life();
-        state.alone_until = None;
     }
 
     /// Whether an unlapsed permit is held.
@@ -172,6 +194,31 @@ mod tests {
         assert!(!local.take(now));
         local.hold(10, now);
         assert!(!local.take(now + Duration::from_millis(100)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_taken_at_low_water_joins_the_permits_left() {
+        let local = Local::new(FleetPacing::per_second(100.0).batch(10));
+        let now = Instant::now();
+        local.hold_all(10, now);
+        let left: Vec<u32> = (0..5).filter_map(|_| local.take_counting(now)).collect();
+        assert_eq!(left, [9, 8, 7, 6, 5]);
+        assert!(local.is_low(5) && !local.is_low(6));
+        local.hold_all(10, now + Duration::from_millis(10));
+        let later = now + Duration::from_millis(20);
+        assert_eq!((0..20).filter(|_| local.take(later)).count(), 15);
+        // Lapsed permits are not carried over.
+        local.hold_all(10, now + Duration::from_secs(5));
+        assert_eq!(
+            (0..20)
+                .filter(|_| local.take(now + Duration::from_secs(5)))
+                .count(),
+            10
+        );
+        assert!(
+            !Local::new(FleetPacing::per_second(100.0)).is_low(0),
+            "no batching"
+        );
     }
 
     #[tokio::test(start_paused = true)]

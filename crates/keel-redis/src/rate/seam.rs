@@ -16,8 +16,9 @@ const ALONE_FOR: Duration = Duration::from_secs(1);
 
 /// The fast path reads only local state: the mirror of the fleet's gate (an atomic flag,
 /// then the deadline only while it is set) and the held permits. Redis is asked only for a
-/// new batch of permits, in a background task that wakes [`wait`](RateState::wait)ers when
-/// it ends, and to close the fleet's gate, also in the background.
+/// new batch of permits, in a background task started when half a batch is left (so that it
+/// lands before the permits run out) that wakes [`wait`](RateState::wait)ers when it ends,
+/// and to close the fleet's gate, also in the background.
 impl RateState for RedisRateState {
     fn try_acquire(&self, now: Instant) -> Result<(), Instant> {
         let inner = &self.inner;
@@ -38,7 +39,10 @@ impl RateState for RedisRateState {
                 .as_ref()
                 .map_or(Ok(()), |release| release.try_acquire(now));
         };
-        if local.take(now) {
+        if let Some(left) = local.take_counting(now) {
+            if local.is_low(left) {
+                start_refill(inner);
+            }
             return Ok(());
         }
         if local.is_alone(now) {
