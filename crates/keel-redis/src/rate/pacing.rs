@@ -12,10 +12,12 @@ use tokio::time::Instant;
 /// and hands them out locally, so Redis sees one round trip per batch, not per request. At
 /// the fleet's limit a reservation comes with a wait (the bucket's debt, shared fairly by
 /// the processes in the order they asked); the price of batching is granularity: a process
-/// may wait up to `batch / rate` for its next batch. Permits a
+/// may wait up to `batch / rate` for its next batch. The next batch is asked for in the
+/// background when half of the current one is left, so a process whose batch holds several
+/// times its requests in flight does not wait for the round trip. Permits a
 /// process does not use within [`batch / rate`] (at least 50 ms, at most 1 s) lapse, so a
-/// quiet process cannot hoard them. Over any window the fleet sends at most
-/// `burst + rate × window` requests.
+/// quiet process cannot hoard them (it holds at most a batch and a half). Over any window the
+/// fleet sends at most `burst + rate × window` requests.
 ///
 /// While Redis is unreachable, each process paces alone at the same rate.
 #[derive(Debug, Clone, Copy, PartialEq)]
