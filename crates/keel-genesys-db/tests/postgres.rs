@@ -458,3 +458,70 @@ async fn a_record_holding_u0000_is_stored_with_it_as_text() {
     assert_eq!(got[0][0].text(), r"a\u0000b");
     assert_eq!(got[0][1].text(), "Zoë");
 }
+
+#[tokio::test]
+async fn a_lost_connection_fails_the_run_naming_the_destination_and_the_next_run_resumes_exactly() {
+    use common::CommitNow as _;
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let page = |k: u32| common::records((k - 1) * 10..k * 10);
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    for k in 1..=3 {
+        sink.commit_now(Commit {
+            records: &page(k),
+            resume: &common::checkpoint(k),
+            pages: 1,
+        })
+        .await
+        .unwrap();
+    }
+    // Page 4 in flight (or already stored) when every connection of the sink is cut.
+    sink.commit(Commit {
+        records: &page(4),
+        resume: &common::checkpoint(4),
+        pages: 1,
+    })
+    .await
+    .unwrap();
+    b.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+    let failed = match sink
+        .commit(Commit {
+            records: &page(5),
+            resume: &common::checkpoint(5),
+            pages: 1,
+        })
+        .await
+    {
+        Err(e) => e,
+        Ok(()) => sink.flush().await.unwrap_err(),
+    };
+    let shown = format!("{failed} {failed:?}");
+    assert!(matches!(failed, DbError::Database { .. }), "{shown}");
+    assert!(shown.contains(&b.destination().to_string()), "{shown}");
+    assert!(!shown.contains(b.db.password()), "{shown}");
+    drop(sink);
+
+    // The next run finds the last page that was stored, every row of it and nothing after
+    // (once the server has ended the cut session that held the run lock).
+    let mut sink = common::connect_after_kill(&b).await;
+    let state = sink.open().await.unwrap();
+    let k = u32::try_from(state.pages).unwrap();
+    assert!((3..=4).contains(&k), "{k} pages stored");
+    assert_eq!(state.resume, Some(common::checkpoint(k)));
+    common::assert_rows_of(&b, 0..k * 10).await;
+    for k in k + 1..=6 {
+        sink.commit_now(Commit {
+            records: &page(k),
+            resume: &common::checkpoint(k),
+            pages: 1,
+        })
+        .await
+        .unwrap();
+    }
+    common::assert_rows_of(&b, 0..60).await;
+}

@@ -931,7 +931,7 @@ fn run_child_and_kill(child_test: &str, dest_text: &str, after: u32) {
 }
 
 /// Connects, waiting (bounded) while the killed run's lock is still being released.
-async fn connect_after_kill<B: Backend>(b: &B) -> DbSink {
+pub(crate) async fn connect_after_kill<B: Backend>(b: &B) -> DbSink {
     for _ in 0..200 {
         match DbSink::connect(&b.destination(), spec()).await {
             Ok(s) => return s,
