@@ -516,6 +516,18 @@ fn iso(ms: i64) -> String {
         .unwrap()
 }
 
+/// Every stored record equals what the API holds for it now.
+async fn assert_every_record_is_current(db: &Db, sim: &SimHandle) {
+    for (id, stored) in db.records().await {
+        let now_json = sim.conversation_json_now(&id).expect("known to the API");
+        let (a, b): (serde_json::Value, serde_json::Value) = (
+            serde_json::from_str(&stored).unwrap(),
+            serde_json::from_str(&now_json).unwrap(),
+        );
+        assert_eq!(a, b, "{id} is not in its current state");
+    }
+}
+
 async fn incremental_runs_converge_to_the_final_state(db: Db) {
     // 600 conversations over 4 hours from 2026-01-01T00:00Z; the clock at 02:00, then 05:00
     // with new arrivals after 04:00.
@@ -605,14 +617,7 @@ async fn incremental_runs_converge_to_the_final_state(db: Db) {
     let want = truth(&sim, &all);
     assert!(want.len() > 600, "arrivals came in: {}", want.len());
     assert_db_is(&db, &want).await;
-    for (id, stored) in db.records().await {
-        let now_json = sim.conversation_json_now(&id).expect("known to the API");
-        let (a, b): (serde_json::Value, serde_json::Value) = (
-            serde_json::from_str(&stored).unwrap(),
-            serde_json::from_str(&now_json).unwrap(),
-        );
-        assert_eq!(a, b, "{id} is not in its current state");
-    }
+    assert_every_record_is_current(&db, &sim).await;
     // Those of run 1 that were in progress are all final now (ended within the 3 hours).
     let still = db
         .count("SELECT CAST(COUNT(*) AS TEXT) FROM keel_in_progress p JOIN conversations c USING (conversation_id) WHERE c.conversation_start < '2026-01-01T02:00:00Z'")
@@ -668,14 +673,7 @@ async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
         0,
         "all ended and fetched again"
     );
-    for (id, stored) in db.records().await {
-        let now_json = sim.conversation_json_now(&id).expect("known to the API");
-        let (a, b): (serde_json::Value, serde_json::Value) = (
-            serde_json::from_str(&stored).unwrap(),
-            serde_json::from_str(&now_json).unwrap(),
-        );
-        assert_eq!(a, b, "{id} is not in its current state");
-    }
+    assert_every_record_is_current(&db, &sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
