@@ -150,13 +150,7 @@ async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metr
     let Some(b) = Pg::new() else { return };
     let mut sink = common::connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &common::records(0..5),
-        resume: &common::checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_page(&common::records(0..5), 1).await.unwrap();
     b.exec(trigger).await;
     let mut bad = common::conversation(9, true);
     bad["participants"][0]["sessions"][0]["metrics"][0]["name"] = bad_metric.into();
@@ -186,13 +180,7 @@ async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metr
     assert_eq!((state[0][1].int(), state[0][2].int()), (1, 5));
 
     // The sink goes on from the last durable page.
-    sink.commit_now(Commit {
-        records: &common::records(5..10),
-        resume: &common::checkpoint(2),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_page(&common::records(5..10), 2).await.unwrap();
     common::assert_rows_of(&b, 0..10).await;
 }
 
@@ -311,7 +299,6 @@ async fn column_type(b: &Pg, table: &str) -> String {
 #[tokio::test]
 async fn a_version_1_database_is_upgraded_keeping_its_rows() {
     use common::CommitNow as _;
-    use keel_genesys::sink::Commit;
     let Some(b) = Pg::new() else { return };
     let id = "00000000-0000-4000-8000-000000000001";
     make_version_1(&b, id).await;
@@ -362,13 +349,7 @@ async fn a_version_1_database_is_upgraded_keeping_its_rows() {
 
     // The upgraded tables take pages: conversation 1 written again replaces its child rows.
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &common::records(0..3),
-        resume: &common::checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_page(&common::records(0..3), 1).await.unwrap();
     common::assert_rows_of(&b, 0..3).await;
 }
 
@@ -427,7 +408,6 @@ async fn a_record_holding_u0000_is_stored_with_it_as_text() {
     // jsonb and text cannot hold U+0000: without care one such record would stop every run
     // at the same page.
     use common::CommitNow as _;
-    use keel_genesys::sink::Commit;
     let Some(b) = Pg::new() else { return };
     let mut sink = common::connect(&b).await;
     sink.open().await.unwrap();
@@ -440,13 +420,7 @@ async fn a_record_holding_u0000_is_stored_with_it_as_text() {
         common::record(&common::conversation(0, true)),
         common::record(&odd),
     ];
-    sink.commit_now(Commit {
-        records: &page,
-        resume: &common::checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_page(&page, 1).await.unwrap();
     common::assert_rows_of(&b, 0..2).await;
     let got = b
         .rows(
@@ -468,13 +442,7 @@ async fn a_lost_connection_fails_the_run_naming_the_destination_and_the_next_run
     let mut sink = common::connect(&b).await;
     sink.open().await.unwrap();
     for k in 1..=3 {
-        sink.commit_now(Commit {
-            records: &page(k),
-            resume: &common::checkpoint(k),
-            pages: 1,
-        })
-        .await
-        .unwrap();
+        sink.commit_page(&page(k), k).await.unwrap();
     }
     // Page 4 in flight (or already stored) when every connection of the sink is cut.
     sink.commit(Commit {
@@ -515,13 +483,7 @@ async fn a_lost_connection_fails_the_run_naming_the_destination_and_the_next_run
     assert_eq!(state.resume, Some(common::checkpoint(k)));
     common::assert_rows_of(&b, 0..k * 10).await;
     for k in k + 1..=6 {
-        sink.commit_now(Commit {
-            records: &page(k),
-            resume: &common::checkpoint(k),
-            pages: 1,
-        })
-        .await
-        .unwrap();
+        sink.commit_page(&page(k), k).await.unwrap();
     }
     common::assert_rows_of(&b, 0..60).await;
 }

@@ -72,6 +72,16 @@ pub(crate) fn spec() -> ExportSpec {
 #[allow(async_fn_in_trait)]
 pub(crate) trait CommitNow {
     async fn commit_now(&mut self, page: Commit<'_>) -> Result<(), DbError>;
+
+    /// `records` as API page `k` (resume point [`checkpoint`]`(k)`), durable on return.
+    async fn commit_page(&mut self, records: &[Record], k: u32) -> Result<(), DbError> {
+        self.commit_now(Commit {
+            records,
+            resume: &checkpoint(k),
+            pages: 1,
+        })
+        .await
+    }
 }
 
 impl CommitNow for DbSink {
