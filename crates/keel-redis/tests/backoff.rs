@@ -25,6 +25,41 @@ fn quiet_connect(url: &str, prefix: &str) -> RedisConnection {
         .unwrap()
 }
 
+/// A stand-in for the API.
+type Api =
+    tower::util::BoxCloneService<Request<String>, Response<String>, std::convert::Infallible>;
+
+/// An API that answers its first request 429 with `headers`, and every later one 200.
+fn throttling_once(headers: &'static [(&'static str, &'static str)]) -> Api {
+    let throttled_once = Arc::new(AtomicU64::new(0));
+    Api::new(tower::service_fn(move |_req: Request<String>| {
+        let first = throttled_once.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            let mut response = Response::new(String::new());
+            if first {
+                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                for (name, value) in headers {
+                    response
+                        .headers_mut()
+                        .insert(*name, http::HeaderValue::from_static(value));
+                }
+            }
+            Ok(response)
+        }
+    }))
+}
+
+/// An API that answers 200 and records when each request reached it.
+fn recording() -> (Api, Arc<Mutex<Vec<Instant>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let api = tower::service_fn(move |_req: Request<String>| {
+        log.lock().unwrap().push(Instant::now());
+        async { Ok(Response::new(String::new())) }
+    });
+    (Api::new(api), seen)
+}
+
 /// A 429 in one process closes the gate of another process's backoff layer: its requests
 /// reach the API only after the deadline, and that process asks Redis nothing.
 #[tokio::test]
@@ -44,28 +79,8 @@ async fn a_429_in_one_process_holds_another_processs_requests() {
     a.synced().await;
     b.synced().await;
 
-    let throttled_once = Arc::new(AtomicU64::new(0));
-    let api_a = tower::service_fn(move |_req: Request<String>| {
-        let first = throttled_once.fetch_add(1, Ordering::SeqCst) == 0;
-        async move {
-            let mut response = Response::new(String::new());
-            if first {
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                response
-                    .headers_mut()
-                    .insert("retry-after", http::HeaderValue::from_static("1"));
-            }
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    let seen_by_b = Arc::new(Mutex::new(Vec::new()));
-    let api_b = {
-        let seen = seen_by_b.clone();
-        tower::service_fn(move |_req: Request<String>| {
-            seen.lock().unwrap().push(Instant::now());
-            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
-        })
-    };
+    let api_a = throttling_once(&[("retry-after", "1")]);
+    let (api_b, seen_by_b) = recording();
     let process_a = BackoffLayer::new(BackoffPolicy::new().rate_state(a.clone())).layer(api_a);
     let process_b = BackoffLayer::new(BackoffPolicy::new().rate_state(b.clone())).layer(api_b);
 
@@ -110,32 +125,12 @@ async fn the_rate_a_429_advertised_paces_the_release_of_another_process() {
     );
     a.synced().await;
     b.synced().await;
-    let throttled_once = Arc::new(AtomicU64::new(0));
-    let api_a = tower::service_fn(move |_req: Request<String>| {
-        let first = throttled_once.fetch_add(1, Ordering::SeqCst) == 0;
-        async move {
-            let mut response = Response::new(String::new());
-            if first {
-                *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                let headers = response.headers_mut();
-                headers.insert("retry-after", http::HeaderValue::from_static("1"));
-                headers.insert(
-                    "inin-ratelimit-allowed",
-                    http::HeaderValue::from_static("4"),
-                );
-                headers.insert("inin-ratelimit-reset", http::HeaderValue::from_static("1"));
-            }
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    let seen_by_b = Arc::new(Mutex::new(Vec::new()));
-    let api_b = {
-        let seen = seen_by_b.clone();
-        tower::service_fn(move |_req: Request<String>| {
-            seen.lock().unwrap().push(Instant::now());
-            async { Ok::<_, std::convert::Infallible>(Response::new(String::new())) }
-        })
-    };
+    let api_a = throttling_once(&[
+        ("retry-after", "1"),
+        ("inin-ratelimit-allowed", "4"),
+        ("inin-ratelimit-reset", "1"),
+    ]);
+    let (api_b, seen_by_b) = recording();
     let process_a = BackoffLayer::new(BackoffPolicy::new().rate_state(a)).layer(api_a);
     let process_b = BackoffLayer::new(BackoffPolicy::new().rate_state(b.clone())).layer(api_b);
 
