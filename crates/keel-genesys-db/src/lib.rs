@@ -13,11 +13,17 @@
 //!   (comma-separated), the record exactly as sent (`jsonb` in PostgreSQL, JSON text in
 //!   SQLite), when and by which run it was written;
 //! - `participants`, `sessions` (with the first queue of their segments), `segments`,
-//!   `session_metrics`: flattened, keyed by conversation id and position;
+//!   `session_metrics`: flattened, keyed by conversation id and position (PostgreSQL: `uuid`
+//!   ids, child rows found by a hash index on the id);
 //! - `keel_exports` (per export definition: resume point, resolved query, watermark) and
 //!   `keel_in_progress` (conversations stored without an end, to fetch again).
 //!
 //! `docs/SQL.md` has analyst queries that run unchanged on both databases.
+//!
+//! The PostgreSQL sink pipelines: it writes pages on two connections in turn and returns from
+//! [`commit`](keel_genesys::PageSink::commit) once a page is handed over; pages still become
+//! durable in order, and [`flush`](keel_genesys::PageSink::flush) or
+//! [`close`](keel_genesys::PageSink::close) wait for them (see [`PostgresSink`]).
 //!
 //! One run at a time per destination: PostgreSQL holds an advisory lock on a connection of its
 //! own for the whole run, SQLite an exclusive lock on `PATH.lock`; a second run gets
