@@ -23,7 +23,7 @@
 //! The PostgreSQL sink pipelines: it writes pages on two connections in turn and returns from
 //! [`commit`](keel_genesys::PageSink::commit) once a page is handed over; pages still become
 //! durable in order, and [`flush`](keel_genesys::PageSink::flush) or
-//! [`close`](keel_genesys::PageSink::close) wait for them (see [`PostgresSink`]).
+//! [`close`](keel_genesys::PageSink::close) wait for them (see `PostgresSink`).
 //!
 //! One run at a time per destination: PostgreSQL holds an advisory lock on a connection of its
 //! own for the whole run, SQLite an exclusive lock on `PATH.lock`; a second run gets
