@@ -432,11 +432,8 @@ mod tests {
         let mut sink = FileSink::new(writer, None);
         assert_eq!(sink.open().await.unwrap(), SinkState::default());
         let page = records(&[("a", "2026-01-01T01:00:00Z"), ("b", "2026-01-01T13:00:00Z")]);
-        let commit = Commit {
-            records: &page,
-            resume: &resume_at(1),
-            pages: 1,
-        };
+        let at = resume_at(1);
+        let commit = Commit::new(&page, &at, 1);
         sink.commit(commit).await.unwrap();
         let afternoon: Interval = "2026-01-01T12:00:00Z/2026-01-02T00:00:00Z".parse().unwrap();
         let ids = sink.committed_ids(afternoon).await.unwrap();
@@ -444,11 +441,7 @@ mod tests {
 
         // Only the resume point moves: no bytes, no page.
         let restart = resume_at(0);
-        let commit = Commit {
-            records: &[],
-            resume: &restart,
-            pages: 0,
-        };
+        let commit = Commit::new(&[], &restart, 0);
         sink.commit(commit).await.unwrap();
         let saved = ck.load::<Option<Checkpoint>>().unwrap().unwrap();
         assert_eq!((&saved.position, saved.pages), (&Some(restart.clone()), 1));
@@ -467,11 +460,8 @@ mod tests {
             (Some(restart), 1, 2)
         );
         let page = records(&[("c", "2026-01-01T14:00:00Z")]);
-        let commit = Commit {
-            records: &page,
-            resume: &resume_at(2),
-            pages: 1,
-        };
+        let at = resume_at(2);
+        let commit = Commit::new(&page, &at, 1);
         sink.commit(commit).await.unwrap();
         sink.close().await.unwrap();
         assert!(ck.load::<Option<Checkpoint>>().unwrap().is_none());

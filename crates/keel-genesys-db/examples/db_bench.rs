@@ -227,13 +227,9 @@ async fn pass(
             .collect();
         page_no += 1;
         let resume = checkpoint(page_no, page_size as u32);
-        sink.commit(Commit {
-            records: &page,
-            resume: &resume,
-            pages: 1,
-        })
-        .await
-        .expect("commit");
+        sink.commit(Commit::new(&page, &resume, 1))
+            .await
+            .expect("commit");
         i += page.len() as u64;
     }
     sink.flush().await.expect("flush");

@@ -157,13 +157,9 @@ async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metr
     let mut page2 = common::records(5..9);
     page2.push(common::record(&bad));
     for (page, k) in [(page2, 2), (common::records(10..15), 3)] {
-        sink.commit(Commit {
-            records: &page,
-            resume: &common::checkpoint(k),
-            pages: 1,
-        })
-        .await
-        .expect("accepted: the failure is reported later");
+        sink.commit(Commit::new(&page, &common::checkpoint(k), 1))
+            .await
+            .expect("accepted: the failure is reported later");
     }
     let err = sink.flush().await.unwrap_err().to_string();
     assert!(err.contains("injected failure"), "{err}");
@@ -221,13 +217,9 @@ async fn pages_sharing_a_conversation_are_written_one_after_the_other() {
     let mut page2 = vec![common::record(&again)];
     page2.extend(common::records(5..10));
     for (page, k) in [(common::records(0..5), 1), (page2, 2)] {
-        sink.commit(Commit {
-            records: &page,
-            resume: &common::checkpoint(k),
-            pages: 1,
-        })
-        .await
-        .unwrap();
+        sink.commit(Commit::new(&page, &common::checkpoint(k), 1))
+            .await
+            .unwrap();
     }
     sink.flush().await.unwrap();
     common::assert_rows_of(&b, 0..10).await;
@@ -388,11 +380,7 @@ async fn an_id_that_is_not_a_uuid_is_a_record_error_before_anything_is_written()
         common::record(&bad),
     ];
     let err = sink
-        .commit(Commit {
-            records: &page,
-            resume: &common::checkpoint(1),
-            pages: 1,
-        })
+        .commit(Commit::new(&page, &common::checkpoint(1), 1))
         .await
         .unwrap_err();
     assert!(
@@ -445,24 +433,16 @@ async fn a_lost_connection_fails_the_run_naming_the_destination_and_the_next_run
         sink.commit_page(&page(k), k).await.unwrap();
     }
     // Page 4 in flight (or already stored) when every connection of the sink is cut.
-    sink.commit(Commit {
-        records: &page(4),
-        resume: &common::checkpoint(4),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit(Commit::new(&page(4), &common::checkpoint(4), 1))
+        .await
+        .unwrap();
     b.exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     .await;
     let failed = match sink
-        .commit(Commit {
-            records: &page(5),
-            resume: &common::checkpoint(5),
-            pages: 1,
-        })
+        .commit(Commit::new(&page(5), &common::checkpoint(5), 1))
         .await
     {
         Err(e) => e,

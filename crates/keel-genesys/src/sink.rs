@@ -96,7 +96,11 @@ impl AsRef<RawValue> for Record {
 }
 
 /// What [`PageSink::commit`] stores, all or nothing.
+///
+/// Fields are public to read; new ones may come (it is `#[non_exhaustive]`), so code outside
+/// this crate makes one with [`Commit::new`].
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Commit<'a> {
     /// The page's records, in order, each at most once in the whole export. May be empty: the
     /// engine then only moves the resume point (a part restarted after its results changed).
@@ -106,6 +110,17 @@ pub struct Commit<'a> {
     /// Pages of the API this commit completes, for the sink's counters: 1 for a page (even
     /// one left without records), 0 when only the resume point moves.
     pub pages: u64,
+}
+
+impl<'a> Commit<'a> {
+    /// `records` and the point to resume after them, completing `pages` pages of the API.
+    pub fn new(records: &'a [Record], resume: &'a Checkpoint, pages: u64) -> Self {
+        Commit {
+            records,
+            resume,
+            pages,
+        }
+    }
 }
 
 /// A destination for an export's pages that commits each page with its resume point.

@@ -75,12 +75,8 @@ pub(crate) trait CommitNow {
 
     /// `records` as API page `k` (resume point [`checkpoint`]`(k)`), durable on return.
     async fn commit_page(&mut self, records: &[Record], k: u32) -> Result<(), DbError> {
-        self.commit_now(Commit {
-            records,
-            resume: &checkpoint(k),
-            pages: 1,
-        })
-        .await
+        self.commit_now(Commit::new(records, &checkpoint(k), 1))
+            .await
     }
 }
 
@@ -299,20 +295,12 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     let mut sink = connect(&b).await;
     assert_eq!(sink.open().await.unwrap(), SinkState::default());
     let (p1, p2, p3) = (records(0..10), records(10..20), records(20..25));
-    sink.commit_now(Commit {
-        records: &p1,
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
-    sink.commit_now(Commit {
-        records: &p2,
-        resume: &checkpoint(2),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&p1, &checkpoint(1), 1))
+        .await
+        .unwrap();
+    sink.commit_now(Commit::new(&p2, &checkpoint(2), 1))
+        .await
+        .unwrap();
     drop(sink); // like a kill between two commits: no close
 
     let mut sink = connect(&b).await;
@@ -322,29 +310,17 @@ pub(crate) async fn pages_and_resume_point_survive_a_dropped_sink<B: Backend>(b:
     assert_eq!(sink.resume_query(), Some(spec().query()));
     assert_rows_of(&b, 0..20).await;
 
-    sink.commit_now(Commit {
-        records: &p3,
-        resume: &checkpoint(3),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&p3, &checkpoint(3), 1))
+        .await
+        .unwrap();
     // An API page left without records counts as a page; a commit that only moves the
     // resume point does not.
-    sink.commit_now(Commit {
-        records: &[],
-        resume: &checkpoint(4),
-        pages: 1,
-    })
-    .await
-    .unwrap();
-    sink.commit_now(Commit {
-        records: &[],
-        resume: &checkpoint(5),
-        pages: 0,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&[], &checkpoint(4), 1))
+        .await
+        .unwrap();
+    sink.commit_now(Commit::new(&[], &checkpoint(5), 0))
+        .await
+        .unwrap();
     drop(sink);
     let mut sink = connect(&b).await;
     let state = sink.open().await.unwrap();
@@ -367,13 +343,9 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
 ) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &records(0..5),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(0..5), &checkpoint(1), 1))
+        .await
+        .unwrap();
     b.exec(b.failure_trigger()).await;
 
     let mut bad = conversation(9, true);
@@ -381,11 +353,7 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     let mut page = records(5..9);
     page.push(record(&bad));
     let err = sink
-        .commit_now(Commit {
-            records: &page,
-            resume: &checkpoint(2),
-            pages: 1,
-        })
+        .commit_now(Commit::new(&page, &checkpoint(2), 1))
         .await
         .unwrap_err();
     let dest = b.destination().to_string();
@@ -400,13 +368,9 @@ pub(crate) async fn a_failure_mid_page_leaves_nothing_of_it_and_the_old_resume_p
     assert_eq!(state.resume, Some(checkpoint(1)));
     assert_eq!((state.pages, state.conversations), (1, 5));
     // The same sink goes on after a failed page once the cause is gone.
-    sink.commit_now(Commit {
-        records: &records(5..9),
-        resume: &checkpoint(2),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(5..9), &checkpoint(2), 1))
+        .await
+        .unwrap();
     assert_rows_of(&b, 0..9).await;
 }
 
@@ -417,20 +381,12 @@ pub(crate) async fn a_failed_page_does_not_poison_the_sink<B: Backend>(b: B) {
     let mut bad = conversation(1, true);
     bad["participants"][1]["sessions"][0]["metrics"][0]["name"] = "boom".into();
     let page = vec![record(&conversation(0, true)), record(&bad)];
-    sink.commit_now(Commit {
-        records: &page,
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap_err();
-    sink.commit_now(Commit {
-        records: &records(2..4),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&page, &checkpoint(1), 1))
+        .await
+        .unwrap_err();
+    sink.commit_now(Commit::new(&records(2..4), &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_rows_of(&b, 2..4).await;
     assert_eq!(sink_state(&b).await.resume, Some(checkpoint(1)));
 }
@@ -459,44 +415,28 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
 ) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &records(0..8),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(0..8), &checkpoint(1), 1))
+        .await
+        .unwrap();
     let before = b
         .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
-    sink.commit_now(Commit {
-        records: &records(0..8),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(0..8), &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_rows_of(&b, 0..8).await;
     let after = b
         .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations ORDER BY 1")
         .await;
     assert_eq!(before, after);
     // A page of stored and new conversations together.
-    sink.commit_now(Commit {
-        records: &records(6..12),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(6..12), &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_rows_of(&b, 0..12).await;
-    sink.commit_now(Commit {
-        records: &records(8..12),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(8..12), &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_rows_of(&b, 0..12).await;
     let after = b
         .rows("SELECT CAST(conversation_id AS TEXT), CAST(record AS TEXT) FROM conversations WHERE conversation_id < '00000000-0000-4000-8000-000000000008' ORDER BY 1")
@@ -508,13 +448,9 @@ pub(crate) async fn committing_the_same_records_again_updates_and_replaces_child
     c0["participants"].as_array_mut().unwrap().truncate(2);
     let mut c1 = conversation(1, true);
     c1["originatingDirection"] = "inbound".into();
-    sink.commit_now(Commit {
-        records: &[record(&c0), record(&c1)],
-        resume: &checkpoint(2),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&[record(&c0), record(&c1)], &checkpoint(2), 1))
+        .await
+        .unwrap();
     assert_eq!(count(&b, "conversations").await, 12);
     let p0 = b
         .rows("SELECT COUNT(*) FROM participants WHERE conversation_id = '00000000-0000-4000-8000-000000000000'")
@@ -541,13 +477,9 @@ pub(crate) async fn duplicate_ids_in_one_page_keep_the_last_record<B: Backend>(b
         record(&conversation(3, true)),
         record(&changed),
     ];
-    sink.commit_now(Commit {
-        records: &page,
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&page, &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_eq!(
         ids(&b).await,
         [
@@ -569,13 +501,9 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
     let c = conversation(5, true);
-    sink.commit_now(Commit {
-        records: &[record(&c)],
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&[record(&c)], &checkpoint(1), 1))
+        .await
+        .unwrap();
     let rows = b.rows("SELECT CAST(record AS TEXT), participant_name FROM conversations JOIN participants USING (conversation_id) WHERE participant_index = 0").await;
     let back: serde_json::Value = serde_json::from_str(rows[0][0].text()).unwrap();
     assert_eq!(back, c, "every field, unknown ones included");
@@ -585,13 +513,9 @@ pub(crate) async fn the_record_is_stored_losslessly<B: Backend>(b: B) {
 pub(crate) async fn committed_ids_are_those_of_the_part<B: Backend>(b: B) {
     let mut sink = connect(&b).await;
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &records(0..10),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(0..10), &checkpoint(1), 1))
+        .await
+        .unwrap();
     // [start of 3, start of 7): conversations 3..7.
     let part = Interval::new(start_of(3), start_of(7)).unwrap();
     let got = sink.committed_ids(part).await.unwrap();
@@ -623,13 +547,9 @@ pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_qu
     let mut sink = connect(&b).await;
     sink.hold_lock_on_close(true);
     sink.open().await.unwrap();
-    sink.commit_now(Commit {
-        records: &records(0..3),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(0..3), &checkpoint(1), 1))
+        .await
+        .unwrap();
     sink.close().await.unwrap();
     let err = DbSink::connect(&b.destination(), spec()).await.unwrap_err();
     assert!(matches!(err, DbError::Locked { .. }), "{err:?}");
@@ -640,13 +560,9 @@ pub(crate) async fn a_held_lock_outlives_close_and_the_next_export_stores_its_qu
         serde_json::json!({"interval": "2024-03-04T00:00:00.000Z/2024-03-05T00:00:00.000Z"});
     sink.next_export(second.clone());
     assert_eq!(sink.open().await.unwrap(), SinkState::default());
-    sink.commit_now(Commit {
-        records: &records(3..5),
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&records(3..5), &checkpoint(1), 1))
+        .await
+        .unwrap();
     drop(sink); // killed mid-way: the lock goes with the sink
     let mut sink = connect(&b).await;
     let state = sink.open().await.unwrap();
@@ -678,13 +594,9 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
         record(&conversation(1, false)),
         record(&conversation(2, false)),
     ];
-    sink.commit_now(Commit {
-        records: &page,
-        resume: &checkpoint(1),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&page, &checkpoint(1), 1))
+        .await
+        .unwrap();
     assert_eq!(
         in_progress_ids(&mut sink).await,
         [
@@ -706,13 +618,9 @@ pub(crate) async fn watermark_and_in_progress_conversations<B: Backend>(b: B) {
         record(&conversation(1, true)),
         record(&conversation(2, false)),
     ];
-    sink.commit_now(Commit {
-        records: &page,
-        resume: &checkpoint(2),
-        pages: 1,
-    })
-    .await
-    .unwrap();
+    sink.commit_now(Commit::new(&page, &checkpoint(2), 1))
+        .await
+        .unwrap();
     assert_eq!(
         in_progress_ids(&mut sink).await,
         ["00000000-0000-4000-8000-000000000002"]
@@ -779,13 +687,9 @@ pub(crate) async fn the_analyst_queries_answer_on_this_database<B: Backend>(b: B
     sink.open().await.unwrap();
     let all = records(0..N);
     for (k, page) in all.chunks(25).enumerate() {
-        sink.commit_now(Commit {
-            records: page,
-            resume: &checkpoint(k as u32 + 1),
-            pages: 1,
-        })
-        .await
-        .unwrap();
+        sink.commit_now(Commit::new(page, &checkpoint(k as u32 + 1), 1))
+            .await
+            .unwrap();
     }
     sink.close().await.unwrap();
     let queries = analyst_queries();
@@ -907,13 +811,9 @@ pub(crate) async fn child_commits_until_killed() {
     loop {
         k += 1;
         let page = records((k - 1) * 10..k * 10);
-        sink.commit(Commit {
-            records: &page,
-            resume: &checkpoint(k),
-            pages: 1,
-        })
-        .await
-        .unwrap();
+        sink.commit(Commit::new(&page, &checkpoint(k), 1))
+            .await
+            .unwrap();
         println!("committed {k}");
     }
 }
