@@ -86,7 +86,8 @@ pub struct PostgresSink {
 
 /// A page handed to a writer.
 struct InFlight {
-    ids: Vec<String>,
+    /// Its conversations (a page in flight never shares one with another).
+    keys: HashSet<[u8; 16]>,
     done: oneshot::Receiver<Result<(), PageError>>,
 }
 
@@ -299,7 +300,12 @@ impl PostgresSink {
         self.last_stored = None;
         let mut e = match e {
             PageError::Database(e) => self.db_err("commit a page", &e),
-            PageError::Predecessor | PageError::WriterGone => DbError::Database {
+            PageError::Predecessor => DbError::Database {
+                destination: self.destination.clone(),
+                action: "commit a page",
+                message: String::from("the page before it was not stored"),
+            },
+            PageError::WriterGone => DbError::Database {
                 destination: self.destination.clone(),
                 action: "commit a page",
                 message: String::from("the page writer's connection is gone"),
@@ -543,10 +549,10 @@ impl PageSink for PostgresSink {
                 c.raw = stored;
             }
         }
-        let ids: Vec<String> = batch.conversations.iter().map(|c| c.id.clone()).collect();
-        let keys = ids
+        let keys = batch
+            .conversations
             .iter()
-            .map(|id| uuid_key(id))
+            .map(|c| uuid_key(&c.id))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|id| DbError::Record {
                 destination: self.destination.clone(),
@@ -559,7 +565,10 @@ impl PageSink for PostgresSink {
         // NOTE: pages in flight together share no conversation (so they never wait on each
         // other's rows), and at most one page per writer is in flight.
         while self.in_flight.len() >= self.writers.len()
-            || self.in_flight.iter().any(|f| shares_any(&f.ids, &ids))
+            || self
+                .in_flight
+                .iter()
+                .any(|f| keys.iter().any(|k| f.keys.contains(k)))
         {
             self.settle_oldest().await?;
         }
@@ -568,7 +577,8 @@ impl PageSink for PostgresSink {
             .as_ref()
             .unwrap_or(&self.spec.query)
             .to_string();
-        let page = Arc::new(Page {
+        let in_flight = keys.iter().copied().collect();
+        let page = Page {
             batch,
             keys,
             key: Arc::clone(&self.key),
@@ -577,12 +587,15 @@ impl PageSink for PostgresSink {
             resume,
             pages: i64::try_from(page.pages).unwrap_or(i64::MAX),
             conversations: i64::try_from(page.records.len()).unwrap_or(i64::MAX),
-        });
+        };
         let writer = &self.writers[self.next_writer % self.writers.len()];
         self.next_writer = self.next_writer.wrapping_add(1);
         let (stored, done) = writer.submit(page, self.last_stored.take());
         self.last_stored = Some(stored);
-        self.in_flight.push_back(InFlight { ids, done });
+        self.in_flight.push_back(InFlight {
+            keys: in_flight,
+            done,
+        });
         Ok(())
     }
 
@@ -673,13 +686,6 @@ fn uuid_key(id: &str) -> Result<[u8; 16], String> {
         return Err(id.to_owned());
     }
     Ok(*parsed.as_bytes())
-}
-
-/// Whether two short id lists (a page each) have an id in common.
-fn shares_any(a: &[String], b: &[String]) -> bool {
-    let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    let set: HashSet<&str> = small.iter().map(String::as_str).collect();
-    large.iter().any(|id| set.contains(id.as_str()))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ const STORE_RESUME_AFTER: &str = "INSERT INTO keel_exports \
      WHERE $8::text IS NULL OR keel_exports.xmin::text = $8 \
      RETURNING xmin::text, xmax <> 0";
 
-/// One page, owned: it outlives the sink's `commit` call.
+/// One page, owned: it moves to its writer and outlives the sink's `commit` call.
 #[derive(Debug)]
 pub(super) struct Page {
     pub(super) batch: Batch,
@@ -69,7 +69,7 @@ pub(super) enum PageError {
 pub(super) type Stored = oneshot::Receiver<String>;
 
 struct Job {
-    page: Arc<Page>,
+    page: Page,
     after: Option<Stored>,
     stored: oneshot::Sender<String>,
     done: oneshot::Sender<Result<(), PageError>>,
@@ -99,7 +99,7 @@ impl Writer {
     /// resume point; returns its own signal for the next page and its outcome.
     pub(super) fn submit(
         &self,
-        page: Arc<Page>,
+        page: Page,
         after: Option<Stored>,
     ) -> (Stored, oneshot::Receiver<Result<(), PageError>>) {
         let (stored, stored_rx) = oneshot::channel();
