@@ -216,6 +216,32 @@ impl Batch {
         Ok(b)
     }
 
+    /// Appends the rows of `other`, a batch sharing no conversation with this one.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn append(&mut self, other: Batch) {
+        let base = self.conversations.len();
+        self.conversations.extend(other.conversations);
+        self.participants
+            .extend(other.participants.into_iter().map(|mut r| {
+                r.conv += base;
+                r
+            }));
+        self.sessions
+            .extend(other.sessions.into_iter().map(|mut r| {
+                r.conv += base;
+                r
+            }));
+        self.segments
+            .extend(other.segments.into_iter().map(|mut r| {
+                r.conv += base;
+                r
+            }));
+        self.metrics.extend(other.metrics.into_iter().map(|mut r| {
+            r.conv += base;
+            r
+        }));
+    }
+
     /// The ids of the conversations, in page order.
     #[cfg(test)]
     pub(crate) fn ids(&self) -> Vec<String> {

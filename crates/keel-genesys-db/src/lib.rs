@@ -21,8 +21,9 @@
 //! `docs/SQL.md` has analyst queries that run unchanged on both databases.
 //!
 //! The PostgreSQL sink pipelines: it writes pages on two connections in turn and returns from
-//! [`commit`](keel_genesys::PageSink::commit) once a page is handed over; pages still become
-//! durable in order, and [`flush`](keel_genesys::PageSink::flush) or
+//! [`commit`](keel_genesys::PageSink::commit) once a page is handed over (or, while both
+//! connections are busy, held to go with the next pages in one transaction); pages still
+//! become durable in order, and [`flush`](keel_genesys::PageSink::flush) or
 //! [`close`](keel_genesys::PageSink::close) wait for them (see `PostgresSink`).
 //!
 //! One run at a time per destination: PostgreSQL holds an advisory lock on a connection of its

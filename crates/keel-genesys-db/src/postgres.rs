@@ -41,7 +41,11 @@ const STAGE: &str = "keel_stage_conversations";
 ///
 /// Pages are written by two connections in turn, so that the server works on one page while
 /// the next is prepared and sent: [`commit`](PageSink::commit) returns once the page is handed
-/// to a writer (and the page two before it is durable), not when it is durable.
+/// to a writer (and the page two before it is durable), not when it is durable. Pages
+/// accepted while both writers are busy wait in the sink, merged, and go to the next free
+/// writer as one transaction (up to 500 conversations; pages sharing a conversation are
+/// never merged): a source faster than the database pays each transaction's fixed cost once
+/// per few pages, one slower than it still has every page sent as soon as it is accepted.
 /// Pages still become durable strictly in order (a page whose predecessor rolled back rolls
 /// back too), so the stored resume point always has every page before it. A failure is
 /// returned by the next call ([`commit`](PageSink::commit), [`flush`](PageSink::flush),
@@ -68,6 +72,10 @@ pub struct PostgresSink {
     writers: Vec<Writer>,
     /// Pages handed to a writer whose outcome is not known yet, oldest first.
     in_flight: VecDeque<InFlight>,
+    /// Pages accepted while every writer was busy, merged into one: written in one
+    /// transaction when a writer frees up (or when it holds [`COALESCE_UP_TO`]
+    /// conversations).
+    pending: Option<Box<Page>>,
     /// The signal of the newest page in flight: the next page stores after it.
     last_stored: Option<Stored>,
     next_writer: usize,
@@ -88,6 +96,8 @@ pub struct PostgresSink {
 struct InFlight {
     /// Its conversations (a page in flight never shares one with another).
     keys: HashSet<[u8; 16]>,
+    /// How many of the caller's pages it holds.
+    pages: usize,
     done: oneshot::Receiver<Result<(), PageError>>,
 }
 
@@ -95,6 +105,14 @@ struct InFlight {
 /// machine busy (the server works on one page while the next is copied in); three, four or
 /// six measured no faster there (BENCHMARKS.md), and each is a connection held for the run.
 const WRITERS: usize = 2;
+
+/// The most conversations that pages accepted while both writers are busy gather into one
+/// transaction. Each transaction costs a fixed amount on both sides (its statements, their
+/// plans, the start of each COPY, the commit); a source faster than the database thus pays
+/// it once per few pages, while pages from a slower one still go to a writer one by one, as
+/// soon as they are accepted. Bounds the memory too: at most this many conversations wait
+/// besides the pages in flight.
+const COALESCE_UP_TO: usize = 500;
 
 impl fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -168,6 +186,7 @@ impl PostgresSink {
             lock,
             writers,
             in_flight: VecDeque::with_capacity(WRITERS),
+            pending: None,
             last_stored: None,
             next_writer: 0,
             destination,
@@ -282,19 +301,40 @@ impl PostgresSink {
     }
 
     /// Waits for the oldest page in flight. On its failure, waits for the others too (each
-    /// rolls back after it, or was stored only if the failure came after its commit) and
-    /// reports the failure: the sink then goes on from the last durable page.
+    /// rolls back after it, or was stored only if the failure came after its commit), drops
+    /// the pages not handed to a writer yet, and reports the failure: the sink then goes on
+    /// from the last durable page.
     async fn settle_oldest(&mut self) -> Result<(), DbError> {
         let Some(oldest) = self.in_flight.pop_front() else {
             return Ok(());
         };
         let out = oldest.done.await.unwrap_or(Err(PageError::WriterGone));
+        self.settled(out).await
+    }
+
+    /// Settles the pages at the front that are done, without waiting for any.
+    async fn reap(&mut self) -> Result<(), DbError> {
+        while let Some(front) = self.in_flight.front_mut() {
+            let out = match front.done.try_recv() {
+                Ok(out) => out,
+                Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
+                Err(oneshot::error::TryRecvError::Closed) => Err(PageError::WriterGone),
+            };
+            self.in_flight.pop_front();
+            self.settled(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the outcome of the page just taken off the front of `in_flight`.
+    async fn settled(&mut self, out: Result<(), PageError>) -> Result<(), DbError> {
         if self.in_flight.is_empty() && out.is_ok() {
             self.last_stored = None;
         }
         let Err(e) = out else { return Ok(()) };
-        let discarded = self.in_flight.len();
+        let mut discarded = self.pending.take().map_or(0, |p| p.pages_held);
         for rest in std::mem::take(&mut self.in_flight) {
+            discarded += rest.pages;
             let _ = rest.done.await;
         }
         self.last_stored = None;
@@ -319,8 +359,47 @@ impl PostgresSink {
         Err(e)
     }
 
-    /// Waits until every page in flight is durable.
+    /// Hands the pending pages to a writer, once one is free and no page in flight shares a
+    /// conversation with them.
+    async fn submit_pending(&mut self) -> Result<(), DbError> {
+        self.make_room(&[]).await?;
+        self.submit_now();
+        Ok(())
+    }
+
+    /// Waits until a writer is free and no page in flight shares a conversation with the
+    /// pending pages or with `more`. A failure meanwhile drops the pending pages with the
+    /// ones in flight.
+    async fn make_room(&mut self, more: &[[u8; 16]]) -> Result<(), DbError> {
+        let mut keys: HashSet<[u8; 16]> = more.iter().copied().collect();
+        if let Some(p) = &self.pending {
+            keys.extend(p.keys.iter().copied());
+        }
+        while self.in_flight.len() >= self.writers.len()
+            || self.in_flight.iter().any(|f| !f.keys.is_disjoint(&keys))
+        {
+            self.settle_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the pending pages to the next writer (free: see [`make_room`](Self::make_room)).
+    fn submit_now(&mut self) {
+        let Some(page) = self.pending.take() else {
+            return;
+        };
+        let keys = page.keys.iter().copied().collect();
+        let pages = page.pages_held;
+        let writer = &self.writers[self.next_writer % self.writers.len()];
+        self.next_writer = self.next_writer.wrapping_add(1);
+        let (stored, done) = writer.submit(*page, self.last_stored.take());
+        self.last_stored = Some(stored);
+        self.in_flight.push_back(InFlight { keys, pages, done });
+    }
+
+    /// Waits until every page accepted is durable.
     async fn settle_all(&mut self) -> Result<(), DbError> {
+        self.submit_pending().await?;
         while !self.in_flight.is_empty() {
             self.settle_oldest().await?;
         }
@@ -562,22 +641,13 @@ impl PageSink for PostgresSink {
                      (PostgreSQL stores conversation ids as uuid)",
                 ),
             })?;
-        // NOTE: pages in flight together share no conversation (so they never wait on each
-        // other's rows), and at most one page per writer is in flight.
-        while self.in_flight.len() >= self.writers.len()
-            || self
-                .in_flight
-                .iter()
-                .any(|f| keys.iter().any(|k| f.keys.contains(k)))
-        {
-            self.settle_oldest().await?;
-        }
+        // NOTE: a failure of a page in flight is reported before this page is accepted.
+        self.reap().await?;
         let query = self
             .resume_query
             .as_ref()
             .unwrap_or(&self.spec.query)
             .to_string();
-        let in_flight = keys.iter().copied().collect();
         let page = Page {
             batch,
             keys,
@@ -587,15 +657,30 @@ impl PageSink for PostgresSink {
             resume,
             pages: i64::try_from(page.pages).unwrap_or(i64::MAX),
             conversations: i64::try_from(page.records.len()).unwrap_or(i64::MAX),
+            pages_held: 1,
         };
-        let writer = &self.writers[self.next_writer % self.writers.len()];
-        self.next_writer = self.next_writer.wrapping_add(1);
-        let (stored, done) = writer.submit(page, self.last_stored.take());
-        self.last_stored = Some(stored);
-        self.in_flight.push_back(InFlight {
-            keys: in_flight,
-            done,
-        });
+        // NOTE: pages merged into one transaction must not share a conversation (one
+        // statement may not write a row twice); the pending ones then go first, alone.
+        if let Some(pending) = &self.pending {
+            let held: HashSet<&[u8; 16]> = pending.keys.iter().collect();
+            if page.keys.iter().any(|k| held.contains(k)) {
+                self.submit_pending().await?;
+            }
+        }
+        let gathered = self.pending.as_ref().map_or(0, |p| p.keys.len()) + page.keys.len();
+        let now = self.in_flight.len() < self.writers.len() || gathered >= COALESCE_UP_TO;
+        if now {
+            // NOTE: waits before this page joins the pending ones: a failure meanwhile
+            // drops those, and this page is not accepted.
+            self.make_room(&page.keys).await?;
+        }
+        match &mut self.pending {
+            Some(pending) => pending.absorb(page),
+            None => self.pending = Some(Box::new(page)),
+        }
+        if now {
+            self.submit_now();
+        }
         Ok(())
     }
 

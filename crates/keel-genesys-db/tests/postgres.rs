@@ -229,6 +229,84 @@ async fn pages_sharing_a_conversation_are_written_one_after_the_other() {
     assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
 }
 
+#[tokio::test]
+async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transaction() {
+    use keel_genesys::sink::Commit;
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    // NOTE: while this lock is held, each writer's page waits at its resume point: both
+    // writers are busy, so the pages accepted next must wait in the sink.
+    let mut blocker = b.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE keel_exports IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    for k in 1..=5u32 {
+        let page = common::records((k - 1) * 5..k * 5);
+        // NOTE: a bound on a wait that must not happen (the writers cannot move before the
+        // lock goes), so that the test fails instead of hanging.
+        let resume = common::checkpoint(k);
+        let commit = sink.commit(Commit::new(&page, &resume, 1));
+        tokio::time::timeout(std::time::Duration::from_secs(10), commit)
+            .await
+            .unwrap_or_else(|_| panic!("page {k} waited for a writer"))
+            .unwrap();
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    // Page 6 shares conversation 12 with the waiting page 3: the waiting pages go first, and
+    // page 6 after them, in a transaction of its own.
+    let mut again = common::conversation(12, true);
+    again["originatingDirection"] = "sideways".into();
+    let mut page6 = vec![common::record(&again)];
+    page6.extend(common::records(25..30));
+    sink.commit(Commit::new(&page6, &common::checkpoint(6), 1))
+        .await
+        .unwrap();
+    sink.flush().await.unwrap();
+    common::assert_rows_of(&b, 0..30).await;
+
+    let rows = b
+        .rows(
+            "SELECT right(conversation_id::text, 12)::int8, xmin::text FROM conversations \
+             ORDER BY 1",
+        )
+        .await;
+    let txn = |i: i64| {
+        rows.iter().find(|r| r[0].int() == i).unwrap()[1]
+            .text()
+            .to_owned()
+    };
+    let same = |a: std::ops::Range<i64>| {
+        let mut t: Vec<String> = a.filter(|&i| i != 12).map(txn).collect();
+        t.dedup();
+        t
+    };
+    let (p1, p2, p345, p6) = (same(0..5), same(5..10), same(10..25), same(25..30));
+    assert_eq!(p345.len(), 1, "pages 3 to 5 in one transaction: {rows:?}");
+    for p in [&p1, &p2, &p6] {
+        assert_eq!(p.len(), 1, "{rows:?}");
+    }
+    assert_eq!(txn(12), p6[0], "conversation 12 as page 6 wrote it");
+    let distinct: std::collections::HashSet<&String> = [&p1[0], &p2[0], &p345[0], &p6[0]].into();
+    assert_eq!(distinct.len(), 4, "{rows:?}");
+    let dir = b
+        .rows("SELECT originating_direction FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000012'")
+        .await;
+    assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
+    let state = b
+        .rows("SELECT resume, pages, conversations FROM keel_exports")
+        .await;
+    assert_eq!(
+        state[0][0].text(),
+        serde_json::to_string(&common::checkpoint(6)).unwrap()
+    );
+    assert_eq!((state[0][1].int(), state[0][2].int()), (6, 31));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema version 1 (text ids, composite keys on the child tables) is upgraded in place.
 // ---------------------------------------------------------------------------------------------

@@ -51,6 +51,22 @@ pub(super) struct Page {
     pub(super) resume: String,
     pub(super) pages: i64,
     pub(super) conversations: i64,
+    /// How many of the caller's pages this one holds (several when merged).
+    pub(super) pages_held: usize,
+}
+
+impl Page {
+    /// Appends `next`, a later page sharing no conversation with this one: one transaction
+    /// then writes both, with the later page's resume point.
+    pub(super) fn absorb(&mut self, next: Page) {
+        self.batch.append(next.batch);
+        self.keys.extend(next.keys);
+        self.query = next.query;
+        self.resume = next.resume;
+        self.pages = self.pages.saturating_add(next.pages);
+        self.conversations = self.conversations.saturating_add(next.conversations);
+        self.pages_held += next.pages_held;
+    }
 }
 
 /// Why a page was not stored.
