@@ -5,6 +5,7 @@
 //! part (participants, sessions, segments, metrics, an end); a field of the wrong type is an
 //! error for the page rather than a silently missing row.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use keel_genesys::Record;
@@ -31,22 +32,24 @@ pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
+// NOTE: the texts that become column values are owned and moved into the rows; times (only
+// parsed) are borrowed from the record where they hold no escape.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Conv {
-    #[serde(default)]
-    conversation_end: Option<String>,
+struct Conv<'a> {
+    #[serde(default, borrow)]
+    conversation_end: Option<Cow<'a, str>>,
     #[serde(default)]
     originating_direction: Option<String>,
     #[serde(default)]
     division_ids: Vec<String>,
-    #[serde(default)]
-    participants: Vec<Part>,
+    #[serde(default, borrow)]
+    participants: Vec<Part<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Part {
+struct Part<'a> {
     #[serde(default)]
     participant_id: Option<String>,
     #[serde(default)]
@@ -55,34 +58,34 @@ struct Part {
     participant_name: Option<String>,
     #[serde(default)]
     user_id: Option<String>,
-    #[serde(default)]
-    sessions: Vec<Sess>,
+    #[serde(default, borrow)]
+    sessions: Vec<Sess<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Sess {
+struct Sess<'a> {
     #[serde(default)]
     session_id: Option<String>,
     #[serde(default)]
     media_type: Option<String>,
     #[serde(default)]
     direction: Option<String>,
-    #[serde(default)]
-    segments: Vec<Seg>,
-    #[serde(default)]
-    metrics: Vec<Metric>,
+    #[serde(default, borrow)]
+    segments: Vec<Seg<'a>>,
+    #[serde(default, borrow)]
+    metrics: Vec<Metric<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Seg {
+struct Seg<'a> {
     #[serde(default)]
     segment_type: Option<String>,
-    #[serde(default)]
-    segment_start: Option<String>,
-    #[serde(default)]
-    segment_end: Option<String>,
+    #[serde(default, borrow)]
+    segment_start: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    segment_end: Option<Cow<'a, str>>,
     #[serde(default)]
     queue_id: Option<String>,
     #[serde(default)]
@@ -91,12 +94,12 @@ struct Seg {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Metric {
+struct Metric<'a> {
     name: String,
     #[serde(default)]
     value: Option<serde_json::Number>,
-    #[serde(default)]
-    emit_date: Option<String>,
+    #[serde(default, borrow)]
+    emit_date: Option<Cow<'a, str>>,
 }
 
 /// A row of `conversations` (without `written_at` and `run_id`, which the sink adds).
@@ -249,7 +252,7 @@ impl Batch {
     }
 
     fn push(&mut self, r: &Record) -> Result<(), String> {
-        let c: Conv = serde_json::from_str(r.raw.get()).map_err(|e| e.to_string())?;
+        let c: Conv<'_> = serde_json::from_str(r.raw.get()).map_err(|e| e.to_string())?;
         let conv = self.conversations.len();
         let start = truncate_ms(r.start.to_offset(UtcOffset::UTC));
         let end = time_field("conversationEnd", c.conversation_end.as_deref())?;
@@ -258,27 +261,31 @@ impl Batch {
             .filter(|d| *d >= 0)
             .and_then(|d| i64::try_from(d).ok());
         let mut media: Vec<&str> = Vec::new();
-        for (pi, p) in c.participants.iter().enumerate() {
-            for (si, s) in p.sessions.iter().enumerate() {
-                if let Some(m) = s.media_type.as_deref() {
-                    if !media.contains(&m) {
-                        media.push(m);
-                    }
+        for s in c.participants.iter().flat_map(|p| &p.sessions) {
+            if let Some(m) = s.media_type.as_deref() {
+                if !media.contains(&m) {
+                    media.push(m);
                 }
-                for (gi, g) in s.segments.iter().enumerate() {
+            }
+        }
+        let media_types = media.join(",");
+        for (pi, p) in c.participants.into_iter().enumerate() {
+            for (si, s) in p.sessions.into_iter().enumerate() {
+                let queue_id = s.segments.iter().find_map(|g| g.queue_id.clone());
+                for (gi, g) in s.segments.into_iter().enumerate() {
                     self.segments.push(SegmentRow {
                         conv,
                         participant: index(pi),
                         session: index(si),
                         index: index(gi),
-                        segment_type: g.segment_type.clone(),
+                        segment_type: g.segment_type,
                         start: time_field("segmentStart", g.segment_start.as_deref())?,
                         end: time_field("segmentEnd", g.segment_end.as_deref())?,
-                        queue_id: g.queue_id.clone(),
-                        disconnect_type: g.disconnect_type.clone(),
+                        queue_id: g.queue_id,
+                        disconnect_type: g.disconnect_type,
                     });
                 }
-                for (mi, m) in s.metrics.iter().enumerate() {
+                for (mi, m) in s.metrics.into_iter().enumerate() {
                     let value = m
                         .value
                         .as_ref()
@@ -288,7 +295,7 @@ impl Batch {
                         participant: index(pi),
                         session: index(si),
                         index: index(mi),
-                        name: m.name.clone(),
+                        name: m.name,
                         value,
                         emit_date: time_field("emitDate", m.emit_date.as_deref())?,
                     });
@@ -297,19 +304,19 @@ impl Batch {
                     conv,
                     participant: index(pi),
                     index: index(si),
-                    session_id: s.session_id.clone(),
-                    media_type: s.media_type.clone(),
-                    direction: s.direction.clone(),
-                    queue_id: s.segments.iter().find_map(|g| g.queue_id.clone()),
+                    session_id: s.session_id,
+                    media_type: s.media_type,
+                    direction: s.direction,
+                    queue_id,
                 });
             }
             self.participants.push(ParticipantRow {
                 conv,
                 index: index(pi),
-                participant_id: p.participant_id.clone(),
-                purpose: p.purpose.clone(),
-                name: p.participant_name.clone(),
-                user_id: p.user_id.clone(),
+                participant_id: p.participant_id,
+                purpose: p.purpose,
+                name: p.participant_name,
+                user_id: p.user_id,
             });
         }
         self.conversations.push(ConvRow {
@@ -320,7 +327,7 @@ impl Batch {
             start_hour: i32::from(start.hour()),
             duration_ms,
             direction: c.originating_direction,
-            media_types: media.join(","),
+            media_types,
             division_ids: c.division_ids.join(","),
             raw: r.raw.get().to_owned(),
         });
