@@ -2,16 +2,18 @@
 //!
 //! ```text
 //! cargo build --release -p genesys-export
-//! cargo run --release -p genesys-export --example db_export_bench -- [CONVERSATIONS]
+//! cargo run --release -p genesys-export --example db_export_bench -- [CONVERSATIONS] [OUTPUT...]
 //! ```
 //!
-//! Runs the release `genesys-export` binary three times, one after the other, each against its
-//! own embedded simulator (`--sim --sim-no-faults --sim-page-latency 0ms`, CONVERSATIONS
-//! conversations, default 50,000): into an NDJSON file, into an SQLite file and into a
-//! PostgreSQL database (a throwaway cluster from keel-testkit, durable settings; skipped when
-//! PostgreSQL is not installed). Prints each run's wall time, conversations per second and
-//! the peak memory the binary reports. The simulator runs inside the measured process, so the
-//! figures are the whole pipeline's, simulator included.
+//! Runs the release `genesys-export` binary once per OUTPUT (`ndjson`, `sqlite`, `postgres`;
+//! default all three), one after the other, each against its own embedded simulator (`--sim
+//! --sim-no-faults --sim-page-latency 0ms`, CONVERSATIONS conversations, default 50,000): into
+//! an NDJSON file, into an SQLite file and into a PostgreSQL database (a throwaway cluster
+//! from keel-testkit, durable settings, skipped when PostgreSQL is not installed; or, with
+//! `KEEL_BENCH_PG_URL`, an empty database on a server of your own, the password from
+//! `PGPASSWORD` or `.pgpass`). Each run starts after a `sync`. Prints each run's wall time,
+//! conversations per second and the peak memory the binary reports. The simulator runs
+//! inside the measured process, so the figures are the whole pipeline's, simulator included.
 
 use std::process::Command;
 use std::time::Instant;
@@ -21,6 +23,8 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(50_000);
+    let only: Vec<String> = std::env::args().skip(2).collect();
+    let runs_ = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let exe = std::env::current_exe()
         .ok()
         .and_then(|p| Some(p.parent()?.parent()?.join("genesys-export")))
@@ -46,17 +50,27 @@ fn main() {
             None,
         ),
     ];
-    let pg = keel_testkit::postgres::PgCluster::shared().map(|c| c.create_database());
-    match &pg {
-        Some(db) => runs.push((
+    runs.retain(|r| runs_(r.0));
+    let own = std::env::var("KEEL_BENCH_PG_URL").ok();
+    let pg = match (&own, runs_("postgres")) {
+        (None, true) => keel_testkit::postgres::PgCluster::shared().map(|c| c.create_database()),
+        _ => None,
+    };
+    match (&own, &pg) {
+        _ if !runs_("postgres") => {}
+        (Some(url), _) => runs.push(("postgres", url.clone(), None)),
+        (None, Some(db)) => runs.push((
             "postgres",
             db.url_without_password(),
             Some(db.password().to_owned()),
         )),
-        None => println!("postgres skipped: PostgreSQL is not installed"),
+        (None, None) => println!("postgres skipped: PostgreSQL is not installed"),
     }
 
     for (name, out, password) in runs {
+        // NOTE: the previous run's files are written back first, so that their write-back
+        // does not land in this run's time.
+        let _ = Command::new("sync").status();
         let mut cmd = Command::new(&exe);
         cmd.args([
             "--sim",
