@@ -40,12 +40,15 @@ const STAGE: &str = "keel_stage_conversations";
 /// # Pipelined commits
 ///
 /// Pages are written by two connections in turn, so that the server works on one page while
-/// the next is prepared and sent: [`commit`](PageSink::commit) returns once the page is handed
-/// to a writer (and the page two before it is durable), not when it is durable. Pages
-/// accepted while both writers are busy wait in the sink, merged, and go to the next free
-/// writer as one transaction (up to 500 conversations; pages sharing a conversation are
-/// never merged): a source faster than the database pays each transaction's fixed cost once
-/// per few pages, one slower than it still has every page sent as soon as it is accepted.
+/// the next is prepared and sent. [`commit`](PageSink::commit) returns once the page is
+/// handed to a free writer or, while both are busy, held in the sink to go to the next free
+/// one together with the pages accepted after it, as one transaction (up to 500
+/// conversations, where `commit` waits; pages sharing a conversation are never merged); it
+/// does not wait for the page to be durable. A source faster than the database thus pays
+/// each transaction's fixed cost once per few pages, one slower than it still has every page
+/// sent as soon as it is accepted. Held pages go at the next commit,
+/// [`flush`](PageSink::flush) or [`close`](PageSink::close): a caller that pauses long
+/// between pages (a rate-limit wait) and wants them durable meanwhile calls `flush` first.
 /// Pages still become durable strictly in order (a page whose predecessor rolled back rolls
 /// back too), so the stored resume point always has every page before it. A failure is
 /// returned by the next call ([`commit`](PageSink::commit), [`flush`](PageSink::flush),
