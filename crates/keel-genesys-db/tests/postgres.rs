@@ -229,34 +229,48 @@ async fn pages_sharing_a_conversation_are_written_one_after_the_other() {
     assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
 }
 
+/// A connection holding `keel_exports` locked: each writer's page then waits at its resume
+/// point (both writers busy) until [`unblock`] ends the lock.
+async fn block_writers(b: &Pg) -> sqlx::PgConnection {
+    let mut blocker = b.conn().await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE keel_exports IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    blocker
+}
+
+async fn unblock(mut blocker: sqlx::PgConnection) {
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+}
+
+/// Commits `page` as API page `k`, failing (rather than hanging) if the sink waits for a
+/// writer: while the writers are blocked, that wait could never end.
+async fn commit_without_waiting(sink: &mut DbSink, page: &[keel_genesys::Record], k: u32) {
+    use keel_genesys::sink::Commit;
+    let resume = common::checkpoint(k);
+    let commit = sink.commit(Commit::new(page, &resume, 1));
+    tokio::time::timeout(std::time::Duration::from_secs(10), commit)
+        .await
+        .unwrap_or_else(|_| panic!("page {k} waited for a writer"))
+        .unwrap();
+}
+
 #[tokio::test]
 async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transaction() {
     use keel_genesys::sink::Commit;
     let Some(b) = Pg::new() else { return };
     let mut sink = common::connect(&b).await;
     sink.open().await.unwrap();
-    // NOTE: while this lock is held, each writer's page waits at its resume point: both
-    // writers are busy, so the pages accepted next must wait in the sink.
-    let mut blocker = b.conn().await;
-    sqlx::raw_sql("BEGIN; LOCK TABLE keel_exports IN EXCLUSIVE MODE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    // NOTE: pages 1 and 2 go to the (blocked) writers; 3 to 5 must wait in the sink.
+    let blocker = block_writers(&b).await;
     for k in 1..=5u32 {
-        let page = common::records((k - 1) * 5..k * 5);
-        // NOTE: a bound on a wait that must not happen (the writers cannot move before the
-        // lock goes), so that the test fails instead of hanging.
-        let resume = common::checkpoint(k);
-        let commit = sink.commit(Commit::new(&page, &resume, 1));
-        tokio::time::timeout(std::time::Duration::from_secs(10), commit)
-            .await
-            .unwrap_or_else(|_| panic!("page {k} waited for a writer"))
-            .unwrap();
+        commit_without_waiting(&mut sink, &common::records((k - 1) * 5..k * 5), k).await;
     }
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    unblock(blocker).await;
     // Page 6 shares conversation 12 with the waiting page 3: the waiting pages go first, and
     // page 6 after them, in a transaction of its own.
     let mut again = common::conversation(12, true);
@@ -305,6 +319,46 @@ async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transacti
         serde_json::to_string(&common::checkpoint(6)).unwrap()
     );
     assert_eq!((state[0][1].int(), state[0][2].int()), (6, 31));
+}
+
+#[tokio::test]
+async fn a_failure_in_pages_held_together_stores_none_of_them() {
+    use common::{Backend as _, CommitNow as _};
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    b.exec(b.failure_trigger()).await;
+    let mut bad = common::conversation(19, true);
+    bad["participants"][0]["sessions"][0]["metrics"][0]["name"] = "boom".into();
+    let mut page4 = common::records(15..19);
+    page4.push(common::record(&bad));
+    // Pages 1 and 2 go to the writers; 3 and 4 wait in the sink and go together.
+    let blocker = block_writers(&b).await;
+    for (k, page) in [
+        (1, common::records(0..5)),
+        (2, common::records(5..10)),
+        (3, common::records(10..15)),
+        (4, page4),
+    ] {
+        commit_without_waiting(&mut sink, &page, k).await;
+    }
+    unblock(blocker).await;
+    let err = sink.flush().await.unwrap_err().to_string();
+    assert!(err.contains("injected failure"), "{err}");
+    // Page 3 itself was fine: it shared page 4's transaction.
+    common::assert_rows_of(&b, 0..10).await;
+    let state = b
+        .rows("SELECT resume, pages, conversations FROM keel_exports")
+        .await;
+    assert_eq!(
+        state[0][0].text(),
+        serde_json::to_string(&common::checkpoint(2)).unwrap()
+    );
+    assert_eq!((state[0][1].int(), state[0][2].int()), (2, 10));
+
+    // The sink goes on from the last durable page.
+    sink.commit_page(&common::records(10..15), 3).await.unwrap();
+    common::assert_rows_of(&b, 0..15).await;
 }
 
 // ---------------------------------------------------------------------------------------------
