@@ -1,4 +1,4 @@
-//! [`PostgresSink`]: a PostgreSQL server, COPY into a staging table and one upsert per page.
+//! [`PostgresSink`]: a PostgreSQL server, COPY and one upsert per transaction of one or more pages.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -31,11 +31,13 @@ const STAGE: &str = "keel_stage_conversations";
 
 /// A [`PageSink`] into a PostgreSQL database.
 ///
-/// Each page is one transaction: its conversations are COPied (binary format) into a
-/// session-local staging table and upserted from there (`INSERT … SELECT … ON CONFLICT
-/// (conversation_id) DO UPDATE`, since COPY itself cannot resolve conflicts), their child rows
-/// deleted and COPied afresh, and the resume point stored. Ids repeated inside a page are
-/// reduced to their last record first (one statement may not update a row twice).
+/// Each page is written in one transaction (with the pages held with it, see below): its
+/// conversations are COPied (binary format) straight into `conversations` when none of them
+/// is stored yet, or else into a session-local staging table and upserted from there
+/// (`INSERT … SELECT … ON CONFLICT (conversation_id) DO UPDATE`, since COPY itself cannot
+/// resolve conflicts); the child rows of each conversation written are COPied (an updated
+/// conversation's old ones deleted first), and the resume point stored. Ids repeated inside
+/// a page are reduced to their last record first (one statement may not update a row twice).
 ///
 /// # Pipelined commits
 ///
