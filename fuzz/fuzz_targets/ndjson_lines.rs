@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut buf = Vec::new();
-    if Format::Ndjson.encode_page(&page.conversations, &mut buf).is_err() {
+    if Format::Ndjson
+        .encode_page(&page.conversations, &mut buf)
+        .is_err()
+    {
         return;
     }
     let text = std::str::from_utf8(&buf).expect("utf-8 in, utf-8 out");

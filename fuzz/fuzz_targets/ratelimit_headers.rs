@@ -19,7 +19,9 @@ const NAMES: [&str; 6] = [
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     for line in data.split(|b| *b == b'\n') {
-        let Some((&selector, value)) = line.split_first() else { continue };
+        let Some((&selector, value)) = line.split_first() else {
+            continue;
+        };
         let name = HeaderName::from_static(NAMES[usize::from(selector) % NAMES.len()]);
         if let Ok(v) = HeaderValue::from_bytes(value) {
             headers.append(name, v);

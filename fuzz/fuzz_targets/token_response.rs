@@ -17,7 +17,9 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&code, body)) = data.split_first() else { return };
+    let Some((&code, body)) = data.split_first() else {
+        return;
+    };
     let status = StatusCode::from_u16(200 + u16::from(code) % 400).unwrap();
     let body = Bytes::copy_from_slice(body);
     let reply = body.clone();
