@@ -166,14 +166,9 @@ async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metr
     assert!(err.contains("1 page(s) accepted after it"), "{err}");
     // Page 3's own transaction was fine: only the order of commits keeps it out.
     common::assert_rows_of(&b, 0..5).await;
-    let state = b
-        .rows("SELECT resume, pages, conversations FROM keel_exports")
-        .await;
-    assert_eq!(
-        state[0][0].text(),
-        serde_json::to_string(&common::checkpoint(1)).unwrap()
-    );
-    assert_eq!((state[0][1].int(), state[0][2].int()), (1, 5));
+    let state = common::sink_state(&b).await;
+    assert_eq!(state.resume, Some(common::checkpoint(1)));
+    assert_eq!((state.pages, state.conversations), (1, 5));
 
     // The sink goes on from the last durable page.
     sink.commit_page(&common::records(5..10), 2).await.unwrap();
@@ -311,14 +306,9 @@ async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transacti
         .rows("SELECT originating_direction FROM conversations WHERE conversation_id = '00000000-0000-4000-8000-000000000012'")
         .await;
     assert_eq!(dir[0][0].text(), "sideways", "the later page's record wins");
-    let state = b
-        .rows("SELECT resume, pages, conversations FROM keel_exports")
-        .await;
-    assert_eq!(
-        state[0][0].text(),
-        serde_json::to_string(&common::checkpoint(6)).unwrap()
-    );
-    assert_eq!((state[0][1].int(), state[0][2].int()), (6, 31));
+    let state = common::sink_state(&b).await;
+    assert_eq!(state.resume, Some(common::checkpoint(6)));
+    assert_eq!((state.pages, state.conversations), (6, 31));
 }
 
 #[tokio::test]
@@ -347,14 +337,9 @@ async fn a_failure_in_pages_held_together_stores_none_of_them() {
     assert!(err.contains("injected failure"), "{err}");
     // Page 3 itself was fine: it shared page 4's transaction.
     common::assert_rows_of(&b, 0..10).await;
-    let state = b
-        .rows("SELECT resume, pages, conversations FROM keel_exports")
-        .await;
-    assert_eq!(
-        state[0][0].text(),
-        serde_json::to_string(&common::checkpoint(2)).unwrap()
-    );
-    assert_eq!((state[0][1].int(), state[0][2].int()), (2, 10));
+    let state = common::sink_state(&b).await;
+    assert_eq!(state.resume, Some(common::checkpoint(2)));
+    assert_eq!((state.pages, state.conversations), (2, 10));
 
     // The sink goes on from the last durable page.
     sink.commit_page(&common::records(10..15), 3).await.unwrap();

@@ -391,7 +391,8 @@ pub(crate) async fn a_failed_page_does_not_poison_the_sink<B: Backend>(b: B) {
     assert_eq!(sink_state(&b).await.resume, Some(checkpoint(1)));
 }
 
-async fn sink_state<B: Backend>(b: &B) -> SinkState {
+/// The export's stored state: resume point, pages and conversations.
+pub(crate) async fn sink_state<B: Backend>(b: &B) -> SinkState {
     let rows = b
         .rows(&format!(
             "SELECT resume, pages, conversations FROM keel_exports WHERE export_key = '{KEY}'"
