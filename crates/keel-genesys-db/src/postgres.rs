@@ -43,12 +43,15 @@ const STAGE: &str = "keel_stage_conversations";
 ///
 /// Pages are written by two connections in turn, so that the server works on one page while
 /// the next is prepared and sent. [`commit`](PageSink::commit) returns once the page is
-/// handed to a free writer or, while both are busy, held in the sink to go to the next free
-/// one together with the pages accepted after it, as one transaction (up to 500
-/// conversations, where `commit` waits; pages sharing a conversation are never merged); it
-/// does not wait for the page to be durable. A source faster than the database thus pays
-/// each transaction's fixed cost once per few pages, one slower than it still has every page
-/// sent as soon as it is accepted. Held pages go at the next commit,
+/// handed to a free writer or held in the sink to go to a writer later together with the
+/// pages accepted after it, as one transaction (up to 1,000 conversations, where `commit`
+/// waits; pages sharing a conversation are never merged); it does not wait for the page to
+/// be durable. Pages are held while both writers are busy, and while one is: until they hold
+/// as many conversations as the transaction in flight (transactions commit in order, so a
+/// smaller one would finish first and wait for it, its connection idle; equal ones keep the
+/// two writers staggered, each working while the other commits). A source faster than the
+/// database thus pays each transaction's fixed cost once per few pages, one slower than it
+/// still has every page sent as soon as it is accepted. Held pages go at the next commit,
 /// [`flush`](PageSink::flush) or [`close`](PageSink::close): a caller that pauses long
 /// between pages (a rate-limit wait) and wants them durable meanwhile calls `flush` first.
 /// Pages still become durable strictly in order (a page whose predecessor rolled back rolls
@@ -77,8 +80,8 @@ pub struct PostgresSink {
     writers: Vec<Writer>,
     /// Pages handed to a writer whose outcome is not known yet, oldest first.
     in_flight: VecDeque<InFlight>,
-    /// Pages accepted while every writer was busy, merged into one: written in one
-    /// transaction when a writer frees up (or when it holds [`COALESCE_UP_TO`]
+    /// Pages accepted but not handed to a writer yet, merged into one: written in one
+    /// transaction once [`ready`](Self::ready) (or when it holds [`COALESCE_UP_TO`]
     /// conversations).
     pending: Option<Box<Page>>,
     /// The signal of the newest page in flight: the next page stores after it.
@@ -103,6 +106,8 @@ struct InFlight {
     keys: HashSet<[u8; 16]>,
     /// How many of the caller's pages it holds.
     pages: usize,
+    /// How many conversations it holds.
+    conversations: usize,
     done: oneshot::Receiver<Result<(), PageError>>,
 }
 
@@ -111,13 +116,14 @@ struct InFlight {
 /// six measured no faster there (BENCHMARKS.md), and each is a connection held for the run.
 const WRITERS: usize = 2;
 
-/// The most conversations that pages accepted while both writers are busy gather into one
-/// transaction. Each transaction costs a fixed amount on both sides (its statements, their
-/// plans, the start of each COPY, the commit); a source faster than the database thus pays
-/// it once per few pages, while pages from a slower one still go to a writer one by one, as
-/// soon as they are accepted. Bounds the memory too: at most this many conversations wait
-/// besides the pages in flight.
-const COALESCE_UP_TO: usize = 500;
+/// The most conversations that pages held in the sink gather into one transaction. Each
+/// transaction costs a fixed amount on both sides (its statements, their plans, the start of
+/// each COPY, the commit); a source faster than the database thus pays it once per few
+/// pages, while pages from a slower one still go to a writer one by one, as soon as they are
+/// accepted. Bounds the memory too: at most this many conversations wait besides the pages
+/// in flight. 500 and 800 measured slower end to end, 1,200 and 2,000 no faster
+/// (BENCHMARKS.md).
+const COALESCE_UP_TO: usize = 1000;
 
 impl fmt::Debug for PostgresSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -388,6 +394,21 @@ impl PostgresSink {
         Ok(())
     }
 
+    /// Whether `gathered` held conversations go to a free writer now: at once when no
+    /// transaction is in flight, else once they are as many as the newest one in flight holds
+    /// (or [`COALESCE_UP_TO`]). Transactions commit in order: one smaller than its
+    /// predecessor would finish first and then wait for it, its connection idle, and the two
+    /// writers would settle into one doing the large transactions and the other small ones
+    /// behind it (measured: one server process busy twice as long as the other). Equal sizes
+    /// keep them staggered, each working while the other commits.
+    fn ready(&self, gathered: usize) -> bool {
+        if self.in_flight.len() >= self.writers.len() {
+            return false;
+        }
+        let newest = self.in_flight.back().map_or(0, |f| f.conversations);
+        gathered >= newest.min(COALESCE_UP_TO)
+    }
+
     /// Hands the pending pages to the next writer (free: see [`make_room`](Self::make_room)).
     fn submit_now(&mut self) {
         let Some(page) = self.pending.take() else {
@@ -395,11 +416,17 @@ impl PostgresSink {
         };
         let keys = page.keys.iter().copied().collect();
         let pages = page.pages_held;
+        let conversations = page.keys.len();
         let writer = &self.writers[self.next_writer % self.writers.len()];
         self.next_writer = self.next_writer.wrapping_add(1);
         let (stored, done) = writer.submit(*page, self.last_stored.take());
         self.last_stored = Some(stored);
-        self.in_flight.push_back(InFlight { keys, pages, done });
+        self.in_flight.push_back(InFlight {
+            keys,
+            pages,
+            conversations,
+            done,
+        });
     }
 
     /// Waits until every page accepted is durable.
@@ -673,7 +700,7 @@ impl PageSink for PostgresSink {
             }
         }
         let gathered = self.pending.as_ref().map_or(0, |p| p.keys.len()) + page.keys.len();
-        let now = self.in_flight.len() < self.writers.len() || gathered >= COALESCE_UP_TO;
+        let now = gathered >= COALESCE_UP_TO || self.ready(gathered);
         if now {
             // NOTE: waits before this page joins the pending ones: a failure meanwhile
             // drops those, and this page is not accepted.

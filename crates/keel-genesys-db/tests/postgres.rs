@@ -311,6 +311,42 @@ async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transacti
     assert_eq!((state.pages, state.conversations), (6, 31));
 }
 
+/// Each conversation's writing transaction (`xmin`), by conversation number.
+async fn transactions(b: &Pg) -> std::collections::HashMap<i64, String> {
+    b.rows("SELECT right(conversation_id::text, 12)::int8, xmin::text FROM conversations")
+        .await
+        .iter()
+        .map(|r| (r[0].int(), r[1].text().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_page_smaller_than_the_transaction_in_flight_waits_to_go_with_the_next() {
+    let Some(b) = Pg::new() else { return };
+    let mut sink = common::connect(&b).await;
+    sink.open().await.unwrap();
+    // NOTE: page 1 (six conversations) goes to one writer; with the other free, page 2
+    // (three) is held until page 3 brings the held ones to six, and both go in one
+    // transaction: two of equal size in flight.
+    let blocker = block_writers(&b).await;
+    for (k, ids) in [(1, 0..6), (2, 6..9), (3, 9..12)] {
+        commit_without_waiting(&mut sink, &common::records(ids), k).await;
+    }
+    unblock(blocker).await;
+    sink.flush().await.unwrap();
+    common::assert_rows_of(&b, 0..12).await;
+    let txn = transactions(&b).await;
+    let one = |ids: std::ops::Range<i64>| {
+        let t: std::collections::HashSet<&String> = ids.map(|i| &txn[&i]).collect();
+        assert_eq!(t.len(), 1, "{txn:?}");
+        t.into_iter().next().unwrap().clone()
+    };
+    assert_ne!(one(0..6), one(6..12), "{txn:?}");
+    let state = common::sink_state(&b).await;
+    assert_eq!(state.resume, Some(common::checkpoint(3)));
+    assert_eq!((state.pages, state.conversations), (3, 12));
+}
+
 #[tokio::test]
 async fn a_failure_in_pages_held_together_stores_none_of_them() {
     use common::{Backend as _, CommitNow as _};
