@@ -32,8 +32,8 @@ pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
 }
 
-// NOTE: the texts that become column values are owned and moved into the rows; times (only
-// parsed) are borrowed from the record where they hold no escape.
+// NOTE: texts are borrowed from the record where they hold no escape: those of the child
+// rows are copied into the batch's one text buffer, times are only parsed.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Conv<'a> {
@@ -50,14 +50,14 @@ struct Conv<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Part<'a> {
-    #[serde(default)]
-    participant_id: Option<String>,
-    #[serde(default)]
-    purpose: Option<String>,
-    #[serde(default)]
-    participant_name: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
+    #[serde(default, borrow)]
+    participant_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    purpose: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    participant_name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     sessions: Vec<Sess<'a>>,
 }
@@ -65,12 +65,12 @@ struct Part<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Sess<'a> {
-    #[serde(default)]
-    session_id: Option<String>,
-    #[serde(default)]
-    media_type: Option<String>,
-    #[serde(default)]
-    direction: Option<String>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    media_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    direction: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     segments: Vec<Seg<'a>>,
     #[serde(default, borrow)]
@@ -80,22 +80,23 @@ struct Sess<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Seg<'a> {
-    #[serde(default)]
-    segment_type: Option<String>,
+    #[serde(default, borrow)]
+    segment_type: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     segment_start: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     segment_end: Option<Cow<'a, str>>,
-    #[serde(default)]
-    queue_id: Option<String>,
-    #[serde(default)]
-    disconnect_type: Option<String>,
+    #[serde(default, borrow)]
+    queue_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    disconnect_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Metric<'a> {
-    name: String,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
     #[serde(default)]
     value: Option<serde_json::Number>,
     #[serde(default, borrow)]
@@ -117,15 +118,32 @@ pub(crate) struct ConvRow {
     pub(crate) raw: String,
 }
 
+/// A text of a child row, kept in its batch's [`Batch::texts`]: one buffer for the texts of
+/// all the rows instead of an allocation (and a free) for each of them. Read it with
+/// [`Batch::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Text {
+    start: usize,
+    len: usize,
+}
+
+impl Text {
+    fn shift(t: &mut Option<Text>, by: usize) {
+        if let Some(t) = t {
+            t.start += by;
+        }
+    }
+}
+
 /// A row of `participants`; `conv` indexes [`Batch::conversations`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParticipantRow {
     pub(crate) conv: usize,
     pub(crate) index: i32,
-    pub(crate) participant_id: Option<String>,
-    pub(crate) purpose: Option<String>,
-    pub(crate) name: Option<String>,
-    pub(crate) user_id: Option<String>,
+    pub(crate) participant_id: Option<Text>,
+    pub(crate) purpose: Option<Text>,
+    pub(crate) name: Option<Text>,
+    pub(crate) user_id: Option<Text>,
 }
 
 /// A row of `sessions`.
@@ -134,11 +152,11 @@ pub(crate) struct SessionRow {
     pub(crate) conv: usize,
     pub(crate) participant: i32,
     pub(crate) index: i32,
-    pub(crate) session_id: Option<String>,
-    pub(crate) media_type: Option<String>,
-    pub(crate) direction: Option<String>,
+    pub(crate) session_id: Option<Text>,
+    pub(crate) media_type: Option<Text>,
+    pub(crate) direction: Option<Text>,
     /// The first queue among the session's segments.
-    pub(crate) queue_id: Option<String>,
+    pub(crate) queue_id: Option<Text>,
 }
 
 /// A row of `segments`.
@@ -148,11 +166,11 @@ pub(crate) struct SegmentRow {
     pub(crate) participant: i32,
     pub(crate) session: i32,
     pub(crate) index: i32,
-    pub(crate) segment_type: Option<String>,
+    pub(crate) segment_type: Option<Text>,
     pub(crate) start: Option<OffsetDateTime>,
     pub(crate) end: Option<OffsetDateTime>,
-    pub(crate) queue_id: Option<String>,
-    pub(crate) disconnect_type: Option<String>,
+    pub(crate) queue_id: Option<Text>,
+    pub(crate) disconnect_type: Option<Text>,
 }
 
 /// A row of `session_metrics`.
@@ -162,7 +180,7 @@ pub(crate) struct MetricRow {
     pub(crate) participant: i32,
     pub(crate) session: i32,
     pub(crate) index: i32,
-    pub(crate) name: String,
+    pub(crate) name: Text,
     pub(crate) value: Option<i64>,
     pub(crate) emit_date: Option<OffsetDateTime>,
 }
@@ -175,6 +193,8 @@ pub(crate) struct Batch {
     pub(crate) sessions: Vec<SessionRow>,
     pub(crate) segments: Vec<SegmentRow>,
     pub(crate) metrics: Vec<MetricRow>,
+    /// The texts of the child rows ([`Text`]), one after the other.
+    pub(crate) texts: String,
 }
 
 /// A record that cannot be flattened: its id and why.
@@ -223,26 +243,71 @@ impl Batch {
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn append(&mut self, other: Batch) {
         let base = self.conversations.len();
+        let at = self.texts.len();
+        self.texts.push_str(&other.texts);
         self.conversations.extend(other.conversations);
         self.participants
             .extend(other.participants.into_iter().map(|mut r| {
                 r.conv += base;
+                for t in [
+                    &mut r.participant_id,
+                    &mut r.purpose,
+                    &mut r.name,
+                    &mut r.user_id,
+                ] {
+                    Text::shift(t, at);
+                }
                 r
             }));
         self.sessions
             .extend(other.sessions.into_iter().map(|mut r| {
                 r.conv += base;
+                for t in [
+                    &mut r.session_id,
+                    &mut r.media_type,
+                    &mut r.direction,
+                    &mut r.queue_id,
+                ] {
+                    Text::shift(t, at);
+                }
                 r
             }));
         self.segments
             .extend(other.segments.into_iter().map(|mut r| {
                 r.conv += base;
+                for t in [&mut r.segment_type, &mut r.queue_id, &mut r.disconnect_type] {
+                    Text::shift(t, at);
+                }
                 r
             }));
         self.metrics.extend(other.metrics.into_iter().map(|mut r| {
             r.conv += base;
+            r.name.start += at;
             r
         }));
+    }
+
+    /// The text `t` of one of this batch's rows.
+    pub(crate) fn text(&self, t: Text) -> &str {
+        self.texts.get(t.start..t.start + t.len).unwrap_or_default()
+    }
+
+    /// [`text`](Self::text) of an optional text.
+    pub(crate) fn opt(&self, t: Option<Text>) -> Option<&str> {
+        t.map(|t| self.text(t))
+    }
+
+    fn keep(&mut self, s: &str) -> Text {
+        let start = self.texts.len();
+        self.texts.push_str(s);
+        Text {
+            start,
+            len: s.len(),
+        }
+    }
+
+    fn keep_opt(&mut self, s: Option<Cow<'_, str>>) -> Option<Text> {
+        s.map(|s| self.keep(&s))
     }
 
     /// The ids of the conversations, in page order.
@@ -271,53 +336,59 @@ impl Batch {
         let media_types = media.join(",");
         for (pi, p) in c.participants.into_iter().enumerate() {
             for (si, s) in p.sessions.into_iter().enumerate() {
-                let queue_id = s.segments.iter().find_map(|g| g.queue_id.clone());
+                let mut queue_id = None;
                 for (gi, g) in s.segments.into_iter().enumerate() {
-                    self.segments.push(SegmentRow {
+                    let row = SegmentRow {
                         conv,
                         participant: index(pi),
                         session: index(si),
                         index: index(gi),
-                        segment_type: g.segment_type,
+                        segment_type: self.keep_opt(g.segment_type),
                         start: time_field("segmentStart", g.segment_start.as_deref())?,
                         end: time_field("segmentEnd", g.segment_end.as_deref())?,
-                        queue_id: g.queue_id,
-                        disconnect_type: g.disconnect_type,
-                    });
+                        queue_id: self.keep_opt(g.queue_id),
+                        disconnect_type: self.keep_opt(g.disconnect_type),
+                    };
+                    queue_id = queue_id.or(row.queue_id);
+                    self.segments.push(row);
                 }
                 for (mi, m) in s.metrics.into_iter().enumerate() {
                     let value = m
                         .value
                         .as_ref()
                         .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f.round() as i64)));
+                    let emit_date = time_field("emitDate", m.emit_date.as_deref())?;
+                    let name = self.keep(&m.name);
                     self.metrics.push(MetricRow {
                         conv,
                         participant: index(pi),
                         session: index(si),
                         index: index(mi),
-                        name: m.name,
+                        name,
                         value,
-                        emit_date: time_field("emitDate", m.emit_date.as_deref())?,
+                        emit_date,
                     });
                 }
-                self.sessions.push(SessionRow {
+                let row = SessionRow {
                     conv,
                     participant: index(pi),
                     index: index(si),
-                    session_id: s.session_id,
-                    media_type: s.media_type,
-                    direction: s.direction,
+                    session_id: self.keep_opt(s.session_id),
+                    media_type: self.keep_opt(s.media_type),
+                    direction: self.keep_opt(s.direction),
                     queue_id,
-                });
+                };
+                self.sessions.push(row);
             }
-            self.participants.push(ParticipantRow {
+            let row = ParticipantRow {
                 conv,
                 index: index(pi),
-                participant_id: p.participant_id,
-                purpose: p.purpose,
-                name: p.participant_name,
-                user_id: p.user_id,
-            });
+                participant_id: self.keep_opt(p.participant_id),
+                purpose: self.keep_opt(p.purpose),
+                name: self.keep_opt(p.participant_name),
+                user_id: self.keep_opt(p.user_id),
+            };
+            self.participants.push(row);
         }
         self.conversations.push(ConvRow {
             id: r.id.clone(),
@@ -377,14 +448,68 @@ pub(crate) mod tests {
         assert_eq!(c.division_ids, "d1,d2");
         assert!(c.raw.contains("unknownTop"));
         assert_eq!(b.participants.len(), 2);
-        assert_eq!(b.participants[1].user_id.as_deref(), Some("u1"));
+        assert_eq!(b.opt(b.participants[1].user_id), Some("u1"));
+        assert_eq!(b.opt(b.participants[0].name), Some("Zoë"));
         assert_eq!(b.sessions.len(), 2);
-        assert_eq!(b.sessions[1].queue_id.as_deref(), Some("q1"));
+        assert_eq!(b.opt(b.sessions[1].queue_id), Some("q1"));
+        assert_eq!(b.opt(b.segments[2].queue_id), Some("q2"));
         assert_eq!(b.segments.len(), 3);
         assert_eq!(b.segments[2].index, 1);
         assert_eq!(b.metrics.len(), 3);
         assert_eq!(b.metrics[1].value, Some(1000));
+        assert_eq!(b.text(b.metrics[2].name), "tAcw");
         assert_eq!(b.metrics[1].participant, 1);
+    }
+
+    #[test]
+    fn an_appended_batch_keeps_its_rows_texts_and_conversations() {
+        let mut a = Batch::from_records(&[record(FULL)]).unwrap();
+        let other = FULL
+            .replace("\"c1\"", "\"c2\"")
+            .replace("Zoë", "Ann")
+            .replace("q1", "queue-9")
+            .replace("tAcw", "tHeld");
+        let b = Batch::from_records(&[record(&other)]).unwrap();
+        a.append(b);
+        assert_eq!(a.ids(), ["c1", "c2"]);
+        let texts = |a: &Batch, conv: usize| {
+            let p: Vec<_> = a.participants.iter().filter(|r| r.conv == conv).collect();
+            let s: Vec<_> = a.sessions.iter().filter(|r| r.conv == conv).collect();
+            let g: Vec<_> = a.segments.iter().filter(|r| r.conv == conv).collect();
+            let m: Vec<_> = a.metrics.iter().filter(|r| r.conv == conv).collect();
+            (
+                a.opt(p[0].name).map(str::to_owned),
+                a.opt(s[1].queue_id).map(str::to_owned),
+                a.opt(g[1].queue_id).map(str::to_owned),
+                a.opt(p[1].purpose).map(str::to_owned),
+                a.text(m[2].name).to_owned(),
+            )
+        };
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            texts(&a, 0),
+            (s("Zoë"), s("q1"), s("q1"), s("agent"), "tAcw".to_owned())
+        );
+        assert_eq!(
+            texts(&a, 1),
+            (
+                s("Ann"),
+                s("queue-9"),
+                s("queue-9"),
+                s("agent"),
+                "tHeld".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn an_escaped_text_is_kept_unescaped() {
+        let b = Batch::from_records(&[record(
+            r#"{"conversationId":"c","conversationStart":"2024-01-01T00:00:00Z",
+                "participants":[{"participantName":"A \"B\" \u00e9"}]}"#,
+        )])
+        .unwrap();
+        assert_eq!(b.opt(b.participants[0].name), Some("A \"B\" é"));
     }
 
     #[test]

@@ -366,10 +366,10 @@ fn write_page(conn: &mut Connection, w: &PageWrite) -> rusqlite::Result<()> {
             st.execute(params![
                 convs[p.conv].id,
                 p.index,
-                p.participant_id,
-                p.purpose,
-                p.name,
-                p.user_id
+                w.batch.opt(p.participant_id),
+                w.batch.opt(p.purpose),
+                w.batch.opt(p.name),
+                w.batch.opt(p.user_id)
             ])?;
         }
         let mut st =
@@ -379,10 +379,10 @@ fn write_page(conn: &mut Connection, w: &PageWrite) -> rusqlite::Result<()> {
                 convs[s.conv].id,
                 s.participant,
                 s.index,
-                s.session_id,
-                s.media_type,
-                s.direction,
-                s.queue_id
+                w.batch.opt(s.session_id),
+                w.batch.opt(s.media_type),
+                w.batch.opt(s.direction),
+                w.batch.opt(s.queue_id)
             ])?;
         }
         let mut st =
@@ -393,11 +393,11 @@ fn write_page(conn: &mut Connection, w: &PageWrite) -> rusqlite::Result<()> {
                 g.participant,
                 g.session,
                 g.index,
-                g.segment_type,
+                w.batch.opt(g.segment_type),
                 g.start.map(iso_ms),
                 g.end.map(iso_ms),
-                g.queue_id,
-                g.disconnect_type
+                w.batch.opt(g.queue_id),
+                w.batch.opt(g.disconnect_type)
             ])?;
         }
         let mut st = tx.prepare_cached(&sql::numbered_for_sqlite(&sql::insert(
@@ -409,7 +409,7 @@ fn write_page(conn: &mut Connection, w: &PageWrite) -> rusqlite::Result<()> {
                 m.participant,
                 m.session,
                 m.index,
-                m.name,
+                w.batch.text(m.name),
                 m.value,
                 m.emit_date.map(iso_ms)
             ])?;

@@ -153,10 +153,10 @@ impl CopyBinary {
                     self.row(6);
                     self.uuid(id(p.conv));
                     self.int4(p.index);
-                    self.opt(p.participant_id.as_deref());
-                    self.opt(p.purpose.as_deref());
-                    self.opt(p.name.as_deref());
-                    self.opt(p.user_id.as_deref());
+                    self.opt(b.opt(p.participant_id));
+                    self.opt(b.opt(p.purpose));
+                    self.opt(b.opt(p.name));
+                    self.opt(b.opt(p.user_id));
                 }
             }
             "sessions" => {
@@ -165,10 +165,10 @@ impl CopyBinary {
                     self.uuid(id(s.conv));
                     self.int4(s.participant);
                     self.int4(s.index);
-                    self.opt(s.session_id.as_deref());
-                    self.opt(s.media_type.as_deref());
-                    self.opt(s.direction.as_deref());
-                    self.opt(s.queue_id.as_deref());
+                    self.opt(b.opt(s.session_id));
+                    self.opt(b.opt(s.media_type));
+                    self.opt(b.opt(s.direction));
+                    self.opt(b.opt(s.queue_id));
                 }
             }
             "segments" => {
@@ -178,11 +178,11 @@ impl CopyBinary {
                     self.int4(g.participant);
                     self.int4(g.session);
                     self.int4(g.index);
-                    self.opt(g.segment_type.as_deref());
+                    self.opt(b.opt(g.segment_type));
                     self.time(g.start);
                     self.time(g.end);
-                    self.opt(g.queue_id.as_deref());
-                    self.opt(g.disconnect_type.as_deref());
+                    self.opt(b.opt(g.queue_id));
+                    self.opt(b.opt(g.disconnect_type));
                 }
             }
             "session_metrics" => {
@@ -192,7 +192,7 @@ impl CopyBinary {
                     self.int4(m.participant);
                     self.int4(m.session);
                     self.int4(m.index);
-                    self.text(&m.name);
+                    self.text(b.text(m.name));
                     self.opt_int8(m.value);
                     self.time(m.emit_date);
                 }
