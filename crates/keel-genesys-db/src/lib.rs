@@ -21,8 +21,9 @@
 //! `docs/SQL.md` has analyst queries that run unchanged on both databases.
 //!
 //! The PostgreSQL sink pipelines: it writes pages on two connections in turn and returns from
-//! [`commit`](keel_genesys::PageSink::commit) once a page is handed over (or, while both
-//! connections are busy, held to go with the next pages in one transaction); pages still
+//! [`commit`](keel_genesys::PageSink::commit) once a page is handed over (or held to go with
+//! the next pages in one transaction, while both connections are busy or until the held
+//! pages are as large as the transaction in flight); pages still
 //! become durable in order, and [`flush`](keel_genesys::PageSink::flush) or
 //! [`close`](keel_genesys::PageSink::close) wait for them (see `PostgresSink`).
 //!
