@@ -9,12 +9,15 @@
 //! `--incremental` runs, under one lock: the export an earlier run left unfinished, if any;
 //! the window from the watermark minus `--overlap` up to now, which moves the watermark when
 //! its last page is committed; then the conversations stored while in progress, fetched again
-//! by id (batches of [`IDS_PER_QUERY`]) until they have ended.
+//! by id (batches of [`IDS_PER_QUERY`]) until they have ended. One that such a query no longer
+//! returns (the API deleted it) is not asked for again; its row stays as last stored.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use keel_genesys::export::{self, ExportError as EngineError, ExportJob};
 use keel_genesys::models::{Filter, Interval};
+use keel_genesys::sink::{Commit, SinkState};
 use keel_genesys::{Client, ConversationQuery, PageSink};
 use keel_genesys_db::{DbError, DbSink, Destination, ExportSpec};
 use time::OffsetDateTime;
@@ -191,18 +194,81 @@ pub(crate) async fn export(
         let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
         let q = query_over(args, window(from, now)?).conversation_filter(ids_filter(&ids)?);
         sink.next_export(to_json(&q)?);
-        phase(client, args, q, &mut sink, progress, totals).await?;
+        let mut noting = Noting::new(&mut sink);
+        phase(client, args, q, &mut noting, progress, totals).await?;
+        let Some(seen) = noting.seen() else { continue };
+        let gone: Vec<String> = ids.into_iter().filter(|id| !seen.contains(id)).collect();
+        if !gone.is_empty() {
+            progress.note(&format!(
+                "genesys-export: {} conversation(s) stored in progress are no longer returned \
+                 by the API (deleted?): they are not fetched again, their rows stay as last \
+                 stored",
+                gone.len()
+            ));
+            sink.forget_in_progress(&gone).await.map_err(sink_err)?;
+        }
     }
     sink.release().await.map_err(sink_err)?;
     Ok(())
 }
 
+/// A sink that notes the ids of the conversations committed through it: which of the
+/// conversations in progress asked for by id the API still returns.
+struct Noting<'a> {
+    sink: &'a mut DbSink,
+    seen: HashSet<String>,
+    /// Set when the engine asked for the ids already committed (a part restarted): it then
+    /// skips those it finds stored, so what it commits is not all the API returned.
+    restarted: bool,
+}
+
+impl<'a> Noting<'a> {
+    fn new(sink: &'a mut DbSink) -> Self {
+        Noting {
+            sink,
+            seen: HashSet::new(),
+            restarted: false,
+        }
+    }
+
+    /// The ids committed, unless a restart may have skipped some.
+    fn seen(self) -> Option<HashSet<String>> {
+        (!self.restarted).then_some(self.seen)
+    }
+}
+
+impl PageSink for Noting<'_> {
+    type Error = DbError;
+
+    async fn open(&mut self) -> Result<SinkState, DbError> {
+        self.sink.open().await
+    }
+
+    async fn commit(&mut self, page: Commit<'_>) -> Result<(), DbError> {
+        self.seen.extend(page.records.iter().map(|r| r.id.clone()));
+        self.sink.commit(page).await
+    }
+
+    async fn flush(&mut self) -> Result<(), DbError> {
+        self.sink.flush().await
+    }
+
+    async fn committed_ids(&mut self, part: Interval) -> Result<HashSet<String>, DbError> {
+        self.restarted = true;
+        self.sink.committed_ids(part).await
+    }
+
+    async fn close(&mut self) -> Result<(), DbError> {
+        self.sink.close().await
+    }
+}
+
 /// One engine run of `query` into `sink`, adding its counters to `totals`.
-async fn phase(
+async fn phase<S: PageSink<Error = DbError>>(
     client: &Client,
     args: &Args,
     query: ConversationQuery,
-    sink: &mut DbSink,
+    sink: &mut S,
     progress: &mut Progress,
     totals: &mut Totals,
 ) -> Result<(), EngineError<ExportError>> {

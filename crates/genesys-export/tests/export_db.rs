@@ -88,6 +88,25 @@ impl Db {
         }
     }
 
+    /// Runs a statement that returns no rows.
+    async fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(10)).unwrap();
+                conn.execute(sql, [])
+                    .unwrap_or_else(|e| panic!("{e}: {sql}"));
+            }
+            Db::Pg(db) => {
+                let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}: {sql}"));
+            }
+        }
+    }
+
     async fn count(&self, sql: &str) -> u64 {
         let rows = self.texts(sql).await;
         rows[0][0].as_deref().unwrap().parse().unwrap()
@@ -674,6 +693,88 @@ async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
         "all ended and fetched again"
     );
     assert_every_record_is_current(&db, &sim).await;
+}
+
+/// A conversation stored in progress that the API no longer returns (deleted) is asked for
+/// once more, then no longer; its row stays as last stored.
+async fn a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again(db: Db) {
+    const H: i64 = 3_600_000;
+    const GONE: &str = "00000000-0000-4000-8000-00000000dead";
+    let day = 1_767_225_600_000_i64; // 2026-01-01T00:00:00Z
+    let sim = Simulator::builder()
+        .conversations(200)
+        .seed(5)
+        .data_start_ms(day)
+        .data_span(Duration::from_secs(4 * 3_600))
+        .clock_at_ms(day + 2 * H)
+        .start()
+        .await
+        .unwrap();
+    let run = |now: i64| {
+        let now = iso(now);
+        let (sim, db) = (&sim, &db);
+        async move {
+            let flags = ["--incremental", "--since", "5h", "--now", &now];
+            run_in_process(sim, db, &flags).await.unwrap()
+        }
+    };
+    run(sim.now_ms()).await;
+    // A copy of the earliest conversation in progress, under an id the API never had.
+    let id = if db.is_sqlite() {
+        format!("'{GONE}'")
+    } else {
+        format!("CAST('{GONE}' AS uuid)")
+    };
+    let columns = "conversation_start, conversation_end, start_day, start_hour, duration_ms, \
+                   originating_direction, media_types, division_ids, record, written_at, run_id";
+    db.exec(&format!(
+        "INSERT INTO conversations (conversation_id, {columns}) SELECT {id}, {columns} \
+         FROM conversations WHERE conversation_id IN (SELECT conversation_id FROM keel_in_progress) \
+         ORDER BY conversation_start LIMIT 1"
+    ))
+    .await;
+    db.exec(&format!(
+        "INSERT INTO keel_in_progress (export_key, conversation_id) \
+         SELECT export_key, {id} FROM keel_in_progress LIMIT 1"
+    ))
+    .await;
+    let tracked = format!(
+        "SELECT CAST(COUNT(*) AS TEXT) FROM keel_in_progress WHERE conversation_id = '{GONE}'"
+    );
+    assert_eq!(db.count(&tracked).await, 1);
+
+    sim.advance(Duration::from_secs(60));
+    run(sim.now_ms()).await;
+    assert_eq!(db.count(&tracked).await, 0, "not asked for again");
+    let row = format!(
+        "SELECT CAST(COUNT(*) AS TEXT) FROM conversations \
+         WHERE conversation_id = '{GONE}' AND conversation_end IS NULL"
+    );
+    assert_eq!(db.count(&row).await, 1, "its row stays as last stored");
+    // Every other conversation stored without an end is still fetched again.
+    let open = db
+        .count("SELECT CAST(COUNT(*) AS TEXT) FROM conversations WHERE conversation_end IS NULL")
+        .await;
+    let still = db
+        .count("SELECT CAST(COUNT(*) AS TEXT) FROM keel_in_progress")
+        .await;
+    assert!(
+        open > 1,
+        "some are still in progress a minute later: {open}"
+    );
+    assert_eq!(still, open - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again() {
+    a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again(Db::sqlite().unwrap())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again() {
+    let Some(db) = Db::pg() else { return };
+    a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again(db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

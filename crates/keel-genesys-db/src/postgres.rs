@@ -289,6 +289,27 @@ impl PostgresSink {
         Ok(ids)
     }
 
+    /// Stops fetching the conversations `ids` again: this export definition's conversations
+    /// in progress that the API no longer returns (their rows stay as last stored).
+    ///
+    /// # Errors
+    /// [`DbError::Database`], or the failure of a page still in flight.
+    pub async fn forget_in_progress(&mut self, ids: &[String]) -> Result<(), DbError> {
+        self.settle_all().await?;
+        self.enter()?;
+        sqlx::query(
+            "DELETE FROM keel_in_progress WHERE export_key = $1 \
+             AND conversation_id::text = ANY($2::text[])",
+        )
+        .bind(&self.spec.key)
+        .bind(ids)
+        .execute(&mut self.lock)
+        .await
+        .map_err(|e| self.db_err("forget conversations in progress", &e))?;
+        self.busy = false;
+        Ok(())
+    }
+
     fn enter(&mut self) -> Result<(), DbError> {
         if self.busy {
             return Err(DbError::Interrupted {

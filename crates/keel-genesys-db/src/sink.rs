@@ -101,6 +101,15 @@ impl DbSink {
     pub async fn in_progress(&mut self) -> Result<Vec<(String, OffsetDateTime)>, DbError> {
         each!(self, s => s.in_progress().await)
     }
+
+    /// Stops fetching the conversations `ids` again (see
+    /// [`SqliteSink::forget_in_progress`](crate::SqliteSink::forget_in_progress)).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn forget_in_progress(&mut self, ids: &[String]) -> Result<(), DbError> {
+        each!(self, s => s.forget_in_progress(ids).await)
+    }
 }
 
 impl PageSink for DbSink {

@@ -170,6 +170,29 @@ impl SqliteSink {
             .collect()
     }
 
+    /// Stops fetching the conversations `ids` again: this export definition's conversations
+    /// in progress that the API no longer returns (their rows stay as last stored).
+    ///
+    /// # Errors
+    /// [`DbError::Database`].
+    pub async fn forget_in_progress(&mut self, ids: &[String]) -> Result<(), DbError> {
+        let key = self.spec.key.clone();
+        let ids = ids.to_vec();
+        self.run("forget conversations in progress", move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare(
+                    "DELETE FROM keel_in_progress WHERE export_key = ?1 AND conversation_id = ?2",
+                )?;
+                for id in &ids {
+                    st.execute(params![key, id])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
     fn state_error(&self, message: String) -> DbError {
         DbError::State {
             destination: self.destination.clone(),
