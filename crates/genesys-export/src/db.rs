@@ -263,8 +263,27 @@ impl PageSink for Noting<'_> {
     }
 }
 
-/// One engine run of `query` into `sink`, adding its counters to `totals`.
-async fn phase<S: PageSink<Error = DbError>>(
+/// A database sink, as [`phase`] sees it.
+trait Unconfirmed {
+    /// See [`DbSink::unconfirmed`].
+    fn unconfirmed(&self) -> (u64, u64);
+}
+
+impl Unconfirmed for DbSink {
+    fn unconfirmed(&self) -> (u64, u64) {
+        DbSink::unconfirmed(self)
+    }
+}
+
+impl Unconfirmed for Noting<'_> {
+    fn unconfirmed(&self) -> (u64, u64) {
+        self.sink.unconfirmed()
+    }
+}
+
+/// One engine run of `query` into `sink`, adding its counters to `totals`: what the database
+/// holds (after a failure of the database, without the pages it did not store).
+async fn phase<S: PageSink<Error = DbError> + Unconfirmed>(
     client: &Client,
     args: &Args,
     query: ConversationQuery,
@@ -275,8 +294,15 @@ async fn phase<S: PageSink<Error = DbError>>(
     let job = ExportJob::new(query, args.mode);
     let outcome = export::run(client, &job, sink, progress).await;
     let last = progress.last();
-    totals.pages += last.pages;
-    totals.conversations += last.conversations;
+    // NOTE: the engine counts a page once the sink accepts it; the PostgreSQL sink stores it
+    // later, and a failure drops those it had not stored yet: the totals say what the
+    // database holds.
+    let (pages, conversations) = match &outcome {
+        Err(EngineError::Sink(_)) => sink.unconfirmed(),
+        _ => (0, 0),
+    };
+    totals.pages += last.pages.saturating_sub(pages);
+    totals.conversations += last.conversations.saturating_sub(conversations);
     totals.resumed_conversations += last.resumed_conversations;
     outcome.map(drop).map_err(|e| match e {
         EngineError::Sink(e) => EngineError::Sink(ExportError::Database(e)),

@@ -391,6 +391,110 @@ async fn postgres_killed_mid_run_then_rerun_exports_every_record_exactly_once() 
 }
 
 // ---------------------------------------------------------------------------------------------
+// A database error in the middle: exit 5 naming the destination, then an exact re-run.
+// ---------------------------------------------------------------------------------------------
+
+async fn a_database_error_mid_run_exits_5_and_the_rerun_is_exact(db: Db) {
+    let sim = sim(1_000).start().await.unwrap();
+    let extra = ["--interval", INTERVAL, "--page-size", "50"];
+    drop(
+        DbSink::connect(
+            &db.destination(),
+            ExportSpec::new("schema", query_json(None)),
+        )
+        .await
+        .unwrap(),
+    );
+    // Inserting a conversation fails once 300 are stored.
+    if db.is_sqlite() {
+        db.exec(
+            "CREATE TRIGGER keel_test_fail BEFORE INSERT ON conversations \
+             WHEN (SELECT COUNT(*) FROM conversations) >= 300 \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .await;
+    } else {
+        db.exec(
+            "CREATE FUNCTION keel_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF (SELECT COUNT(*) FROM conversations) >= 300 THEN \
+             RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$",
+        )
+        .await;
+        db.exec(
+            "CREATE TRIGGER keel_test_fail BEFORE INSERT ON conversations \
+             FOR EACH ROW EXECUTE FUNCTION keel_test_fail()",
+        )
+        .await;
+    }
+    let mut cmd = binary(&sim);
+    cmd.args(flags(&sim, &db.out(), &extra));
+    db.env(&mut cmd);
+    let o = run_binary(cmd).await;
+    let shown = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{shown}");
+    assert!(shown.contains(&db.out()), "{shown}");
+    assert!(shown.contains("injected failure"), "{shown}");
+    // Whole pages only, and exactly those the stored export state counts.
+    let stored = db
+        .count("SELECT CAST(COUNT(*) AS TEXT) FROM conversations")
+        .await;
+    let counted = db
+        .count("SELECT CAST(conversations AS TEXT) FROM keel_exports WHERE export_key <> 'schema'")
+        .await;
+    assert_eq!(stored, counted);
+    assert!(
+        stored >= 100 && stored < 1_000 && stored % 50 == 0,
+        "{stored} stored"
+    );
+    // The summary says what the database holds, not what was handed to it.
+    assert!(
+        shown.contains(&format!(
+            "genesys-export: {stored} conversations, {} pages to",
+            stored / 50
+        )),
+        "{stored} stored: {shown}"
+    );
+
+    db.exec(
+        "DROP TRIGGER keel_test_fail ON conversations"
+            .replace(
+                " ON conversations",
+                if db.is_sqlite() {
+                    ""
+                } else {
+                    " ON conversations"
+                },
+            )
+            .as_str(),
+    )
+    .await;
+    let served = sim.stats().pages_served;
+    let s = run_in_process(&sim, &db, &extra).await.unwrap();
+    assert_eq!(
+        (s.conversations, s.resumed_conversations),
+        (1_000, stored),
+        "resumed after the stored pages"
+    );
+    assert!(
+        sim.stats().pages_served - served <= 20 - stored / 50 + 1,
+        "the re-run did not start over: {} pages",
+        sim.stats().pages_served - served
+    );
+    assert_db_is(&db, &truth(&sim, &query_json(None))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_database_error_mid_run_exits_5_and_the_rerun_is_exact() {
+    a_database_error_mid_run_exits_5_and_the_rerun_is_exact(Db::sqlite().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_database_error_mid_run_exits_5_and_the_rerun_is_exact() {
+    let Some(db) = Db::pg() else { return };
+    a_database_error_mid_run_exits_5_and_the_rerun_is_exact(db).await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Lock, schema, usage, passwords.
 // ---------------------------------------------------------------------------------------------
 

@@ -98,6 +98,8 @@ pub struct PostgresSink {
     /// Set while a call runs: still set at the next call means a call was dropped mid-way
     /// and the connection's state is unknown.
     busy: bool,
+    /// See [`unconfirmed`](Self::unconfirmed).
+    unconfirmed: (u64, u64),
 }
 
 /// A page handed to a writer.
@@ -108,6 +110,8 @@ struct InFlight {
     pages: usize,
     /// How many conversations it holds.
     conversations: usize,
+    /// The API pages and records it holds, as the caller's commits counted them.
+    counted: (u64, u64),
     done: oneshot::Receiver<Result<(), PageError>>,
 }
 
@@ -209,7 +213,17 @@ impl PostgresSink {
             pending_watermark: None,
             hold_lock: false,
             busy: false,
+            unconfirmed: (0, 0),
         })
+    }
+
+    /// The API pages and records (as [`Commit`] counts them) that the sink had accepted but
+    /// that the last failure it reported leaves unconfirmed: not stored, or, when the
+    /// connection was lost while one was committing, not known to be. A caller that counted
+    /// pages as they were accepted subtracts these after a failure to report what the
+    /// database holds. `(0, 0)` before any failure.
+    pub fn unconfirmed(&self) -> (u64, u64) {
+        self.unconfirmed
     }
 
     /// The query stored with the resume point that [`open`](PageSink::open) reported: a
@@ -341,7 +355,7 @@ impl PostgresSink {
             return Ok(());
         };
         let out = oldest.done.await.unwrap_or(Err(PageError::WriterGone));
-        self.settled(out).await
+        self.settled(out, oldest.counted).await
     }
 
     /// Settles the pages at the front that are done, without waiting for any.
@@ -352,23 +366,39 @@ impl PostgresSink {
                 Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
                 Err(oneshot::error::TryRecvError::Closed) => Err(PageError::WriterGone),
             };
+            let counted = front.counted;
             self.in_flight.pop_front();
-            self.settled(out).await?;
+            self.settled(out, counted).await?;
         }
         Ok(())
     }
 
-    /// Takes the outcome of the page just taken off the front of `in_flight`.
-    async fn settled(&mut self, out: Result<(), PageError>) -> Result<(), DbError> {
+    /// Takes the outcome of the page just taken off the front of `in_flight`, which held
+    /// `counted` API pages and records.
+    async fn settled(
+        &mut self,
+        out: Result<(), PageError>,
+        counted: (u64, u64),
+    ) -> Result<(), DbError> {
         if self.in_flight.is_empty() && out.is_ok() {
             self.last_stored = None;
         }
         let Err(e) = out else { return Ok(()) };
-        let mut discarded = self.pending.take().map_or(0, |p| p.pages_held);
+        let mut unconfirmed = counted;
+        let mut add = |c: (u64, u64)| {
+            unconfirmed = (unconfirmed.0 + c.0, unconfirmed.1 + c.1);
+        };
+        let mut discarded = 0;
+        if let Some(p) = self.pending.take() {
+            discarded += p.pages_held;
+            add(p.counted());
+        }
         for rest in std::mem::take(&mut self.in_flight) {
             discarded += rest.pages;
+            add(rest.counted);
             let _ = rest.done.await;
         }
+        self.unconfirmed = unconfirmed;
         self.last_stored = None;
         let mut e = match e {
             PageError::Database(e) => self.db_err("commit a page", &e),
@@ -438,6 +468,7 @@ impl PostgresSink {
         let keys = page.keys.iter().copied().collect();
         let pages = page.pages_held;
         let conversations = page.keys.len();
+        let counted = page.counted();
         let writer = &self.writers[self.next_writer % self.writers.len()];
         self.next_writer = self.next_writer.wrapping_add(1);
         let (stored, done) = writer.submit(*page, self.last_stored.take());
@@ -446,6 +477,7 @@ impl PostgresSink {
             keys,
             pages,
             conversations,
+            counted,
             done,
         });
     }

@@ -102,6 +102,12 @@ impl DbSink {
         each!(self, s => s.in_progress().await)
     }
 
+    /// The API pages and records accepted that the last failure leaves unconfirmed (see
+    /// [`PostgresSink::unconfirmed`](crate::PostgresSink::unconfirmed)).
+    pub fn unconfirmed(&self) -> (u64, u64) {
+        each!(self, s => s.unconfirmed())
+    }
+
     /// Stops fetching the conversations `ids` again (see
     /// [`SqliteSink::forget_in_progress`](crate::SqliteSink::forget_in_progress)).
     ///

@@ -193,6 +193,12 @@ impl SqliteSink {
         .await
     }
 
+    /// Always `(0, 0)`: a page is stored when [`commit`](PageSink::commit) returns (see
+    /// [`PostgresSink::unconfirmed`](crate::PostgresSink::unconfirmed)).
+    pub fn unconfirmed(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     fn state_error(&self, message: String) -> DbError {
         DbError::State {
             destination: self.destination.clone(),

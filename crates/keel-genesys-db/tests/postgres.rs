@@ -161,9 +161,15 @@ async fn a_failed_page_takes_the_pages_accepted_after_it(trigger: &str, bad_metr
             .await
             .expect("accepted: the failure is reported later");
     }
+    assert_eq!(sink.unconfirmed(), (0, 0));
     let err = sink.flush().await.unwrap_err().to_string();
     assert!(err.contains("injected failure"), "{err}");
     assert!(err.contains("1 page(s) accepted after it"), "{err}");
+    assert_eq!(
+        sink.unconfirmed(),
+        (2, 10),
+        "pages 2 and 3, accepted, not stored"
+    );
     // Page 3's own transaction was fine: only the order of commits keeps it out.
     common::assert_rows_of(&b, 0..5).await;
     let state = common::sink_state(&b).await;
@@ -371,6 +377,7 @@ async fn a_failure_in_pages_held_together_stores_none_of_them() {
     unblock(blocker).await;
     let err = sink.flush().await.unwrap_err().to_string();
     assert!(err.contains("injected failure"), "{err}");
+    assert_eq!(sink.unconfirmed(), (2, 10), "pages 3 and 4");
     // Page 3 itself was fine: it shared page 4's transaction.
     common::assert_rows_of(&b, 0..10).await;
     let state = common::sink_state(&b).await;

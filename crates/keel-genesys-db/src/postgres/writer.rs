@@ -56,6 +56,12 @@ pub(super) struct Page {
 }
 
 impl Page {
+    /// The API pages and records it holds, as the caller's commits counted them.
+    pub(super) fn counted(&self) -> (u64, u64) {
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        (n(self.pages), n(self.conversations))
+    }
+
     /// Appends `next`, a later page sharing no conversation with this one: one transaction
     /// then writes both, with the later page's resume point.
     pub(super) fn absorb(&mut self, next: Page) {
