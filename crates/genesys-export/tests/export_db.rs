@@ -443,7 +443,7 @@ async fn a_database_error_mid_run_exits_5_and_the_rerun_is_exact(db: Db) {
         .await;
     assert_eq!(stored, counted);
     assert!(
-        stored >= 100 && stored < 1_000 && stored % 50 == 0,
+        (100..1_000).contains(&stored) && stored % 50 == 0,
         "{stored} stored"
     );
     // The summary says what the database holds, not what was handed to it.
