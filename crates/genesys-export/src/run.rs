@@ -179,7 +179,8 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
     let result = outcome.map_err(|e| match e {
         export::ExportError::Sink(e) => e,
         export::ExportError::Client(e) => {
-            let context = stopped_context(&args, last.pages, last.conversations);
+            let context =
+                stopped_context(&args, database.is_some(), last.pages, last.conversations);
             map_error(e, &client_id, &context)
         }
     });
@@ -202,13 +203,24 @@ async fn run_with(args: Args, given: Option<Credentials>) -> Result<Summary, Exp
         peak_memory: peak_memory(),
     };
     eprintln!("{summary}");
+    #[cfg(feature = "db")]
+    if let (Some(d), Err(ExportError::Database(keel_genesys_db::DbError::Database { .. }))) =
+        (&database, &result)
+    {
+        eprintln!(
+            "genesys-export: {d} keeps the pages stored before the failure and where to resume: \
+             run the same command again to continue"
+        );
+    }
     result.map(|()| summary)
 }
 
-fn stopped_context(args: &Args, pages: u64, conversations: u64) -> String {
+fn stopped_context(args: &Args, database: bool, pages: u64, conversations: u64) -> String {
     format!(
         "export stopped after {pages} pages ({conversations} conversations written{})",
-        if args.resume {
+        if database {
+            "; the database keeps where to resume: run the same command again to continue"
+        } else if args.resume {
             "; run again with --resume to continue"
         } else {
             ""

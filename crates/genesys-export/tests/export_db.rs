@@ -434,6 +434,10 @@ async fn a_database_error_mid_run_exits_5_and_the_rerun_is_exact(db: Db) {
     assert_eq!(o.status.code(), Some(5), "{shown}");
     assert!(shown.contains(&db.out()), "{shown}");
     assert!(shown.contains("injected failure"), "{shown}");
+    assert!(
+        shown.contains("run the same command again to continue"),
+        "{shown}"
+    );
     // Whole pages only, and exactly those the stored export state counts.
     let stored = db
         .count("SELECT CAST(COUNT(*) AS TEXT) FROM conversations")
@@ -480,6 +484,31 @@ async fn a_database_error_mid_run_exits_5_and_the_rerun_is_exact(db: Db) {
         "the re-run did not start over: {} pages",
         sim.stats().pages_served - served
     );
+    assert_db_is(&db, &truth(&sim, &query_json(None))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_failure_mid_run_says_a_plain_rerun_continues_and_it_does() {
+    let db = Db::sqlite().unwrap();
+    let sim = sim(500).fault(6, Fault::Status(400)).start().await.unwrap();
+    let extra = ["--interval", INTERVAL, "--page-size", "50"];
+    let e = run_in_process(&sim, &db, &extra).await.unwrap_err();
+    assert_eq!(e.exit_code(), 4, "{e}");
+    let stored = db
+        .count("SELECT CAST(COUNT(*) AS TEXT) FROM conversations")
+        .await;
+    assert!((50..500).contains(&stored), "{stored} stored");
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&format!(
+            "export stopped after {} pages ({stored} conversations written; the database keeps \
+             where to resume: run the same command again to continue)",
+            stored / 50
+        )),
+        "{shown}"
+    );
+    let s = run_in_process(&sim, &db, &extra).await.unwrap();
+    assert_eq!((s.conversations, s.resumed_conversations), (500, stored));
     assert_db_is(&db, &truth(&sim, &query_json(None))).await;
 }
 
