@@ -125,8 +125,8 @@ const WRITERS: usize = 2;
 /// each COPY, the commit); a source faster than the database thus pays it once per few
 /// pages, while pages from a slower one still go to a writer one by one, as soon as they are
 /// accepted. Bounds the memory too: at most this many conversations wait besides the pages
-/// in flight. 500 and 800 measured slower end to end, 1,200 and 2,000 no faster
-/// (BENCHMARKS.md).
+/// in flight. Smaller bounds (300, 500, 800) measured slower end to end, larger ones gain a
+/// few per cent at most and cost memory (BENCHMARKS.md).
 const COALESCE_UP_TO: usize = 1000;
 
 impl fmt::Debug for PostgresSink {
