@@ -780,12 +780,12 @@ async fn incremental_runs_converge_to_the_final_state(db: Db) {
     );
 }
 
-/// A conversation in progress at one run is fetched again however long ago it started: the
-/// next run here is eight days later (the re-fetch once looked back seven days only).
-async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
+/// 200 conversations over four hours from 2026-01-01T00:00Z, the clock at 02:00: some are
+/// in progress.
+async fn live_sim() -> SimHandle {
     const H: i64 = 3_600_000;
     let day = 1_767_225_600_000_i64; // 2026-01-01T00:00:00Z
-    let sim = Simulator::builder()
+    Simulator::builder()
         .conversations(200)
         .seed(5)
         .data_start_ms(day)
@@ -793,24 +793,29 @@ async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
         .clock_at_ms(day + 2 * H)
         .start()
         .await
-        .unwrap();
-    let run = |now: i64| {
-        let now = iso(now);
-        let (sim, db) = (&sim, &db);
-        async move {
-            let flags = [
-                "--incremental",
-                "--since",
-                "5h",
-                "--overlap",
-                "1m",
-                "--now",
-                &now,
-            ];
-            run_in_process(sim, db, &flags).await.unwrap()
-        }
-    };
-    run(sim.now_ms()).await;
+        .unwrap()
+}
+
+/// An incremental run (`--since 5h --overlap 1m`) as if at `now_ms`.
+async fn incremental_at(sim: &SimHandle, db: &Db, now_ms: i64) -> Summary {
+    let now = iso(now_ms);
+    let flags = [
+        "--incremental",
+        "--since",
+        "5h",
+        "--overlap",
+        "1m",
+        "--now",
+        &now,
+    ];
+    run_in_process(sim, db, &flags).await.unwrap()
+}
+
+/// A conversation in progress at one run is fetched again however long ago it started: the
+/// next run here is eight days later (the re-fetch once looked back seven days only).
+async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
+    let sim = live_sim().await;
+    incremental_at(&sim, &db, sim.now_ms()).await;
     let early_in_progress = "SELECT CAST(COUNT(*) AS TEXT) FROM keel_in_progress p \
          JOIN conversations c USING (conversation_id) \
          WHERE c.conversation_start < '2026-01-01T01:50:00Z'";
@@ -819,7 +824,7 @@ async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
         "run 1 left conversations in progress that started before the next run's window"
     );
     sim.advance(Duration::from_secs(8 * 86_400));
-    run(sim.now_ms()).await;
+    incremental_at(&sim, &db, sim.now_ms()).await;
     assert_eq!(
         db.count(early_in_progress).await,
         0,
@@ -831,27 +836,9 @@ async fn conversations_in_progress_for_days_are_still_fetched_again(db: Db) {
 /// A conversation stored in progress that the API no longer returns (deleted) is asked for
 /// once more, then no longer; its row stays as last stored.
 async fn a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again(db: Db) {
-    const H: i64 = 3_600_000;
     const GONE: &str = "00000000-0000-4000-8000-00000000dead";
-    let day = 1_767_225_600_000_i64; // 2026-01-01T00:00:00Z
-    let sim = Simulator::builder()
-        .conversations(200)
-        .seed(5)
-        .data_start_ms(day)
-        .data_span(Duration::from_secs(4 * 3_600))
-        .clock_at_ms(day + 2 * H)
-        .start()
-        .await
-        .unwrap();
-    let run = |now: i64| {
-        let now = iso(now);
-        let (sim, db) = (&sim, &db);
-        async move {
-            let flags = ["--incremental", "--since", "5h", "--now", &now];
-            run_in_process(sim, db, &flags).await.unwrap()
-        }
-    };
-    run(sim.now_ms()).await;
+    let sim = live_sim().await;
+    incremental_at(&sim, &db, sim.now_ms()).await;
     // A copy of the earliest conversation in progress, under an id the API never had.
     let id = if db.is_sqlite() {
         format!("'{GONE}'")
@@ -877,7 +864,7 @@ async fn a_conversation_in_progress_the_api_no_longer_has_is_not_asked_for_again
     assert_eq!(db.count(&tracked).await, 1);
 
     sim.advance(Duration::from_secs(60));
-    run(sim.now_ms()).await;
+    incremental_at(&sim, &db, sim.now_ms()).await;
     assert_eq!(db.count(&tracked).await, 0, "not asked for again");
     let row = format!(
         "SELECT CAST(COUNT(*) AS TEXT) FROM conversations \

@@ -127,14 +127,6 @@ pub(crate) struct Text {
     len: usize,
 }
 
-impl Text {
-    fn shift(t: &mut Option<Text>, by: usize) {
-        if let Some(t) = t {
-            t.start += by;
-        }
-    }
-}
-
 /// A row of `participants`; `conv` indexes [`Batch::conversations`].
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParticipantRow {
@@ -183,6 +175,76 @@ pub(crate) struct MetricRow {
     pub(crate) name: Text,
     pub(crate) value: Option<i64>,
     pub(crate) emit_date: Option<OffsetDateTime>,
+}
+
+/// A child row that moves into a batch whose conversations and texts come first.
+trait Rebase {
+    /// Adds `conv` to its conversation index and `text` to the start of each of its texts.
+    fn rebase(&mut self, conv: usize, text: usize);
+}
+
+fn shift(texts: &mut [&mut Option<Text>], by: usize) {
+    for t in texts.iter_mut().filter_map(|t| t.as_mut()) {
+        t.start += by;
+    }
+}
+
+/// Appends `rows` to `to`, rebased (see [`Rebase`]).
+fn moved<R: Rebase>(to: &mut Vec<R>, rows: Vec<R>, conv: usize, text: usize) {
+    to.extend(rows.into_iter().map(|mut r| {
+        r.rebase(conv, text);
+        r
+    }));
+}
+
+impl Rebase for ParticipantRow {
+    fn rebase(&mut self, conv: usize, text: usize) {
+        self.conv += conv;
+        let r = self;
+        shift(
+            &mut [
+                &mut r.participant_id,
+                &mut r.purpose,
+                &mut r.name,
+                &mut r.user_id,
+            ],
+            text,
+        );
+    }
+}
+
+impl Rebase for SessionRow {
+    fn rebase(&mut self, conv: usize, text: usize) {
+        self.conv += conv;
+        let r = self;
+        shift(
+            &mut [
+                &mut r.session_id,
+                &mut r.media_type,
+                &mut r.direction,
+                &mut r.queue_id,
+            ],
+            text,
+        );
+    }
+}
+
+impl Rebase for SegmentRow {
+    fn rebase(&mut self, conv: usize, text: usize) {
+        self.conv += conv;
+        let r = self;
+        shift(
+            &mut [&mut r.segment_type, &mut r.queue_id, &mut r.disconnect_type],
+            text,
+        );
+    }
+}
+
+impl Rebase for MetricRow {
+    fn rebase(&mut self, conv: usize, text: usize) {
+        self.conv += conv;
+        self.name.start += text;
+    }
 }
 
 /// The rows of one page, each conversation once (the last of duplicate ids wins).
@@ -242,49 +304,14 @@ impl Batch {
     /// Appends the rows of `other`, a batch sharing no conversation with this one.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn append(&mut self, other: Batch) {
-        let base = self.conversations.len();
-        let at = self.texts.len();
+        let conv = self.conversations.len();
+        let text = self.texts.len();
         self.texts.push_str(&other.texts);
         self.conversations.extend(other.conversations);
-        self.participants
-            .extend(other.participants.into_iter().map(|mut r| {
-                r.conv += base;
-                for t in [
-                    &mut r.participant_id,
-                    &mut r.purpose,
-                    &mut r.name,
-                    &mut r.user_id,
-                ] {
-                    Text::shift(t, at);
-                }
-                r
-            }));
-        self.sessions
-            .extend(other.sessions.into_iter().map(|mut r| {
-                r.conv += base;
-                for t in [
-                    &mut r.session_id,
-                    &mut r.media_type,
-                    &mut r.direction,
-                    &mut r.queue_id,
-                ] {
-                    Text::shift(t, at);
-                }
-                r
-            }));
-        self.segments
-            .extend(other.segments.into_iter().map(|mut r| {
-                r.conv += base;
-                for t in [&mut r.segment_type, &mut r.queue_id, &mut r.disconnect_type] {
-                    Text::shift(t, at);
-                }
-                r
-            }));
-        self.metrics.extend(other.metrics.into_iter().map(|mut r| {
-            r.conv += base;
-            r.name.start += at;
-            r
-        }));
+        moved(&mut self.participants, other.participants, conv, text);
+        moved(&mut self.sessions, other.sessions, conv, text);
+        moved(&mut self.segments, other.segments, conv, text);
+        moved(&mut self.metrics, other.metrics, conv, text);
     }
 
     /// The text `t` of one of this batch's rows.

@@ -108,8 +108,6 @@ struct InFlight {
     keys: HashSet<[u8; 16]>,
     /// How many of the caller's pages it holds.
     pages: usize,
-    /// How many conversations it holds.
-    conversations: usize,
     /// The API pages and records it holds, as the caller's commits counted them.
     counted: (u64, u64),
     done: oneshot::Receiver<Result<(), PageError>>,
@@ -456,7 +454,7 @@ impl PostgresSink {
         if self.in_flight.len() >= self.writers.len() {
             return false;
         }
-        let newest = self.in_flight.back().map_or(0, |f| f.conversations);
+        let newest = self.in_flight.back().map_or(0, |f| f.keys.len());
         gathered >= newest.min(COALESCE_UP_TO)
     }
 
@@ -467,7 +465,6 @@ impl PostgresSink {
         };
         let keys = page.keys.iter().copied().collect();
         let pages = page.pages_held;
-        let conversations = page.keys.len();
         let counted = page.counted();
         let writer = &self.writers[self.next_writer % self.writers.len()];
         self.next_writer = self.next_writer.wrapping_add(1);
@@ -476,7 +473,6 @@ impl PostgresSink {
         self.in_flight.push_back(InFlight {
             keys,
             pages,
-            conversations,
             counted,
             done,
         });

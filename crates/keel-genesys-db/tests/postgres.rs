@@ -284,17 +284,8 @@ async fn pages_accepted_while_both_writers_are_busy_are_written_in_one_transacti
     sink.flush().await.unwrap();
     common::assert_rows_of(&b, 0..30).await;
 
-    let rows = b
-        .rows(
-            "SELECT right(conversation_id::text, 12)::int8, xmin::text FROM conversations \
-             ORDER BY 1",
-        )
-        .await;
-    let txn = |i: i64| {
-        rows.iter().find(|r| r[0].int() == i).unwrap()[1]
-            .text()
-            .to_owned()
-    };
+    let rows = transactions(&b).await;
+    let txn = |i: i64| rows[&i].clone();
     let same = |a: std::ops::Range<i64>| {
         let mut t: Vec<String> = a.filter(|&i| i != 12).map(txn).collect();
         t.dedup();
